@@ -1,2 +1,4 @@
-//! podlane benchmarks: the pipeline microbenchmark (cycles per packet without I/O).
+//! podlane benchmarks. [`micro`]: the pipeline's cost per packet without I/O.
 #![forbid(unsafe_code)]
+
+pub mod micro;

@@ -1,1 +1,396 @@
-//! placeholder
+//! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+//!
+//! The checksum is the 16-bit one's complement of the one's complement sum of the data taken as
+//! big-endian 16-bit words, an odd trailing byte padded on the right with a zero byte
+//! (RFC 1071 §1). Because one's complement addition is associative and commutative, and because
+//! `2^16 ≡ 1 (mod 2^16 - 1)`, the sum can be accumulated in wider words and folded down at the
+//! end (RFC 1071 §2 (A)–(C)); [`sum`] does exactly that.
+//!
+//! The building blocks compose:
+//!
+//! * [`sum`] gives an *unfolded* partial sum (a `u32` that may exceed `0xffff`);
+//! * [`combine`] adds two partial sums, [`pseudo_header`] gives the partial sum of the IPv4
+//!   pseudo header that TCP and UDP prepend (RFC 9293 §3.1, RFC 768);
+//! * [`fold`] reduces a partial sum to 16 bits with end-around carry, [`finish`] folds and
+//!   complements it into the value that goes on the wire.
+//!
+//! A receiver verifies by summing the data *including* the transmitted checksum: the result
+//! folds to `0xffff`, i.e. [`checksum`] over it returns 0.
+//!
+//! # UDP
+//!
+//! UDP (RFC 768) gives the value 0 a special meaning: a transmitted checksum of zero means "the
+//! sender computed no checksum". Therefore a computed checksum of `0x0000` is transmitted as
+//! `0xffff` (its one's complement equivalent, "-0"), and a stored 0 must be left as 0 when a
+//! field of the datagram is rewritten; do not run [`update16`]/[`update32`] on it. (Applying
+//! the update to a stored `0xffff` is fine: it stands for the same value as `0x0000`.) If an
+//! update of a real UDP checksum yields `0x0000`, store `0xffff` instead.
+
+use core::net::Ipv4Addr;
+
+/// Bytes summed per inner block of [`sum`]: the `u64` block accumulator then holds at most
+/// `BLOCK / 4` words of at most `2^32 - 1`, i.e. stays below `2^46`, so it cannot overflow.
+const BLOCK: usize = 1 << 16;
+
+/// The one's complement partial sum of `data` taken as big-endian 16-bit words (an odd
+/// trailing byte is padded with a zero byte, RFC 1071 §1). Not complemented.
+///
+/// Treat the result as an unfolded partial sum: [`combine`] it with others, then [`fold`] or
+/// [`finish`] it. (This implementation happens to return it already folded, `<= 0xffff`, so a
+/// handful of plain `+` additions cannot overflow either.) It is congruent to the plain sum of
+/// the 16-bit words modulo `0xffff` and zero only if that plain sum is zero, so it equals the
+/// fold of the naive sum exactly, including the `0x0000` / `0xffff` distinction.
+///
+/// It sums 32-bit big-endian words into a 64-bit accumulator (a loop the compiler vectorises;
+/// `2^16 ≡ 1 (mod 0xffff)` makes the word size irrelevant, RFC 1071 §2 (B), (C)) and folds once
+/// at the end.
+#[inline]
+pub fn sum(data: &[u8]) -> u32 {
+    let mut acc: u64 = 0;
+    for block in data.chunks(BLOCK) {
+        let mut words = block.chunks_exact(4);
+        let mut s: u64 = 0;
+        for w in &mut words {
+            s += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+        }
+        let rem = words.remainder();
+        if !rem.is_empty() {
+            // Zero-padding on the right keeps every 16-bit word in place (RFC 1071 §1).
+            let mut last = [0u8; 4];
+            last[..rem.len()].copy_from_slice(rem);
+            s += u64::from(u32::from_be_bytes(last));
+        }
+        acc = add64(acc, s);
+    }
+    u32::from(fold(fold64(acc)))
+}
+
+/// One's complement addition of two 64-bit partial sums (end-around carry). `2^64 ≡ 1`
+/// modulo `0xffff`, so the carry out of bit 63 is added back at bit 0.
+#[inline(always)]
+fn add64(a: u64, b: u64) -> u64 {
+    let (s, carry) = a.overflowing_add(b);
+    // If the add overflowed, s <= 2^64 - 2, so adding the carry cannot overflow again.
+    s + u64::from(carry)
+}
+
+/// Folds a 64-bit partial sum to 32 bits with end-around carry, preserving non-zero-ness.
+#[inline(always)]
+fn fold64(acc: u64) -> u32 {
+    let s = (acc & 0xffff_ffff) + (acc >> 32); // <= 2^33 - 2
+    let s = (s & 0xffff_ffff) + (s >> 32); // <= 2^32 - 1
+    s as u32
+}
+
+/// Folds a partial sum to 16 bits with end-around carry (RFC 1071 §2 (C)). Not complemented.
+///
+/// A non-zero sum never folds to 0 (it folds to `0xffff`, one's complement "-0", instead).
+#[inline]
+pub fn fold(sum: u32) -> u16 {
+    let s = (sum & 0xffff) + (sum >> 16); // <= 0x1fffe
+    let s = (s & 0xffff) + (s >> 16); // <= 0xffff
+    s as u16
+}
+
+/// Adds two partial sums in one's complement arithmetic (end-around carry on 32 bits, which is
+/// sound because `2^32 ≡ 1 (mod 0xffff)`). The result is again a partial sum, not folded.
+#[inline]
+pub fn combine(a: u32, b: u32) -> u32 {
+    let (s, carry) = a.overflowing_add(b);
+    // On overflow s <= 2^32 - 2, so adding the carry back cannot overflow.
+    s + u32::from(carry)
+}
+
+/// The checksum field value for a partial sum: the complement of its fold.
+#[inline]
+pub fn finish(sum: u32) -> u16 {
+    !fold(sum)
+}
+
+/// The Internet checksum of `data` (RFC 1071): `finish(sum(data))`.
+///
+/// Over data that already contains a correct checksum field this returns 0.
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    finish(sum(data))
+}
+
+/// The partial sum of the IPv4 pseudo header used by TCP (RFC 9293 §3.1) and UDP (RFC 768):
+///
+/// ```text
+///  +--------+--------+--------+--------+
+///  |           Source Address          |
+///  +--------+--------+--------+--------+
+///  |         Destination Address       |
+///  +--------+--------+--------+--------+
+///  |  zero  |  PTCL  |    TCP/UDP Length   |
+///  +--------+--------+--------+--------+
+/// ```
+///
+/// `length` is the length of the TCP segment or UDP datagram (header plus data).
+#[inline]
+pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u16) -> u32 {
+    let s = src.to_bits();
+    let d = dst.to_bits();
+    // Six 16-bit words: the plain sum is < 6 * 2^16, no overflow.
+    (s >> 16) + (s & 0xffff) + (d >> 16) + (d & 0xffff) + u32::from(protocol) + u32::from(length)
+}
+
+/// Incrementally updates checksum `old_csum` after a 16-bit word of the covered data changed
+/// from `old` to `new`, using RFC 1624 eqn. 3:
+///
+/// ```text
+///     HC' = ~(~HC + ~m + m')
+/// ```
+///
+/// Unlike RFC 1141's eqn. 2 (`HC' = HC - ~m - m'`), eqn. 3 never produces `0xffff` where a
+/// full recomputation gives `0x0000` (RFC 1624 §3), so the result is always identical to
+/// recomputing from scratch (for data that is not entirely zero). The word must sit at an even
+/// offset of the covered data; for a word at an odd offset swap the bytes of `old` and `new`.
+///
+/// For UDP see the module docs: leave a stored 0 alone, and store a result of 0 as `0xffff`.
+#[inline]
+pub fn update16(old_csum: u16, old: u16, new: u16) -> u16 {
+    let s = u32::from(!old_csum) + u32::from(!old) + u32::from(new);
+    !fold(s)
+}
+
+/// Like [`update16`] for a 32-bit field (for example an IPv4 address) at an even offset: both
+/// of its 16-bit halves are replaced in one step (RFC 1624 eqn. 3 applied to each word).
+#[inline]
+pub fn update32(old_csum: u16, old: u32, new: u32) -> u16 {
+    let not_old = !old;
+    let s = u32::from(!old_csum)
+        + (not_old >> 16)
+        + (not_old & 0xffff)
+        + (new >> 16)
+        + (new & 0xffff);
+    !fold(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The textbook definition: add 16-bit big-endian words in a wide integer.
+    fn naive_sum(data: &[u8]) -> u64 {
+        let mut s = 0u64;
+        let mut i = 0;
+        while i < data.len() {
+            let hi = u64::from(data[i]) << 8;
+            let lo = data.get(i + 1).map_or(0, |&b| u64::from(b));
+            s += hi | lo;
+            i += 2;
+        }
+        s
+    }
+
+    /// Folds a wide sum the slow way, one carry at a time.
+    fn naive_fold(mut s: u64) -> u16 {
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s as u16
+    }
+
+    fn naive_checksum(data: &[u8]) -> u16 {
+        !naive_fold(naive_sum(data))
+    }
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 §3: bytes 00 01 f2 03 f4 f5 f6 f7 sum to 0xddf2 (after folding).
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum(&data)), 0xddf2);
+        assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn empty_and_odd() {
+        assert_eq!(sum(&[]), 0);
+        assert_eq!(checksum(&[]), 0xffff);
+        // An odd byte is the high half of a zero-padded word.
+        assert_eq!(sum(&[0xab]), 0xab00);
+        assert_eq!(sum(&[0x12, 0x34]), 0x1234);
+        assert_eq!(sum(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
+    }
+
+    #[test]
+    fn fold_end_around_carry() {
+        assert_eq!(fold(0), 0);
+        assert_eq!(fold(0xffff), 0xffff);
+        assert_eq!(fold(0x1_0000), 0x0001);
+        assert_eq!(fold(0x1_fffe), 0xffff);
+        assert_eq!(fold(u32::MAX), 0xffff);
+        assert_eq!(fold(0xffff_0000), 0xffff);
+    }
+
+    #[test]
+    fn combine_keeps_carry() {
+        assert_eq!(combine(u32::MAX, 1), 1);
+        assert_eq!(fold(combine(u32::MAX, u32::MAX)), naive_fold(2 * u64::from(u32::MAX)));
+    }
+
+    #[test]
+    fn all_ones_data_is_not_zero() {
+        // 0xffff words sum to "-0": folded 0xffff, not 0.
+        let data = [0xffu8; 64];
+        assert_eq!(fold(sum(&data)), 0xffff);
+        assert_eq!(checksum(&data), 0);
+    }
+
+    #[test]
+    fn large_input_crosses_blocks() {
+        let data: Vec<u8> = (0..(3 * BLOCK + 5)).map(|i| (i * 7 + 3) as u8).collect();
+        assert_eq!(fold(sum(&data)), naive_fold(naive_sum(&data)));
+        let ones = vec![0xffu8; 2 * BLOCK + 1];
+        assert_eq!(fold(sum(&ones)), naive_fold(naive_sum(&ones)));
+    }
+
+    #[test]
+    fn pseudo_header_by_hand() {
+        let src = Ipv4Addr::new(10, 0, 0, 1);
+        let dst = Ipv4Addr::new(10, 0, 0, 2);
+        // 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 0x0011 + 0x001c
+        assert_eq!(pseudo_header(src, dst, 17, 28), 0x0a00 + 1 + 0x0a00 + 2 + 0x11 + 0x1c);
+        let bytes = [10, 0, 0, 1, 10, 0, 0, 2, 0, 17, 0, 28];
+        assert_eq!(fold(pseudo_header(src, dst, 17, 28)), fold(sum(&bytes)));
+    }
+
+    #[test]
+    fn rfc1624_section3_example() {
+        // RFC 1624 §3: the sum of the other header words is 0xcd7a and m = 0x5555, so
+        // HC = ~(0xcd7a + 0x5555) = 0xdd2f. m changes to m' = 0x3285: recomputation gives
+        // ~(0xcd7a + 0x3285) = ~0xffff = 0x0000. Eqn. 2 would wrongly give 0xffff.
+        let hc = !fold(0xcd7a + 0x5555);
+        assert_eq!(hc, 0xdd2f);
+        assert_eq!(update16(hc, 0x5555, 0x3285), 0x0000);
+        // And back: 0x0000 -> 0xdd2f.
+        assert_eq!(update16(0x0000, 0x3285, 0x5555), 0xdd2f);
+    }
+
+    #[test]
+    fn update_identity_and_zero_word() {
+        // Changing a word to itself keeps the checksum, including the 0x0000 checksum.
+        for hc in [0x0000u16, 0x0001, 0x7fff, 0xfffe] {
+            for m in [0x0000u16, 0xffff, 0x1234] {
+                assert_eq!(update16(hc, m, m), hc, "hc={hc:#x} m={m:#x}");
+            }
+        }
+        // 0x0000 and 0xffff are the same one's complement value, so swapping one for the other
+        // keeps the checksum.
+        assert_eq!(update16(0x1234, 0x0000, 0xffff), 0x1234);
+        assert_eq!(update16(0x1234, 0xffff, 0x0000), 0x1234);
+    }
+
+    /// A "header" of `words` 16-bit words whose first word is non-zero (like an IP header's
+    /// version/IHL byte), so that it is never all-zero.
+    fn header_strategy() -> impl Strategy<Value = Vec<u16>> {
+        (1u16..=0xffff, proptest::collection::vec(any::<u16>(), 3..40)).prop_map(|(w0, mut v)| {
+            v.insert(0, w0);
+            v
+        })
+    }
+
+    fn to_bytes(words: &[u16]) -> Vec<u8> {
+        words.iter().flat_map(|w| w.to_be_bytes()).collect()
+    }
+
+    /// Computes the checksum with the word at `csum_at` zeroed.
+    fn full(words: &[u16], csum_at: usize) -> u16 {
+        let mut w = words.to_vec();
+        w[csum_at] = 0;
+        checksum(&to_bytes(&w))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn sum_matches_naive(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let fast = sum(&data);
+            let slow = naive_sum(&data);
+            prop_assert_eq!(u64::from(fast) % 0xffff, slow % 0xffff);
+            prop_assert_eq!(fast, u32::from(naive_fold(slow)));
+            prop_assert_eq!(fold(fast), naive_fold(slow));
+            prop_assert_eq!(checksum(&data), naive_checksum(&data));
+        }
+
+        #[test]
+        fn sum_of_split_is_combined(data in proptest::collection::vec(any::<u8>(), 0..600), at in 0usize..300) {
+            // Splitting at an even offset and combining the partial sums is the same sum.
+            let at = (at * 2).min(data.len() & !1);
+            let (a, b) = data.split_at(at);
+            prop_assert_eq!(fold(combine(sum(a), sum(b))), fold(sum(&data)));
+        }
+
+        #[test]
+        fn ones_heavy_data_matches_naive(n in 0usize..2000, zeros in proptest::collection::vec(0usize..2000, 0..4)) {
+            // Mostly 0xff bytes: the sums sit right at the 0xffff / 0x0000 boundary.
+            let mut data = vec![0xffu8; n];
+            for z in zeros { if z < n { data[z] = 0; } }
+            prop_assert_eq!(fold(sum(&data)), naive_fold(naive_sum(&data)));
+        }
+
+        #[test]
+        fn update16_equals_recompute(words in header_strategy(), csum_sel in any::<usize>(), field_sel in any::<usize>(), new in any::<u16>()) {
+            let n = words.len();
+            let csum_at = 1 + csum_sel % (n - 1); // never the non-zero first word
+            let mut field_at = 1 + field_sel % (n - 1);
+            if field_at == csum_at { field_at = if csum_at + 1 < n { csum_at + 1 } else { 1 }; }
+            prop_assume!(field_at != csum_at);
+            let mut w = words.clone();
+            w[csum_at] = full(&words, csum_at);
+            let old = w[field_at];
+            w[field_at] = new;
+            let expect = full(&w, csum_at);
+            prop_assert_eq!(update16(w[csum_at], old, new), expect);
+            // The updated packet verifies.
+            let mut v = w.clone();
+            v[csum_at] = expect;
+            prop_assert_eq!(checksum(&to_bytes(&v)), 0);
+        }
+
+        #[test]
+        fn update32_equals_recompute(words in header_strategy(), csum_sel in any::<usize>(), new in any::<u32>()) {
+            // The 32-bit field sits at words 1..3 (like an address); the checksum elsewhere.
+            let n = words.len();
+            let csum_at = 3 + csum_sel % (n - 3);
+            let mut w = words.clone();
+            w[csum_at] = full(&words, csum_at);
+            let old = (u32::from(w[1]) << 16) | u32::from(w[2]);
+            w[1] = (new >> 16) as u16;
+            w[2] = new as u16;
+            prop_assert_eq!(update32(w[csum_at], old, new), full(&w, csum_at));
+        }
+
+        #[test]
+        fn update16_corner_values(words in header_strategy(), csum_sel in any::<usize>(), old in prop::sample::select(vec![0u16, 0xffff, 1, 0xfffe]), new in prop::sample::select(vec![0u16, 0xffff, 1, 0xfffe])) {
+            // Fields flipping between 0x0000 and 0xffff, where eqn. 2 goes wrong.
+            let n = words.len();
+            let csum_at = 2 + csum_sel % (n - 2);
+            let mut w = words.clone();
+            w[1] = old;
+            w[csum_at] = full(&w, csum_at);
+            w[1] = new;
+            prop_assert_eq!(update16(w[csum_at], old, new), full(&w, csum_at));
+        }
+    }
+
+    #[test]
+    fn update_hits_zero_checksum() {
+        // Construct a header whose recomputed checksum is exactly 0x0000 after the change and
+        // check that the update agrees (the RFC 1624 §3 situation).
+        let mut w = vec![0x4500u16, 0x0000, 0x1111];
+        // Pick w[1] so that the sum of all words is 0xffff: checksum 0x0000 (with csum word 0).
+        let rest = u32::from(w[0]) + u32::from(w[2]);
+        let target = 0xffffu32 - rest;
+        w.push(0); // checksum word
+        let old = w[1];
+        let hc = full(&w, 3);
+        w[1] = target as u16;
+        assert_eq!(full(&w, 3), 0x0000);
+        assert_eq!(update16(hc, old, target as u16), 0x0000);
+    }
+}

@@ -1,0 +1,51 @@
+//! VXLAN encapsulation (RFC 7348 §5) with the remote node's precomputed outer header.
+
+use crate::buf::PacketBuf;
+use crate::counters::{Disposition, DropReason, Event};
+use crate::pipeline::rewrite::dec_ttl;
+use crate::pipeline::{icmp, Ctx, Ip4};
+use crate::tables::routes::{tmpl, NodeRoute, TEMPLATE_LEN};
+use crate::wire::{checksum, put16, vxlan};
+
+/// Encapsulates the inner frame (Ethernet at 0, IPv4 at 14) towards `r`.
+///
+/// The inner packet is routed (TTL − 1), its Ethernet header becomes our VTEP MAC → the remote
+/// VTEP MAC (a Linux VXLAN device drops any other inner destination), then the 50-byte outer
+/// header is prepended from the template. Only four fields vary per packet: outer IPv4 total
+/// length and checksum (the template's partial sum plus the length, folded), UDP length, and UDP
+/// source port from the inner flow hash in 49152–65535 (RFC 7348 §5), so that the underlay's
+/// ECMP spreads flows and keeps each in order. Outer UDP checksum zero (RFC 7348 §5, IPv4).
+#[inline(always)]
+pub(crate) fn encap<B: PacketBuf>(
+    cx: &mut Ctx<'_>,
+    pkt: &mut B,
+    ip: &Ip4,
+    r: &NodeRoute,
+) -> Disposition {
+    if ip.ttl <= 1 {
+        return Disposition::Drop(DropReason::TtlExpired);
+    }
+    let inner_ip_len = ip.end - ip.l3;
+    if inner_ip_len + vxlan::ENCAP_OVERHEAD > cx.t.node.underlay_mtu as usize {
+        // The pod MTU is the underlay's minus 50; a bigger packet would be fragmented or lost
+        // on the underlay. Tell the sender (RFC 1191) instead of letting it vanish.
+        return if ip.df {
+            icmp::frag_needed(cx, pkt, ip)
+        } else {
+            Disposition::Drop(DropReason::TooBig)
+        };
+    }
+    dec_ttl(pkt.data_mut(), ip.l3);
+    let sport = vxlan::source_port(ip.flow_hash());
+    let Some(d) = pkt.prepend(vxlan::ENCAP_OVERHEAD) else {
+        return Disposition::Drop(DropReason::NoHeadroom);
+    };
+    d[..TEMPLATE_LEN].copy_from_slice(&r.template.bytes);
+    let total = (d.len() - tmpl::IP) as u16;
+    put16(d, tmpl::IP_LEN, total);
+    put16(d, tmpl::IP_CSUM, checksum::finish(r.template.ip_sum_base + u32::from(total)));
+    put16(d, tmpl::UDP_SPORT, sport);
+    put16(d, tmpl::UDP_LEN, total - 20);
+    cx.c.inc(Event::Encap);
+    Disposition::ToUplink
+}

@@ -1,0 +1,104 @@
+//! ICMP the fast path originates: echo replies for the pod gateway address, and "fragmentation
+//! needed" (RFC 792 type 3 code 4, next-hop MTU per RFC 1191 §4) for packets too big for the
+//! tunnel — so an MTU mismatch is a visible error, not a black hole.
+
+use crate::buf::PacketBuf;
+use crate::counters::{Disposition, DropReason, Event};
+use crate::pipeline::{Ctx, Ip4};
+use crate::wire::icmp::{msg_type, unreach_code, Icmpv4Packet};
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::{checksum, ethertype, ipproto, put16};
+
+/// A packet addressed to the gateway IP: echo requests are answered in place; anything else is
+/// dropped (the gateway runs no services).
+pub(crate) fn gateway<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &Ip4) -> Disposition {
+    let Some(src) = cx.t.pods.lookup(ip.src).copied() else {
+        return Disposition::Drop(DropReason::IcmpIgnored);
+    };
+    if ip.proto != ipproto::ICMP || ip.frag {
+        return Disposition::Drop(DropReason::IcmpIgnored);
+    }
+    let d = pkt.data_mut();
+    let Some(l4) = d.get_mut(ip.l4..ip.end) else {
+        return Disposition::Drop(DropReason::L4Malformed);
+    };
+    let Ok(mut icmp) = Icmpv4Packet::new_checked(l4) else {
+        return Disposition::Drop(DropReason::L4Malformed);
+    };
+    if icmp.msg_type() != msg_type::ECHO_REQUEST || icmp.msg_code() != 0 {
+        return Disposition::Drop(DropReason::IcmpIgnored);
+    }
+    if !icmp.verify_checksum() {
+        return Disposition::Drop(DropReason::L4Malformed);
+    }
+    let old = u16::from_be_bytes([icmp.msg_type(), icmp.msg_code()]);
+    icmp.set_msg_type(msg_type::ECHO_REPLY);
+    let c = icmp.checksum();
+    icmp.set_checksum(checksum::update16(c, old, 0));
+    let mut v4 = Ipv4Packet::new_unchecked(&mut d[ip.l3..ip.l4]);
+    let (s, t) = (v4.src_addr(), v4.dst_addr());
+    v4.set_src_addr(t);
+    v4.set_dst_addr(s);
+    v4.set_ttl(64);
+    v4.fill_checksum();
+    d[0..6].copy_from_slice(src.mac.as_bytes());
+    d[6..12].copy_from_slice(cx.t.node.gateway_mac.as_bytes());
+    cx.c.inc(Event::IcmpEchoReplied);
+    Disposition::ToPod(src.port)
+}
+
+/// Bytes of the offending datagram quoted after its IP header (RFC 792: 64 bits).
+const QUOTE_L4: usize = 8;
+
+/// Rewrites a too-big packet from a local pod into the ICMP "fragmentation needed" error that
+/// tells it the pod MTU, and sends that back to the pod.
+pub(crate) fn frag_needed<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &Ip4) -> Disposition {
+    let Some(src) = cx.t.pods.lookup(ip.src).copied() else {
+        return Disposition::Drop(DropReason::TooBig);
+    };
+    // Never answer an ICMP error with an error (RFC 1122 §3.2.2).
+    if ip.proto == ipproto::ICMP {
+        let t = pkt.data().get(ip.l4).copied().unwrap_or(0);
+        if t != msg_type::ECHO_REQUEST && t != msg_type::ECHO_REPLY {
+            return Disposition::Drop(DropReason::TooBig);
+        }
+    }
+    let node = &cx.t.node;
+    let quote = (ip.l4 - ip.l3 + QUOTE_L4).min(ip.end - ip.l3);
+    let l3 = ip.l3;
+    let icmp_at = l3 + 20;
+    let quote_at = icmp_at + 8;
+    let new_len = quote_at + quote;
+    let d = pkt.data_mut();
+    d.copy_within(l3..l3 + quote, quote_at);
+    d[0..6].copy_from_slice(src.mac.as_bytes());
+    d[6..12].copy_from_slice(node.gateway_mac.as_bytes());
+    put16(d, 12, ethertype::IPV4);
+    {
+        let mut v4 = Ipv4Packet::new_unchecked(&mut d[l3..l3 + 20]);
+        v4.set_version(4);
+        v4.set_header_len(20);
+        v4.set_dscp_ecn(0xc0); // CS6, as Linux marks ICMP errors
+        v4.set_total_len((new_len - l3) as u16);
+        v4.set_ident(0);
+        v4.set_dont_frag(false);
+        v4.set_more_frags(false);
+        v4.set_frag_offset(0);
+        v4.set_ttl(64);
+        v4.set_protocol(ipproto::ICMP);
+        v4.set_src_addr(node.gateway_ip());
+        v4.set_dst_addr(core::net::Ipv4Addr::from(ip.src));
+        v4.fill_checksum();
+    }
+    {
+        let mut icmp = Icmpv4Packet::new_unchecked(&mut d[icmp_at..new_len]);
+        icmp.set_msg_type(msg_type::DST_UNREACHABLE);
+        icmp.set_msg_code(unreach_code::FRAG_NEEDED);
+        icmp.set_rest_of_header(u32::from(node.pod_mtu()));
+        icmp.fill_checksum();
+    }
+    let len = pkt.len();
+    pkt.trim(len - new_len);
+    cx.c.inc(Event::IcmpFragNeededSent);
+    Disposition::ToPod(src.port)
+}

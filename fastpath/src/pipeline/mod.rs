@@ -1,0 +1,253 @@
+//! The burst pipeline: one burst (up to [`BURST`] packets) from one ingress in, one
+//! [`Disposition`] per packet out.
+//!
+//! Run to completion, per packet, with no allocation, lock or log: the tables come from one RCU
+//! version taken at the start of the burst, conntrack is the worker's own, counters are the
+//! worker's own. Which file does what:
+//!
+//! | step (brief, "Data path, per packet")           | file          |
+//! |--------------------------------------------------|---------------|
+//! | pod ingress: anti-spoofing, dispatch             | `pod.rs`      |
+//! | proxy ARP (gateway, node IP)                     | `arp.rs`      |
+//! | ClusterIP / NodePort DNAT, SNAT, reverse NAT     | `nat.rs`      |
+//! | local delivery, route choice                     | `route.rs`    |
+//! | VXLAN encap                                      | `encap.rs`    |
+//! | uplink ingress: ARP, VXLAN decap, NodePort, host | `uplink.rs`   |
+//! | VXLAN header checks and strip                    | `decap.rs`    |
+//! | host-path ingress                                | `host.rs`     |
+//! | ICMP: echo for the gateway, frag-needed          | `icmp.rs`     |
+//! | in-place rewrites, incremental checksums         | `rewrite.rs`  |
+
+use std::sync::Arc;
+
+use crate::buf::PacketBuf;
+use crate::counters::{Counters, Disposition, DropReason, Event};
+use crate::rcu::Reader;
+use crate::tables::conntrack::{Conntrack, FlowKey, Timeouts};
+use crate::update::Tables;
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::{be16, ipproto};
+
+mod arp;
+mod decap;
+mod encap;
+mod host;
+mod icmp;
+mod nat;
+mod pod;
+pub(crate) mod rewrite;
+mod route;
+mod uplink;
+
+/// The largest burst the pipeline takes at once.
+pub const BURST: usize = 32;
+
+/// Frames longer than this are dropped as `jumbo` (9216-byte MTU + Ethernet + two VLAN tags).
+pub const MAX_FRAME_LEN: usize = 9216 + 14 + 8;
+
+/// Where a burst came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// A pod's port.
+    Pod(u16),
+    /// The uplink (the underlay NIC).
+    Uplink,
+    /// The host-path port (the node kernel's traffic).
+    Host,
+}
+
+/// One worker's pipeline: its table reader, its conntrack, its counters.
+#[derive(Debug)]
+pub struct Pipeline {
+    tables: Reader<Tables>,
+    ct: Conntrack,
+    counters: Arc<Counters>,
+}
+
+/// What every stage gets: the table version for this burst, conntrack, counters and the time.
+pub(crate) struct Ctx<'a> {
+    pub t: &'a Tables,
+    pub ct: &'a mut Conntrack,
+    pub c: &'a Counters,
+    pub now: u64,
+}
+
+/// A parsed IPv4 header (offsets into the frame, fields in host order).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ip4 {
+    pub l3: usize,
+    pub l4: usize,
+    pub end: usize,
+    pub src: u32,
+    pub dst: u32,
+    pub proto: u8,
+    pub ttl: u8,
+    pub df: bool,
+    /// MF set or a non-zero offset.
+    pub frag: bool,
+    /// Ports, when the packet is TCP/UDP, not a later fragment, and the L4 header is whole.
+    pub ports: Option<(u16, u16)>,
+    pub tcp_flags: u8,
+}
+
+impl Ip4 {
+    /// The 5-tuple (ports zero when absent).
+    #[inline(always)]
+    pub fn key(&self) -> FlowKey {
+        let (sport, dport) = self.ports.unwrap_or((0, 0));
+        FlowKey { src: self.src, dst: self.dst, sport, dport, proto: self.proto }
+    }
+
+    /// Hash of the inner flow for the VXLAN source port: fragments hash without ports so a
+    /// datagram's fragments stay on one underlay path.
+    #[inline(always)]
+    pub fn flow_hash(&self) -> u32 {
+        let mut k = self.key();
+        if self.frag {
+            k.sport = 0;
+            k.dport = 0;
+        }
+        k.hash()
+    }
+}
+
+/// Parses and validates the IPv4 header at `l3`: version, IHL, lengths, header checksum.
+#[inline(always)]
+pub(crate) fn parse_ipv4(d: &[u8], l3: usize) -> Result<Ip4, DropReason> {
+    let p = Ipv4Packet::new_checked(d.get(l3..).ok_or(DropReason::Ipv4Malformed)?)
+        .map_err(|_| DropReason::Ipv4Malformed)?;
+    if !p.verify_checksum() {
+        return Err(DropReason::Ipv4Checksum);
+    }
+    let l4 = l3 + p.header_len();
+    let end = l3 + p.total_len() as usize;
+    let proto = p.protocol();
+    let frag = p.is_fragment();
+    let mut ports = None;
+    let mut tcp_flags = 0;
+    if p.frag_offset() == 0 {
+        let l4len = end - l4;
+        match proto {
+            ipproto::TCP if l4len >= 20 => {
+                ports = Some((be16(d, l4), be16(d, l4 + 2)));
+                tcp_flags = d[l4 + 13];
+            }
+            ipproto::UDP if l4len >= 8 => ports = Some((be16(d, l4), be16(d, l4 + 2))),
+            _ => {}
+        }
+    }
+    Ok(Ip4 {
+        l3,
+        l4,
+        end,
+        src: p.src_addr().to_bits(),
+        dst: p.dst_addr().to_bits(),
+        proto,
+        ttl: p.ttl(),
+        df: p.dont_frag(),
+        frag,
+        ports,
+        tcp_flags,
+    })
+}
+
+/// Drops Ethernet padding after the IPv4 packet (a 60-byte minimum frame carrying less), so it
+/// is not carried into a tunnel or counted as payload.
+#[inline(always)]
+pub(crate) fn trim_padding<B: PacketBuf>(pkt: &mut B, ip: &Ip4) {
+    let len = pkt.len();
+    if len > ip.end {
+        pkt.trim(len - ip.end);
+    }
+}
+
+/// True for destinations the pod network never routes: multicast, limited broadcast.
+#[inline(always)]
+pub(crate) fn is_multicast_or_broadcast(ip: u32) -> bool {
+    ip >> 28 == 0xe || ip == u32::MAX
+}
+
+impl Pipeline {
+    /// A worker's pipeline over the tables `tables` reads, with a conntrack table of
+    /// `ct_capacity` entries.
+    pub fn new(tables: Reader<Tables>, ct_capacity: u32, timeouts: Timeouts) -> Pipeline {
+        let (base, slots) = {
+            let t = tables.get();
+            (t.node.pod_cidr.network().to_bits(), t.pods.slots())
+        };
+        Pipeline {
+            tables,
+            ct: Conntrack::new(ct_capacity, timeouts, base, slots),
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// This worker's counters (share the `Arc` with whoever reads them).
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// This worker's conntrack (for the CLI and tests; the data core owns it).
+    pub fn conntrack(&self) -> &Conntrack {
+        &self.ct
+    }
+
+    /// The table version this worker used last.
+    pub fn tables(&self) -> &Tables {
+        self.tables.get()
+    }
+
+    /// Per-poll housekeeping: ages out up to `budget` conntrack entries.
+    pub fn maintain(&mut self, now_ms: u64, budget: usize) {
+        self.ct.expire(now_ms, budget, &self.counters);
+    }
+
+    /// Processes one burst from `ingress`: `out[i]` gets the disposition of `pkts[i]`. Packets
+    /// are rewritten in place (encapsulated, decapsulated, NATed, answered). `now_ms` is the
+    /// worker's clock for conntrack timeouts. At most `min(pkts.len(), out.len())` packets are
+    /// processed.
+    pub fn process<B: PacketBuf>(
+        &mut self,
+        ingress: Ingress,
+        pkts: &mut [B],
+        out: &mut [Disposition],
+        now_ms: u64,
+    ) {
+        let n = pkts.len().min(out.len());
+        let Pipeline { tables, ct, counters } = self;
+        let t = tables.refresh();
+        let c: &Counters = counters;
+        let mut cx = Ctx { t, ct, c, now: now_ms };
+        let rx = match ingress {
+            Ingress::Pod(_) => Event::RxPod,
+            Ingress::Uplink => Event::RxUplink,
+            Ingress::Host => Event::RxHost,
+        };
+        c.add(rx, n as u64);
+        for (pkt, o) in pkts[..n].iter_mut().zip(out[..n].iter_mut()) {
+            let d = match ingress {
+                Ingress::Pod(port) => pod::process(&mut cx, port, pkt),
+                Ingress::Uplink => uplink::process(&mut cx, pkt),
+                Ingress::Host => host::process(&mut cx, pkt),
+            };
+            match d {
+                Disposition::ToPod(_) => c.inc(Event::TxPod),
+                Disposition::ToUplink => c.inc(Event::TxUplink),
+                Disposition::ToHost => c.inc(Event::TxHost),
+                Disposition::Drop(r) => c.drop(r),
+            }
+            *o = d;
+        }
+    }
+}
+
+/// Returns early from a stage with `Drop(reason)`.
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return $crate::counters::Disposition::Drop(r),
+        }
+    };
+}
+pub(crate) use tri;

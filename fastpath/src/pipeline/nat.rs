@@ -1,0 +1,144 @@
+//! Service NAT: connection-tracked DNAT to a Maglev-chosen backend, SNAT where the reply must
+//! come back through this node (NodePort to a remote backend, hairpin), and reverse NAT of the
+//! replies. Checksums are updated incrementally (RFC 1624).
+
+use crate::buf::PacketBuf;
+use crate::counters::{DropReason, Event};
+use crate::pipeline::rewrite::{set_dst_ip, set_port, set_src_ip};
+use crate::pipeline::{Ctx, Ip4};
+use crate::tables::conntrack::{flags, Dir, FlowKey, InsertError, NewFlow};
+use crate::tables::services::ServiceEntry;
+use crate::wire::ipproto;
+
+/// A conntrack hit that was applied to the packet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hit {
+    pub dir: Dir,
+    pub flags: u8,
+    pub client_mac: [u8; 6],
+}
+
+impl Hit {
+    /// A reply going back to a client outside the cluster (NodePort).
+    #[inline(always)]
+    pub fn to_external(&self) -> bool {
+        self.dir == Dir::Reply && self.flags & flags::EXTERNAL_CLIENT != 0
+    }
+}
+
+/// Rewrites the packet's addresses and ports to `to`, keeping `ip` in step.
+#[inline(always)]
+fn rewrite<B: PacketBuf>(pkt: &mut B, ip: &mut Ip4, to: FlowKey) {
+    let d = pkt.data_mut();
+    let (sport, dport) = ip.ports.unwrap_or((0, 0));
+    if to.src != ip.src {
+        set_src_ip(d, ip.l3, ip.l4, to.src);
+        ip.src = to.src;
+    }
+    if to.dst != ip.dst {
+        set_dst_ip(d, ip.l3, ip.l4, to.dst);
+        ip.dst = to.dst;
+    }
+    if to.sport != sport {
+        set_port(d, ip.l3, ip.l4, false, to.sport);
+    }
+    if to.dport != dport {
+        set_port(d, ip.l3, ip.l4, true, to.dport);
+    }
+    ip.ports = Some((to.sport, to.dport));
+}
+
+/// Looks the packet's tuple up in conntrack; on a hit, NATs it as the entry says. A UDP entry
+/// whose endpoint was removed is purged instead (so the packet can pick a live backend).
+#[inline(always)]
+pub(crate) fn apply<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &mut Ip4) -> Option<Hit> {
+    let key = ip.key();
+    let (idx, dir) = cx.ct.lookup(&key, cx.now, cx.c)?;
+    let e = cx.ct.entry(idx);
+    if e.proto() == ipproto::UDP
+        && cx.t.services.liveness().generation(e.ep_slot) != e.ep_gen
+    {
+        cx.ct.remove(idx);
+        cx.c.inc(Event::CtPurged);
+        return None;
+    }
+    let to = e.rewrite_for(dir);
+    let hit = Hit { dir, flags: e.flags, client_mac: e.client_mac };
+    cx.ct.touch(idx, dir, ip.tcp_flags, cx.now);
+    rewrite(pkt, ip, to);
+    cx.c.inc(if dir == Dir::Orig { Event::CtHitOrig } else { Event::CtHitReply });
+    Some(hit)
+}
+
+/// Ephemeral ports SNAT may use when the client's own port is taken (Linux's default
+/// `ip_local_port_range`).
+const SNAT_PORT_MIN: u16 = 32768;
+const SNAT_PORT_SPAN: u32 = 60999 - 32768 + 1;
+/// Ports tried before giving up on a flow.
+const SNAT_TRIES: u32 = 16;
+
+/// Starts a new flow to `svc`: picks a backend by Maglev on the flow hash, decides SNAT, inserts
+/// conntrack, rewrites the packet. `snat` is the address to SNAT to when the backend is remote
+/// (NodePort); hairpin (a pod reaching itself through its Service) always SNATs to the gateway
+/// so the pod does not receive a packet from its own address (which Linux drops as martian).
+/// `external_mac` marks a client outside the cluster and where its replies go.
+pub(crate) fn new_flow<B: PacketBuf>(
+    cx: &mut Ctx<'_>,
+    pkt: &mut B,
+    ip: &mut Ip4,
+    svc: &ServiceEntry,
+    snat_if_remote: Option<u32>,
+    external_mac: Option<[u8; 6]>,
+) -> Result<Hit, DropReason> {
+    if ip.frag {
+        return Err(DropReason::Fragment);
+    }
+    if ip.ports.is_none() {
+        return Err(DropReason::L4Malformed);
+    }
+    let orig = ip.key();
+    let hash = orig.hash();
+    let b = svc.pick(hash).ok_or(DropReason::NoBackend)?;
+    let node = &cx.t.node;
+    let backend_local = node.pod_cidr.contains_u32(b.ip);
+    let snat = if b.ip == ip.src {
+        Some(node.gateway_ip().to_bits())
+    } else if !backend_local {
+        snat_if_remote
+    } else {
+        None
+    };
+    let mut nf = NewFlow { ep_slot: b.ep_slot, ep_gen: b.ep_gen, flags: 0, client_mac: [0; 6] };
+    if let Some(mac) = external_mac {
+        nf.flags |= flags::EXTERNAL_CLIENT;
+        nf.client_mac = mac;
+    }
+    let mut reply =
+        FlowKey { src: b.ip, dst: ip.src, sport: b.port, dport: orig.sport, proto: orig.proto };
+    if let Some(s) = snat {
+        nf.flags |= flags::SNAT;
+        reply.dst = s;
+    }
+    let mut tries = 0;
+    let idx = loop {
+        match cx.ct.insert(orig, reply, nf, ip.tcp_flags, cx.now, cx.c) {
+            Ok(i) => break i,
+            Err(InsertError::ReplyCollision) if snat.is_some() && tries < SNAT_TRIES => {
+                // The translated tuple is some other flow's: try another source port.
+                let h = hash.wrapping_add(tries.wrapping_mul(0x9e37_79b9));
+                reply.dport = SNAT_PORT_MIN + ((h ^ (h >> 16)) % SNAT_PORT_SPAN) as u16;
+                tries += 1;
+            }
+            Err(_) => return Err(DropReason::NatPortExhausted),
+        }
+    };
+    if tries > 0 {
+        cx.c.inc(Event::SnatPortRewritten);
+    }
+    cx.c.inc(Event::CtNew);
+    let e = cx.ct.entry(idx);
+    let to = e.rewrite_for(Dir::Orig);
+    let hit = Hit { dir: Dir::Orig, flags: e.flags, client_mac: e.client_mac };
+    rewrite(pkt, ip, to);
+    Ok(hit)
+}

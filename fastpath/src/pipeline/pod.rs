@@ -1,0 +1,65 @@
+//! Packets from a pod port: anti-spoofing, then ARP, Service NAT, or routing.
+
+use crate::buf::PacketBuf;
+use crate::counters::{Disposition, DropReason};
+use crate::pipeline::{
+    arp, is_multicast_or_broadcast, nat, parse_ipv4, route, tri, trim_padding, Ctx, MAX_FRAME_LEN,
+};
+use crate::wire::{be16, ethertype};
+
+/// One packet from the pod on `port`.
+#[inline(always)]
+pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, port: u16, pkt: &mut B) -> Disposition {
+    let d = pkt.data();
+    if d.len() < 14 {
+        return Disposition::Drop(DropReason::Runt);
+    }
+    if d.len() > MAX_FRAME_LEN {
+        return Disposition::Drop(DropReason::Jumbo);
+    }
+    let Some(owner) = cx.t.pods.owner_of_port(port) else {
+        return Disposition::Drop(DropReason::UnknownPort);
+    };
+    // 1. Anti-spoofing, L2: the frame's source must be the pod's own MAC.
+    if d[6..12] != owner.mac.0 {
+        return Disposition::Drop(DropReason::SpoofedMac);
+    }
+    match be16(d, 12) {
+        ethertype::IPV4 => {}
+        // 2. ARP: proxy-answered, nothing flooded.
+        ethertype::ARP => return arp::from_pod(cx, port, owner, pkt),
+        _ => return Disposition::Drop(DropReason::UnsupportedEthertype),
+    }
+    let mut ip = tri!(parse_ipv4(d, 14));
+    // 1. Anti-spoofing, L3: the source must be the pod's own IP.
+    if ip.src != owner.ip {
+        return Disposition::Drop(DropReason::SpoofedIp);
+    }
+    if is_multicast_or_broadcast(ip.dst) {
+        return Disposition::Drop(DropReason::Multicast);
+    }
+    trim_padding(pkt, &ip);
+    let node = &cx.t.node;
+    if node.service_cidr.contains_u32(ip.dst) {
+        // 3. A Service: conntracked DNAT.
+        if nat::apply(cx, pkt, &mut ip).is_none() {
+            let (dport, proto) = (ip.ports.map_or(0, |p| p.1), ip.proto);
+            let Some(svc) = cx.t.services.lookup(ip.dst, dport, proto) else {
+                return Disposition::Drop(DropReason::NoRoute);
+            };
+            tri!(nat::new_flow(cx, pkt, &mut ip, svc, None, None));
+        }
+    } else if ip.ports.is_some()
+        && cx.ct.pod_is_backend(ip.src.wrapping_sub(node.pod_cidr.network().to_bits()) as usize)
+    {
+        // A backend of a live NATed flow: its replies are reverse-NATed.
+        if let Some(hit) = nat::apply(cx, pkt, &mut ip) {
+            if hit.to_external() {
+                return route::to_external(cx, pkt, &ip, hit.client_mac);
+            }
+        }
+    }
+    // 4.–6. Local pod, remote node, host path or drop.
+    route::route(cx, pkt, &ip)
+}
+

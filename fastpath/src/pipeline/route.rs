@@ -1,0 +1,94 @@
+//! Where a (possibly NATed) IPv4 packet goes: a local pod, a remote node through VXLAN, the
+//! host path, the gateway's own ICMP responder, or a counted drop.
+
+use crate::buf::PacketBuf;
+use crate::counters::{Disposition, DropReason};
+use crate::pipeline::rewrite::dec_ttl;
+use crate::pipeline::{encap, icmp, is_multicast_or_broadcast, Ctx, Ip4};
+use crate::tables::pods::PodSlot;
+use crate::tables::UnknownDestination;
+
+/// Routes the IPv4 packet `ip` (Ethernet header at 0, IPv4 at 14).
+#[inline(always)]
+pub(crate) fn route<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &Ip4) -> Disposition {
+    let t = cx.t;
+    if let Some(pod) = t.pods.lookup(ip.dst) {
+        return deliver_local(cx, pkt, ip, *pod);
+    }
+    if let Some(r) = t.routes.lookup(ip.dst) {
+        return encap::encap(cx, pkt, ip, r);
+    }
+    let node = &t.node;
+    if ip.dst == node.underlay_ip.to_bits() {
+        return to_host(cx, pkt);
+    }
+    if let Some(r) = t.routes.by_underlay(ip.dst) {
+        // Another node's own address (e.g. replies to a NodePort client SNATed there): through
+        // the tunnel, so that node's fast path reverses its NAT.
+        return encap::encap(cx, pkt, ip, r);
+    }
+    if ip.dst == node.gateway_ip().to_bits() {
+        return icmp::gateway(cx, pkt, ip);
+    }
+    if node.pod_cidr.contains_u32(ip.dst) {
+        return if ip.dst == node.pod_cidr.broadcast().to_bits() {
+            Disposition::Drop(DropReason::Multicast)
+        } else {
+            Disposition::Drop(DropReason::NoLocalPod)
+        };
+    }
+    if is_multicast_or_broadcast(ip.dst) {
+        return Disposition::Drop(DropReason::Multicast);
+    }
+    match node.unknown_destination {
+        UnknownDestination::Host => to_host(cx, pkt),
+        UnknownDestination::Drop => Disposition::Drop(DropReason::NoRoute),
+    }
+}
+
+/// Delivers to a local pod: gateway MAC to pod MAC, TTL − 1.
+#[inline(always)]
+pub(crate) fn deliver_local<B: PacketBuf>(
+    cx: &mut Ctx<'_>,
+    pkt: &mut B,
+    ip: &Ip4,
+    pod: PodSlot,
+) -> Disposition {
+    if ip.ttl <= 1 {
+        return Disposition::Drop(DropReason::TtlExpired);
+    }
+    let d = pkt.data_mut();
+    d[0..6].copy_from_slice(pod.mac.as_bytes());
+    d[6..12].copy_from_slice(cx.t.node.gateway_mac.as_bytes());
+    dec_ttl(d, ip.l3);
+    Disposition::ToPod(pod.port)
+}
+
+/// Hands a frame to the node kernel: addressed to the host-path interface's MAC, from the
+/// gateway. The kernel routes it (no TTL change here: the kernel is the next hop).
+#[inline(always)]
+pub(crate) fn to_host<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
+    let d = pkt.data_mut();
+    d[0..6].copy_from_slice(cx.t.node.host_mac.as_bytes());
+    d[6..12].copy_from_slice(cx.t.node.gateway_mac.as_bytes());
+    Disposition::ToHost
+}
+
+/// Sends a packet out of the uplink as plain IPv4 to an external client whose L2 address
+/// conntrack remembered (NodePort replies): from the uplink MAC, TTL − 1.
+#[inline(always)]
+pub(crate) fn to_external<B: PacketBuf>(
+    cx: &mut Ctx<'_>,
+    pkt: &mut B,
+    ip: &Ip4,
+    mac: [u8; 6],
+) -> Disposition {
+    if ip.ttl <= 1 {
+        return Disposition::Drop(DropReason::TtlExpired);
+    }
+    let d = pkt.data_mut();
+    d[0..6].copy_from_slice(&mac);
+    d[6..12].copy_from_slice(cx.t.node.underlay_mac.as_bytes());
+    dec_ttl(d, ip.l3);
+    Disposition::ToUplink
+}

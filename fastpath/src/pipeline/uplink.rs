@@ -1,0 +1,91 @@
+//! Packets from the uplink: ARP for the node IP, VXLAN from known nodes (decap, reverse NAT,
+//! delivery), NodePort, and everything else to the host path.
+
+use crate::buf::PacketBuf;
+use crate::counters::{Disposition, DropReason};
+use crate::pipeline::{arp, decap, nat, parse_ipv4, route, tri, trim_padding, Ctx, MAX_FRAME_LEN};
+use crate::wire::ethernet::l3_offset;
+use crate::wire::{ethertype, ipproto, vxlan, MacAddr};
+
+/// One packet from the uplink.
+#[inline(always)]
+pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
+    let d = pkt.data();
+    if d.len() < 14 {
+        return Disposition::Drop(DropReason::Runt);
+    }
+    if d.len() > MAX_FRAME_LEN {
+        return Disposition::Drop(DropReason::Jumbo);
+    }
+    let Some((et, l3)) = l3_offset(d) else {
+        return Disposition::Drop(DropReason::Runt);
+    };
+    match et {
+        ethertype::ARP => return arp::from_uplink(cx, pkt, l3),
+        // Tagged IPv4 is not the pod network's; the kernel may have a VLAN device for it.
+        ethertype::IPV4 if l3 == 14 => {}
+        _ => return Disposition::ToHost,
+    }
+    let node = &cx.t.node;
+    let ip = tri!(parse_ipv4(d, l3));
+    if ip.dst != node.underlay_ip.to_bits() {
+        return Disposition::ToHost;
+    }
+    match (ip.proto, ip.ports) {
+        (ipproto::UDP, Some((_, vxlan::UDP_PORT))) if !ip.frag => {
+            tri!(decap::check_and_strip(cx, pkt, &ip));
+            from_tunnel(cx, pkt)
+        }
+        (ipproto::UDP, _) | (ipproto::TCP, _)
+            if ip.ports.is_some_and(|(_, p)| (node.nodeport_min..=node.nodeport_max).contains(&p)) =>
+        {
+            nodeport(cx, pkt)
+        }
+        (ipproto::UDP, Some((_, vxlan::UDP_PORT))) => Disposition::Drop(DropReason::Fragment),
+        _ => Disposition::ToHost,
+    }
+}
+
+/// A decapsulated inner frame (Ethernet at 0): reverse NAT where a flow is NATed, then delivery.
+#[inline(always)]
+fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
+    let mut ip = tri!(parse_ipv4(pkt.data(), 14).map_err(|_| DropReason::VxlanInner));
+    trim_padding(pkt, &ip);
+    let node = &cx.t.node;
+    let to_node = ip.dst == node.underlay_ip.to_bits();
+    let slot = ip.dst.wrapping_sub(node.pod_cidr.network().to_bits()) as usize;
+    if ip.ports.is_some() && (to_node || cx.ct.pod_is_client(slot)) {
+        if let Some(hit) = nat::apply(cx, pkt, &mut ip) {
+            if hit.to_external() {
+                return route::to_external(cx, pkt, &ip, hit.client_mac);
+            }
+        }
+    }
+    if let Some(pod) = cx.t.pods.lookup(ip.dst) {
+        return route::deliver_local(cx, pkt, &ip, *pod);
+    }
+    if ip.dst == cx.t.node.underlay_ip.to_bits() {
+        return route::to_host(cx, pkt);
+    }
+    // The tunnel is not a transit path: only local pods and this node are reachable through it.
+    Disposition::Drop(DropReason::NoLocalPod)
+}
+
+/// A packet to a NodePort on the node IP: conntracked DNAT to a backend anywhere in the cluster,
+/// with SNAT to the node IP when the backend is remote (kube-proxy's
+/// externalTrafficPolicy=Cluster), so replies come back through this node.
+#[inline(always)]
+fn nodeport<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
+    let mut ip = tri!(parse_ipv4(pkt.data(), 14));
+    trim_padding(pkt, &ip);
+    if nat::apply(cx, pkt, &mut ip).is_none() {
+        let (dport, proto) = (ip.ports.map_or(0, |p| p.1), ip.proto);
+        let Some(svc) = cx.t.services.lookup_nodeport(dport, proto) else {
+            return Disposition::ToHost;
+        };
+        let client_mac = MacAddr::from_bytes(&pkt.data()[6..12]).0;
+        let node_ip = cx.t.node.underlay_ip.to_bits();
+        tri!(nat::new_flow(cx, pkt, &mut ip, svc, Some(node_ip), Some(client_mac)));
+    }
+    route::route(cx, pkt, &ip)
+}

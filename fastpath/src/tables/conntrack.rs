@@ -1,0 +1,736 @@
+//! Connection tracking and NAT state for Service flows. Owned by one worker; fixed capacity,
+//! allocated once at start; no allocation, lock or syscall afterwards.
+//!
+//! One entry holds both directions of a flow: the original tuple (client → ClusterIP:port, or
+//! client → node:NodePort) and the reply tuple (backend → client, or backend → node IP:SNAT port).
+//! The NAT is implied by the pair: a packet matching one tuple leaves with the *reverse of the
+//! other*. Both tuples are keys of one open-addressing index (linear probing, backward-shift
+//! deletion, ≤ 50% load), whose slots carry the full 32-bit hash so a probe rarely touches an
+//! entry that does not match.
+//!
+//! Idle timeouts follow the TCP state (SYN, established, closing, closed) and, for UDP, whether
+//! the flow was answered. Expired entries are reclaimed by a clock hand that the worker advances
+//! a few entries per poll, and lazily when a lookup meets one. When the table is full, an insert
+//! first reclaims an expired entry near the hand and otherwise evicts the least recently used of
+//! a few sampled entries — counted, never silent.
+
+use crate::counters::{Counters, Event};
+
+/// A 5-tuple, addresses and ports in host order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    /// Source IP.
+    pub src: u32,
+    /// Destination IP.
+    pub dst: u32,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// IP protocol.
+    pub proto: u8,
+}
+
+impl FlowKey {
+    /// The tuple seen from the other end.
+    #[inline(always)]
+    pub const fn reversed(&self) -> FlowKey {
+        FlowKey { src: self.dst, dst: self.src, sport: self.dport, dport: self.sport, proto: self.proto }
+    }
+
+    #[inline(always)]
+    fn pack(&self) -> [u64; 2] {
+        [
+            ((self.src as u64) << 32) | self.dst as u64,
+            ((self.sport as u64) << 32) | ((self.dport as u64) << 16) | self.proto as u64,
+        ]
+    }
+
+    #[inline(always)]
+    fn unpack(p: &[u64; 2]) -> FlowKey {
+        FlowKey {
+            src: (p[0] >> 32) as u32,
+            dst: p[0] as u32,
+            sport: (p[1] >> 32) as u16,
+            dport: (p[1] >> 16) as u16,
+            proto: p[1] as u8,
+        }
+    }
+
+    /// A 32-bit hash of the tuple (multiply-xorshift; good high bits).
+    #[inline(always)]
+    pub fn hash(&self) -> u32 {
+        hash_packed(&self.pack())
+    }
+}
+
+#[inline(always)]
+fn hash_packed(p: &[u64; 2]) -> u32 {
+    let h = (p[0].wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ p[1]).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    ((h >> 32) ^ (h >> 7)) as u32
+}
+
+/// Which tuple of an entry a packet matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// Client → frontend.
+    Orig = 0,
+    /// Backend → client (or → SNAT address).
+    Reply = 1,
+}
+
+/// TCP connection state as conntrack follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TcpState {
+    /// Not TCP.
+    None,
+    /// SYN seen, no answer yet.
+    SynSent,
+    /// Both directions seen.
+    Established,
+    /// A FIN seen in one direction.
+    FinWait,
+    /// FINs in both directions, or a RST.
+    Closed,
+}
+
+/// Idle timeouts, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// TCP after a SYN, before the answer (Linux: 120 s; Cilium: 60 s).
+    pub tcp_syn_ms: u64,
+    /// Established TCP (Cilium: 6 h; Linux: 5 days).
+    pub tcp_established_ms: u64,
+    /// TCP with a FIN seen in one direction (Linux fin_wait: 120 s).
+    pub tcp_fin_ms: u64,
+    /// TCP closed by FINs both ways or a RST (Cilium: 10 s).
+    pub tcp_closed_ms: u64,
+    /// UDP never answered (Linux: 30 s).
+    pub udp_ms: u64,
+    /// UDP answered at least once (Linux udp stream: 120 s).
+    pub udp_replied_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp_syn_ms: 60_000,
+            tcp_established_ms: 6 * 3600 * 1000,
+            tcp_fin_ms: 120_000,
+            tcp_closed_ms: 10_000,
+            udp_ms: 30_000,
+            udp_replied_ms: 120_000,
+        }
+    }
+}
+
+/// Entry flags.
+pub mod flags {
+    /// The entry is in use.
+    pub const USED: u8 = 0x01;
+    /// The source was rewritten too (NodePort to a remote backend, hairpin).
+    pub const SNAT: u8 = 0x02;
+    /// The client is outside the cluster (NodePort from the uplink): replies go out raw, to
+    /// the stored client MAC.
+    pub const EXTERNAL_CLIENT: u8 = 0x04;
+    /// A packet in the reply direction was seen.
+    pub const REPLIED: u8 = 0x08;
+    /// FIN seen from the client.
+    pub const FIN_ORIG: u8 = 0x10;
+    /// FIN seen from the backend.
+    pub const FIN_REPLY: u8 = 0x20;
+}
+
+const NO_SLOT: u32 = u32::MAX;
+
+/// What the pipeline records about a new flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewFlow {
+    /// Endpoint liveness slot of the chosen backend.
+    pub ep_slot: u32,
+    /// Its generation when chosen.
+    pub ep_gen: u32,
+    /// [`flags::SNAT`] / [`flags::EXTERNAL_CLIENT`].
+    pub flags: u8,
+    /// L2 address to send replies to, for external clients.
+    pub client_mac: [u8; 6],
+}
+
+/// One tracked flow.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    keys: [[u64; 2]; 2],
+    last_seen: u64,
+    /// Endpoint liveness slot.
+    pub ep_slot: u32,
+    /// Endpoint generation at creation.
+    pub ep_gen: u32,
+    client_pod: u32,
+    backend_pod: u32,
+    /// TCP state.
+    pub state: TcpState,
+    /// [`flags`].
+    pub flags: u8,
+    /// Where replies go for external clients.
+    pub client_mac: [u8; 6],
+}
+
+impl Entry {
+    const EMPTY: Entry = Entry {
+        keys: [[0; 2]; 2],
+        last_seen: 0,
+        ep_slot: 0,
+        ep_gen: 0,
+        client_pod: NO_SLOT,
+        backend_pod: NO_SLOT,
+        state: TcpState::None,
+        flags: 0,
+        client_mac: [0; 6],
+    };
+
+    /// The tuple of one direction.
+    #[inline(always)]
+    pub fn key(&self, dir: Dir) -> FlowKey {
+        FlowKey::unpack(&self.keys[dir as usize])
+    }
+
+    /// The tuple a packet matching `dir` must leave with: the reverse of the other direction.
+    #[inline(always)]
+    pub fn rewrite_for(&self, dir: Dir) -> FlowKey {
+        FlowKey::unpack(&self.keys[1 - dir as usize]).reversed()
+    }
+
+    /// Milliseconds timestamp of the last packet.
+    pub fn last_seen(&self) -> u64 {
+        self.last_seen
+    }
+
+    /// The protocol.
+    pub fn proto(&self) -> u8 {
+        self.keys[0][1] as u8
+    }
+
+    fn timeout(&self, t: &Timeouts) -> u64 {
+        match self.state {
+            TcpState::SynSent => t.tcp_syn_ms,
+            TcpState::Established => t.tcp_established_ms,
+            TcpState::FinWait => t.tcp_fin_ms,
+            TcpState::Closed => t.tcp_closed_ms,
+            TcpState::None if self.flags & flags::REPLIED != 0 => t.udp_replied_ms,
+            TcpState::None => t.udp_ms,
+        }
+    }
+
+    fn expired(&self, now: u64, t: &Timeouts) -> bool {
+        now.saturating_sub(self.last_seen) > self.timeout(t)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    hash: u32,
+    /// entry index << 1 | direction; `u32::MAX` when empty.
+    r: u32,
+}
+
+const EMPTY_SLOT: Slot = Slot { hash: 0, r: u32::MAX };
+
+/// Why a flow could not be inserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertError {
+    /// The reply tuple is already some other flow's (an SNAT port collision).
+    ReplyCollision,
+    /// The original tuple is already tracked.
+    Exists,
+}
+
+/// A worker's conntrack table.
+pub struct Conntrack {
+    entries: Box<[Entry]>,
+    index: Box<[Slot]>,
+    mask: usize,
+    free: Box<[u32]>,
+    free_len: usize,
+    hand: usize,
+    timeouts: Timeouts,
+    pod_base: u32,
+    /// Live entries whose client is local pod slot i.
+    client_refs: Box<[u32]>,
+    /// Live entries whose backend is local pod slot i.
+    backend_refs: Box<[u32]>,
+    len: usize,
+}
+
+impl core::fmt::Debug for Conntrack {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Conntrack")
+            .field("capacity", &self.entries.len())
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// Entries sampled when the table is full.
+const EVICT_SAMPLE: usize = 8;
+/// Entries scanned for an expired one before evicting a live one.
+const RECLAIM_SCAN: usize = 64;
+
+impl Conntrack {
+    /// A table of `capacity` entries (at least 1) for a node whose pod CIDR starts at `pod_base`
+    /// and has `pod_slots` addresses.
+    pub fn new(capacity: u32, timeouts: Timeouts, pod_base: u32, pod_slots: usize) -> Conntrack {
+        let cap = capacity.max(1) as usize;
+        let idx_len = (cap * 4).next_power_of_two();
+        Conntrack {
+            entries: vec![Entry::EMPTY; cap].into_boxed_slice(),
+            index: vec![EMPTY_SLOT; idx_len].into_boxed_slice(),
+            mask: idx_len - 1,
+            free: (0..cap as u32).rev().collect::<Vec<_>>().into_boxed_slice(),
+            free_len: cap,
+            hand: 0,
+            timeouts,
+            pod_base,
+            client_refs: vec![0; pod_slots].into_boxed_slice(),
+            backend_refs: vec![0; pod_slots].into_boxed_slice(),
+            len: 0,
+        }
+    }
+
+    /// Live entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The fixed capacity.
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// True if some live entry has local pod slot `slot` as its client (so replies to that pod
+    /// may need reverse NAT).
+    #[inline(always)]
+    pub fn pod_is_client(&self, slot: usize) -> bool {
+        self.client_refs.get(slot).is_some_and(|&n| n != 0)
+    }
+
+    /// True if some live entry has local pod slot `slot` as its backend.
+    #[inline(always)]
+    pub fn pod_is_backend(&self, slot: usize) -> bool {
+        self.backend_refs.get(slot).is_some_and(|&n| n != 0)
+    }
+
+    /// The entry at `idx`.
+    #[inline(always)]
+    pub fn entry(&self, idx: u32) -> &Entry {
+        &self.entries[idx as usize]
+    }
+
+    /// Finds the entry one of whose tuples is `key`. Expired entries are not returned (they are
+    /// removed on the spot).
+    #[inline]
+    pub fn lookup(&mut self, key: &FlowKey, now: u64, c: &Counters) -> Option<(u32, Dir)> {
+        let p = key.pack();
+        let h = hash_packed(&p);
+        let (pos, r) = self.find(&p, h)?;
+        let idx = r >> 1;
+        if self.entries[idx as usize].expired(now, &self.timeouts) {
+            let _ = pos;
+            self.remove(idx);
+            c.inc(Event::CtExpired);
+            return None;
+        }
+        Some((idx, if r & 1 == 0 { Dir::Orig } else { Dir::Reply }))
+    }
+
+    #[inline(always)]
+    fn find(&self, p: &[u64; 2], h: u32) -> Option<(usize, u32)> {
+        let mut i = h as usize & self.mask;
+        loop {
+            let s = self.index[i];
+            if s.r == u32::MAX {
+                return None;
+            }
+            if s.hash == h && self.entries[(s.r >> 1) as usize].keys[(s.r & 1) as usize] == *p {
+                return Some((i, s.r));
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Records a packet of the flow: refreshes the idle timer and follows TCP flags.
+    #[inline]
+    pub fn touch(&mut self, idx: u32, dir: Dir, tcp_flags: u8, now: u64) {
+        let e = &mut self.entries[idx as usize];
+        e.last_seen = now;
+        if dir == Dir::Reply {
+            e.flags |= flags::REPLIED;
+        }
+        if e.state == TcpState::None {
+            return;
+        }
+        use crate::wire::tcp::flags as tf;
+        if tcp_flags & tf::RST != 0 {
+            e.state = TcpState::Closed;
+            return;
+        }
+        if tcp_flags & tf::FIN != 0 {
+            e.flags |= if dir == Dir::Orig { flags::FIN_ORIG } else { flags::FIN_REPLY };
+        }
+        let both_fin = flags::FIN_ORIG | flags::FIN_REPLY;
+        e.state = if e.flags & both_fin == both_fin {
+            TcpState::Closed
+        } else if e.flags & both_fin != 0 {
+            TcpState::FinWait
+        } else if e.state == TcpState::SynSent && e.flags & flags::REPLIED != 0 {
+            TcpState::Established
+        } else {
+            e.state
+        };
+    }
+
+    /// Inserts a flow with tuples `orig` and `reply`. Makes room when full (reclaiming an expired
+    /// entry, else evicting the least recently used of a sample, counted as `ct_evicted_full`).
+    /// `tcp_flags` of the first packet set the initial TCP state: a SYN starts `SynSent`; any
+    /// other first packet (a flow picked up mid-stream, e.g. after a restart) starts
+    /// `Established`, so live connections survive.
+    pub fn insert(
+        &mut self,
+        orig: FlowKey,
+        reply: FlowKey,
+        nf: NewFlow,
+        tcp_flags: u8,
+        now: u64,
+        c: &Counters,
+    ) -> Result<u32, InsertError> {
+        let po = orig.pack();
+        let pr = reply.pack();
+        let ho = hash_packed(&po);
+        let hr = hash_packed(&pr);
+        if self.find(&po, ho).is_some() {
+            return Err(InsertError::Exists);
+        }
+        if self.find(&pr, hr).is_some() {
+            return Err(InsertError::ReplyCollision);
+        }
+        if self.free_len == 0 {
+            self.make_room(now, c);
+        }
+        self.free_len -= 1;
+        let idx = self.free[self.free_len];
+        let state = if orig.proto != crate::wire::ipproto::TCP {
+            TcpState::None
+        } else if tcp_flags & crate::wire::tcp::flags::SYN != 0
+            && tcp_flags & crate::wire::tcp::flags::ACK == 0
+        {
+            TcpState::SynSent
+        } else {
+            TcpState::Established
+        };
+        let client_pod = self.pod_slot(orig.src);
+        let backend_pod = self.pod_slot(reply.src);
+        self.entries[idx as usize] = Entry {
+            keys: [po, pr],
+            last_seen: now,
+            ep_slot: nf.ep_slot,
+            ep_gen: nf.ep_gen,
+            client_pod,
+            backend_pod,
+            state,
+            flags: nf.flags | flags::USED,
+            client_mac: nf.client_mac,
+        };
+        if let Some(n) = self.client_refs.get_mut(client_pod as usize) {
+            *n += 1;
+        }
+        if let Some(n) = self.backend_refs.get_mut(backend_pod as usize) {
+            *n += 1;
+        }
+        self.index_insert(ho, idx << 1);
+        self.index_insert(hr, (idx << 1) | 1);
+        self.len += 1;
+        Ok(idx)
+    }
+
+    /// True if `reply` is some entry's tuple (used to pick a free SNAT port).
+    #[inline]
+    pub fn contains(&self, key: &FlowKey) -> bool {
+        let p = key.pack();
+        self.find(&p, hash_packed(&p)).is_some()
+    }
+
+    fn pod_slot(&self, ip: u32) -> u32 {
+        let s = ip.wrapping_sub(self.pod_base);
+        if (s as usize) < self.client_refs.len() {
+            s
+        } else {
+            NO_SLOT
+        }
+    }
+
+    fn make_room(&mut self, now: u64, c: &Counters) {
+        let cap = self.entries.len();
+        let mut oldest: Option<(u64, usize)> = None;
+        for n in 0..RECLAIM_SCAN.min(cap) {
+            let i = (self.hand + n) % cap;
+            let e = &self.entries[i];
+            if e.flags & flags::USED == 0 {
+                continue;
+            }
+            if e.expired(now, &self.timeouts) {
+                self.hand = (i + 1) % cap;
+                self.remove(i as u32);
+                c.inc(Event::CtExpired);
+                return;
+            }
+            if n < EVICT_SAMPLE && oldest.is_none_or(|(t, _)| e.last_seen < t) {
+                oldest = Some((e.last_seen, i));
+            }
+        }
+        let victim = oldest.map_or(self.hand % cap, |(_, i)| i);
+        self.hand = (victim + 1) % cap;
+        self.remove(victim as u32);
+        c.inc(Event::CtEvicted);
+    }
+
+    fn index_insert(&mut self, h: u32, r: u32) {
+        let mut i = h as usize & self.mask;
+        while self.index[i].r != u32::MAX {
+            i = (i + 1) & self.mask;
+        }
+        self.index[i] = Slot { hash: h, r };
+    }
+
+    fn index_remove(&mut self, h: u32, r: u32) {
+        let mut i = h as usize & self.mask;
+        while self.index[i].r != r {
+            if self.index[i].r == u32::MAX {
+                return;
+            }
+            i = (i + 1) & self.mask;
+        }
+        // Backward-shift deletion: pull later members of the probe run into the hole.
+        let mut hole = i;
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            let s = self.index[j];
+            if s.r == u32::MAX {
+                break;
+            }
+            let home = s.hash as usize & self.mask;
+            // Move s into the hole if its home is not cyclically within (hole, j].
+            let dist_home = j.wrapping_sub(home) & self.mask;
+            let dist_hole = j.wrapping_sub(hole) & self.mask;
+            if dist_home >= dist_hole {
+                self.index[hole] = s;
+                hole = j;
+            }
+        }
+        self.index[hole] = EMPTY_SLOT;
+    }
+
+    /// Removes the entry at `idx` (no-op if unused).
+    pub fn remove(&mut self, idx: u32) {
+        let e = self.entries[idx as usize];
+        if e.flags & flags::USED == 0 {
+            return;
+        }
+        self.index_remove(hash_packed(&e.keys[0]), idx << 1);
+        self.index_remove(hash_packed(&e.keys[1]), (idx << 1) | 1);
+        if let Some(n) = self.client_refs.get_mut(e.client_pod as usize) {
+            *n -= 1;
+        }
+        if let Some(n) = self.backend_refs.get_mut(e.backend_pod as usize) {
+            *n -= 1;
+        }
+        self.entries[idx as usize] = Entry::EMPTY;
+        self.free[self.free_len] = idx;
+        self.free_len += 1;
+        self.len -= 1;
+    }
+
+    /// Advances the clock hand over up to `budget` entries, removing expired ones. The worker
+    /// calls this once per poll with a small budget, so aging costs a bounded few cycles.
+    pub fn expire(&mut self, now: u64, budget: usize, c: &Counters) -> usize {
+        let cap = self.entries.len();
+        let mut removed = 0;
+        for _ in 0..budget.min(cap) {
+            let i = self.hand;
+            self.hand = (self.hand + 1) % cap;
+            let e = &self.entries[i];
+            if e.flags & flags::USED != 0 && e.expired(now, &self.timeouts) {
+                self.remove(i as u32);
+                removed += 1;
+            }
+        }
+        c.add(Event::CtExpired, removed as u64);
+        removed
+    }
+
+    /// Every live entry with its index (for the CLI; not for the data cores).
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Entry)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.flags & flags::USED != 0)
+            .map(|(i, e)| (i as u32, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(src: u32, sport: u16, dst: u32, dport: u16) -> FlowKey {
+        FlowKey { src, dst, sport, dport, proto: 17 }
+    }
+
+    const NF: NewFlow = NewFlow { ep_slot: 0, ep_gen: 0, flags: 0, client_mac: [0; 6] };
+
+    fn ct(cap: u32) -> Conntrack {
+        Conntrack::new(cap, Timeouts::default(), 0x0af4_0100, 256)
+    }
+
+    #[test]
+    fn both_directions_and_rewrite() {
+        let c = Counters::default();
+        let mut t = ct(16);
+        let client = 0x0af4_0102;
+        let vip = 0x0a60_000a;
+        let be = 0x0af4_0203;
+        let orig = k(client, 40000, vip, 53);
+        let reply = k(be, 5353, client, 40000);
+        let idx = t.insert(orig, reply, NF, 0, 0, &c).unwrap();
+        assert_eq!(t.lookup(&orig, 1, &c), Some((idx, Dir::Orig)));
+        assert_eq!(t.lookup(&reply, 1, &c), Some((idx, Dir::Reply)));
+        let e = t.entry(idx);
+        // Original direction leaves towards the backend, from the client.
+        assert_eq!(e.rewrite_for(Dir::Orig), k(client, 40000, be, 5353));
+        // Replies leave from the VIP to the client.
+        assert_eq!(e.rewrite_for(Dir::Reply), k(vip, 53, client, 40000));
+        assert!(t.pod_is_client(2));
+        assert!(!t.pod_is_backend(2));
+        assert_eq!(t.insert(orig, k(be, 1, client, 2), NF, 0, 0, &c), Err(InsertError::Exists));
+        assert_eq!(
+            t.insert(k(client, 1, vip, 53), reply, NF, 0, 0, &c),
+            Err(InsertError::ReplyCollision)
+        );
+        t.remove(idx);
+        assert!(t.lookup(&orig, 1, &c).is_none());
+        assert!(t.lookup(&reply, 1, &c).is_none());
+        assert!(!t.pod_is_client(2));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn idle_timeouts_follow_state() {
+        let c = Counters::default();
+        let mut t = ct(16);
+        let orig = k(1, 2, 3, 4);
+        let reply = k(3, 4, 1, 2);
+        let i = t.insert(orig, reply, NF, 0, 0, &c).unwrap();
+        let to = *t.timeouts();
+        assert!(t.lookup(&orig, to.udp_ms, &c).is_some());
+        t.touch(i, Dir::Reply, 0, to.udp_ms);
+        // Answered UDP lives longer.
+        assert!(t.lookup(&orig, to.udp_ms + to.udp_replied_ms, &c).is_some());
+        assert!(t.lookup(&orig, to.udp_ms + to.udp_replied_ms + 1, &c).is_none());
+        assert_eq!(c.events(Event::CtExpired), 1);
+
+        use crate::wire::tcp::flags as tf;
+        let mut o = orig;
+        o.proto = 6;
+        let mut r = reply;
+        r.proto = 6;
+        let i = t.insert(o, r, NF, tf::SYN, 0, &c).unwrap();
+        assert_eq!(t.entry(i).state, TcpState::SynSent);
+        t.touch(i, Dir::Reply, tf::SYN | tf::ACK, 1);
+        assert_eq!(t.entry(i).state, TcpState::Established);
+        t.touch(i, Dir::Orig, tf::FIN | tf::ACK, 2);
+        assert_eq!(t.entry(i).state, TcpState::FinWait);
+        t.touch(i, Dir::Reply, tf::FIN | tf::ACK, 3);
+        assert_eq!(t.entry(i).state, TcpState::Closed);
+        assert!(t.lookup(&o, 3 + to.tcp_closed_ms + 1, &c).is_none());
+        // Mid-stream pickup starts established.
+        let i = t.insert(o, r, NF, tf::ACK, 0, &c).unwrap();
+        assert_eq!(t.entry(i).state, TcpState::Established);
+        t.touch(i, Dir::Orig, tf::RST, 1);
+        assert_eq!(t.entry(i).state, TcpState::Closed);
+    }
+
+    #[test]
+    fn full_table_evicts_and_counts() {
+        let c = Counters::default();
+        let mut t = ct(4);
+        for n in 0..4u16 {
+            t.insert(k(1, n, 2, 53), k(3, 53, 1, n), NF, 0, u64::from(n), &c).unwrap();
+        }
+        assert_eq!(t.len(), 4);
+        // A fifth live flow evicts the least recently used (the first).
+        t.insert(k(1, 9, 2, 53), k(3, 53, 1, 9), NF, 0, 10, &c).unwrap();
+        assert_eq!(t.len(), 4);
+        assert_eq!(c.events(Event::CtEvicted), 1);
+        assert!(t.lookup(&k(1, 0, 2, 53), 10, &c).is_none());
+        assert!(t.lookup(&k(1, 9, 2, 53), 10, &c).is_some());
+        // When one is expired, it is reclaimed instead of evicting a live one.
+        let late = 10 + t.timeouts().udp_ms + 5;
+        let (i9, _) = t.lookup(&k(1, 9, 2, 53), late - 10, &c).unwrap();
+        t.touch(i9, Dir::Orig, 0, late - 10);
+        t.insert(k(1, 10, 2, 53), k(3, 53, 1, 10), NF, 0, late, &c).unwrap();
+        assert_eq!(c.events(Event::CtEvicted), 1);
+        assert!(t.lookup(&k(1, 9, 2, 53), late, &c).is_some());
+    }
+
+    #[test]
+    fn index_stays_consistent_under_churn() {
+        // Random inserts and removals against a model; backward-shift deletion must never lose
+        // a key that is still present.
+        let c = Counters::default();
+        let mut t = ct(512);
+        let mut model: std::collections::HashMap<FlowKey, u32> = Default::default();
+        let mut x: u64 = 0x1234_5678;
+        for step in 0..20_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = (x % 700) as u16;
+            let orig = k(7, n, 9, 80);
+            let reply = k(9, 80, 7, n);
+            if let Some(&i) = model.get(&orig) {
+                assert_eq!(t.lookup(&orig, step, &c), Some((i, Dir::Orig)));
+                assert_eq!(t.lookup(&reply, step, &c), Some((i, Dir::Reply)));
+                if x & 1 == 0 {
+                    t.remove(i);
+                    model.remove(&orig);
+                }
+            } else if model.len() < 512 {
+                let i = t.insert(orig, reply, NF, 0, step, &c).unwrap();
+                model.insert(orig, i);
+            }
+            assert_eq!(t.len(), model.len());
+        }
+        for (key, i) in &model {
+            assert_eq!(t.lookup(key, 20_000, &c), Some((*i, Dir::Orig)));
+        }
+        let mut k2 = model.keys().copied().collect::<Vec<_>>();
+        k2.sort_by_key(|f| f.sport);
+        for key in k2 {
+            let (i, _) = t.lookup(&key, 20_000, &c).unwrap();
+            t.remove(i);
+        }
+        assert!(t.is_empty());
+        assert!(t.index.iter().all(|s| s.r == u32::MAX));
+    }
+}

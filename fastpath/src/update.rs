@@ -1,0 +1,337 @@
+//! The typed update API: what the control side sends, and the writer that turns it into new
+//! table versions.
+//!
+//! Messages are serde-serialisable (the control socket carries them as JSON). A batch is applied
+//! all-or-nothing: the writer edits copies, and only when every message of the batch is valid
+//! does it publish one new [`Tables`] version; otherwise it returns the first error and the
+//! previous version stays in force. Unchanged tables are shared between versions (`Arc`), so a
+//! Service endpoint change copies the Service index but never the pods or routes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use core::net::Ipv4Addr;
+use serde::{Deserialize, Serialize};
+
+use crate::rcu::{Publisher, Reader};
+use crate::tables::pods::{PodError, PodSpec, PodTable};
+use crate::tables::routes::{RemoteNodeSpec, RouteError, RouteTable};
+use crate::tables::services::{
+    EndpointSlots, EndpointSpec, FrontendKey, ServiceError, ServiceSpec, ServiceTable,
+};
+use crate::tables::{Capacities, ConfigError, NodeConfig};
+
+/// One version of every table the data cores read.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    /// Monotonic version number (the RCU generation).
+    pub generation: u64,
+    /// This node.
+    pub node: Arc<NodeConfig>,
+    /// Local pods.
+    pub pods: Arc<PodTable>,
+    /// Remote node routes.
+    pub routes: Arc<RouteTable>,
+    /// Services.
+    pub services: Arc<ServiceTable>,
+}
+
+/// The whole desired state, for a full resync.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FullState {
+    /// Local pods.
+    #[serde(default)]
+    pub pods: Vec<PodSpec>,
+    /// Remote nodes.
+    #[serde(default)]
+    pub nodes: Vec<RemoteNodeSpec>,
+    /// Service frontends with their endpoints.
+    #[serde(default)]
+    pub services: Vec<ServiceSpec>,
+}
+
+/// One change to the tables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Update {
+    /// Adds a pod, or replaces the pod with the same IP.
+    AddPod(PodSpec),
+    /// Removes the pod with this IP.
+    RemovePod {
+        /// The pod's IP.
+        ip: Ipv4Addr,
+    },
+    /// Adds a remote node, or replaces the one with the same underlay IP.
+    AddNode(RemoteNodeSpec),
+    /// Removes a remote node.
+    RemoveNode {
+        /// Its underlay IP.
+        underlay_ip: Ipv4Addr,
+    },
+    /// Adds a Service frontend, or replaces it (and its endpoint set).
+    AddService(ServiceSpec),
+    /// Removes a Service frontend.
+    RemoveService {
+        /// The frontend.
+        frontend: FrontendKey,
+    },
+    /// Adds or changes (e.g. to terminating) one endpoint of a frontend.
+    SetEndpoint {
+        /// The frontend.
+        frontend: FrontendKey,
+        /// The endpoint.
+        endpoint: EndpointSpec,
+    },
+    /// Removes one endpoint of a frontend.
+    RemoveEndpoint {
+        /// The frontend.
+        frontend: FrontendKey,
+        /// Endpoint IP.
+        ip: Ipv4Addr,
+        /// Endpoint port.
+        port: u16,
+    },
+    /// Replaces the whole state. Applied as a difference, so what did not change keeps its
+    /// place (a resync after a restart does not disturb live flows).
+    Snapshot(FullState),
+}
+
+/// Why an update was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError {
+    /// A pod change.
+    #[error(transparent)]
+    Pod(#[from] PodError),
+    /// A node change.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// A Service change.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+/// The control side's handle on the tables: applies updates and publishes versions.
+#[derive(Debug)]
+pub struct TableWriter {
+    node: Arc<NodeConfig>,
+    caps: Capacities,
+    pods: Arc<PodTable>,
+    nodes: BTreeMap<Ipv4Addr, RemoteNodeSpec>,
+    routes: Arc<RouteTable>,
+    services: Arc<ServiceTable>,
+    slots: EndpointSlots,
+    publisher: Publisher<Tables>,
+}
+
+/// Working copies during a batch.
+struct Work {
+    pods: Option<PodTable>,
+    nodes: Option<BTreeMap<Ipv4Addr, RemoteNodeSpec>>,
+    services: Option<ServiceTable>,
+}
+
+impl TableWriter {
+    /// Empty tables for `node`, published as the first version.
+    pub fn new(node: NodeConfig, caps: Capacities) -> Result<TableWriter, ConfigError> {
+        node.validate()?;
+        let node = Arc::new(node);
+        let slots = EndpointSlots::new(caps.max_endpoints);
+        let pods = Arc::new(PodTable::new(node.pod_cidr, caps.max_pod_ports));
+        let routes = Arc::new(RouteTable::default());
+        let services = Arc::new(ServiceTable::new(&slots));
+        let first = Tables {
+            generation: 1,
+            node: Arc::clone(&node),
+            pods: Arc::clone(&pods),
+            routes: Arc::clone(&routes),
+            services: Arc::clone(&services),
+        };
+        Ok(TableWriter {
+            node,
+            caps,
+            pods,
+            nodes: BTreeMap::new(),
+            routes,
+            services,
+            slots,
+            publisher: Publisher::new(first),
+        })
+    }
+
+    /// A reader for a data core.
+    pub fn reader(&self) -> Reader<Tables> {
+        self.publisher.reader()
+    }
+
+    /// The version in force.
+    pub fn tables(&self) -> Arc<Tables> {
+        self.publisher.current()
+    }
+
+    /// This node's configuration.
+    pub fn node(&self) -> &NodeConfig {
+        &self.node
+    }
+
+    /// The capacities.
+    pub fn capacities(&self) -> &Capacities {
+        &self.caps
+    }
+
+    /// The current generation.
+    pub fn generation(&self) -> u64 {
+        self.publisher.generation()
+    }
+
+    /// Frees table versions no reader holds any more.
+    pub fn reclaim(&mut self) -> usize {
+        self.publisher.reclaim()
+    }
+
+    /// Applies one update; see [`TableWriter::apply_batch`].
+    pub fn apply(&mut self, u: Update) -> Result<u64, UpdateError> {
+        self.apply_batch([u])
+    }
+
+    /// Applies a batch all-or-nothing and publishes one new version. Returns its generation.
+    pub fn apply_batch(
+        &mut self,
+        updates: impl IntoIterator<Item = Update>,
+    ) -> Result<u64, UpdateError> {
+        let mark = self.slots.mark();
+        let mut w = Work { pods: None, nodes: None, services: None };
+        let res = updates.into_iter().try_for_each(|u| self.apply_one(&mut w, u));
+        let routes = match (&res, &w.nodes) {
+            (Ok(()), Some(nodes)) => {
+                match RouteTable::build(&self.node, nodes.values(), self.caps.max_nodes) {
+                    Ok(r) => Some(Arc::new(r)),
+                    Err(e) => {
+                        self.slots.restore(mark);
+                        return Err(e.into());
+                    }
+                }
+            }
+            _ => None,
+        };
+        if let Err(e) = res {
+            self.slots.restore(mark);
+            return Err(e);
+        }
+        if let Some(p) = w.pods {
+            self.pods = Arc::new(p);
+        }
+        if let Some(n) = w.nodes {
+            self.nodes = n;
+        }
+        if let Some(r) = routes {
+            self.routes = r;
+        }
+        if let Some(s) = w.services {
+            self.services = Arc::new(s);
+        }
+        let next = Tables {
+            generation: self.publisher.generation() + 1,
+            node: Arc::clone(&self.node),
+            pods: Arc::clone(&self.pods),
+            routes: Arc::clone(&self.routes),
+            services: Arc::clone(&self.services),
+        };
+        let g = self.publisher.publish(next);
+        // Only now, with the new version visible, retire removed endpoints' generations.
+        self.slots.commit();
+        Ok(g)
+    }
+
+    fn apply_one(&mut self, w: &mut Work, u: Update) -> Result<(), UpdateError> {
+        match u {
+            Update::AddPod(p) => {
+                w.pods.get_or_insert_with(|| (*self.pods).clone()).insert(p)?;
+            }
+            Update::RemovePod { ip } => {
+                w.pods.get_or_insert_with(|| (*self.pods).clone()).remove(ip)?;
+            }
+            Update::AddNode(n) => {
+                w.nodes.get_or_insert_with(|| self.nodes.clone()).insert(n.underlay_ip, n);
+            }
+            Update::RemoveNode { underlay_ip } => {
+                w.nodes
+                    .get_or_insert_with(|| self.nodes.clone())
+                    .remove(&underlay_ip)
+                    .ok_or(RouteError::NotFound(underlay_ip))?;
+            }
+            Update::AddService(s) => {
+                let svc = w.services.get_or_insert_with(|| (*self.services).clone());
+                svc.upsert(&self.node, self.caps.max_services, &mut self.slots, s)?;
+            }
+            Update::RemoveService { frontend } => {
+                let svc = w.services.get_or_insert_with(|| (*self.services).clone());
+                svc.remove(&mut self.slots, &frontend)?;
+            }
+            Update::SetEndpoint { frontend, endpoint } => {
+                let svc = w.services.get_or_insert_with(|| (*self.services).clone());
+                let mut spec =
+                    svc.get(&frontend).ok_or(ServiceError::NotFound(frontend))?.spec.clone();
+                match spec.endpoints.iter_mut().find(|e| e.ip == endpoint.ip && e.port == endpoint.port)
+                {
+                    Some(e) => *e = endpoint,
+                    None => spec.endpoints.push(endpoint),
+                }
+                svc.upsert(&self.node, self.caps.max_services, &mut self.slots, spec)?;
+            }
+            Update::RemoveEndpoint { frontend, ip, port } => {
+                let svc = w.services.get_or_insert_with(|| (*self.services).clone());
+                let mut spec =
+                    svc.get(&frontend).ok_or(ServiceError::NotFound(frontend))?.spec.clone();
+                let before = spec.endpoints.len();
+                spec.endpoints.retain(|e| !(e.ip == ip && e.port == port));
+                if spec.endpoints.len() == before {
+                    return Err(ServiceError::EndpointNotFound(frontend, ip, port).into());
+                }
+                svc.upsert(&self.node, self.caps.max_services, &mut self.slots, spec)?;
+            }
+            Update::Snapshot(full) => self.apply_snapshot(w, full)?,
+        }
+        Ok(())
+    }
+
+    fn apply_snapshot(&mut self, w: &mut Work, full: FullState) -> Result<(), UpdateError> {
+        // Pods: rebuilt (cheap: one array over the pod CIDR).
+        let mut pods = PodTable::new(self.node.pod_cidr, self.caps.max_pod_ports);
+        for p in full.pods {
+            pods.insert(p)?;
+        }
+        w.pods = Some(pods);
+        w.nodes = Some(full.nodes.into_iter().map(|n| (n.underlay_ip, n)).collect());
+        // Services: as a difference, so unchanged endpoints keep their liveness slots.
+        let svc = w.services.get_or_insert_with(|| (*self.services).clone());
+        let wanted: BTreeMap<FrontendKey, ServiceSpec> =
+            full.services.into_iter().map(|s| (s.frontend, s)).collect();
+        let stale: Vec<FrontendKey> = svc
+            .iter()
+            .map(|e| e.spec.frontend)
+            .filter(|k| !wanted.contains_key(k))
+            .collect();
+        for k in stale {
+            svc.remove(&mut self.slots, &k)?;
+        }
+        for (_, s) in wanted {
+            svc.upsert(&self.node, self.caps.max_services, &mut self.slots, s)?;
+        }
+        Ok(())
+    }
+
+    /// The desired state as a snapshot message (for resyncing a restarted fast path).
+    pub fn full_state(&self) -> FullState {
+        FullState {
+            pods: self.pods.iter().collect(),
+            nodes: self.nodes.values().cloned().collect(),
+            services: self.services.iter().map(|e| e.spec.clone()).collect(),
+        }
+    }
+
+    /// Endpoint slots in use.
+    pub fn endpoints_in_use(&self) -> usize {
+        self.slots.in_use()
+    }
+}
