@@ -7,7 +7,7 @@
 
 use std::net::Ipv4Addr;
 
-use fastpath::buf::{HeapBuf, PacketBuf};
+use fastpath::buf::HeapBuf;
 use fastpath::counters::{Disposition, DropReason};
 use fastpath::fixtures::*;
 use fastpath::pipeline::{Ingress, Pipeline, BURST};
@@ -35,8 +35,13 @@ pub enum Case {
 
 impl Case {
     /// Every case.
-    pub const ALL: [Case; 5] =
-        [Case::LocalForward, Case::Encap, Case::Decap, Case::DnatEstablished, Case::DnatNewFlow];
+    pub const ALL: [Case; 5] = [
+        Case::LocalForward,
+        Case::Encap,
+        Case::Decap,
+        Case::DnatEstablished,
+        Case::DnatNewFlow,
+    ];
 
     /// The name used on the command line and in the report.
     pub fn name(self) -> &'static str {
@@ -96,8 +101,15 @@ fn gw_a() -> fastpath::wire::MacAddr {
 /// Node A's tables with the DNS Service backed by pod C only (so DNAT is followed by encap).
 fn node_a(ct_entries: u32) -> (TableWriter, Pipeline) {
     let mut w = node_a_writer();
-    let mut s: ServiceSpec = services().into_iter().find(|s| s.frontend == DNS).expect("dns");
-    s.endpoints = vec![EndpointSpec { ip: POD_C_IP, port: 5353, state: EndpointState::Ready }];
+    let mut s: ServiceSpec = services()
+        .into_iter()
+        .find(|s| s.frontend == DNS)
+        .expect("dns");
+    s.endpoints = vec![EndpointSpec {
+        ip: POD_C_IP,
+        port: 5353,
+        state: EndpointState::Ready,
+    }];
     w.apply(Update::AddService(s)).expect("valid service");
     let p = Pipeline::new(w.reader(), ct_entries, Timeouts::default());
     (w, p)
@@ -110,7 +122,12 @@ fn frames(case: Case, flows: usize) -> (Ingress, Vec<Vec<u8>>) {
         // Flows differ by source port (the source IP must stay the pod's: anti-spoofing).
         let sport = 1024 + (i % MAX_FLOWS) as u16;
         let from_a = |dst: Ipv4Addr, dport: u16| {
-            frame::udp_frame(&Addrs::new(POD_A_MAC, gw_a(), POD_A_IP, dst), sport, dport, PAYLOAD)
+            frame::udp_frame(
+                &Addrs::new(POD_A_MAC, gw_a(), POD_A_IP, dst),
+                sport,
+                dport,
+                PAYLOAD,
+            )
         };
         match case {
             Case::LocalForward => from_a(POD_B_IP, 7777),
@@ -118,7 +135,10 @@ fn frames(case: Case, flows: usize) -> (Ingress, Vec<Vec<u8>>) {
             Case::DnatEstablished | Case::DnatNewFlow => from_a(DNS_VIP, 53),
             Case::Decap => {
                 let inner = frame::udp_frame(
-                    &Addrs { ttl: 63, ..Addrs::new(a.vtep_mac, b.vtep_mac, POD_A_IP, POD_C_IP) },
+                    &Addrs {
+                        ttl: 63,
+                        ..Addrs::new(a.vtep_mac, b.vtep_mac, POD_A_IP, POD_C_IP)
+                    },
                     sport,
                     7777,
                     PAYLOAD,
@@ -150,10 +170,20 @@ pub const MAX_FLOWS: usize = 64000;
 /// nothing).
 pub fn run(case: Case, flows: usize, bursts: u64, reps: usize) -> CaseResult {
     let new_flows = case == Case::DnatNewFlow;
-    let bursts = if new_flows { bursts.min((MAX_FLOWS / BURST) as u64) } else { bursts }.max(1);
-    let flows = if new_flows { bursts as usize * BURST } else { flows.clamp(1, MAX_FLOWS) };
-    let mut runs: Vec<CaseResult> =
-        (0..reps.max(1)).map(|_| measure_once(case, flows, bursts)).collect();
+    let bursts = if new_flows {
+        bursts.min((MAX_FLOWS / BURST) as u64)
+    } else {
+        bursts
+    }
+    .max(1);
+    let flows = if new_flows {
+        bursts as usize * BURST
+    } else {
+        flows.clamp(1, MAX_FLOWS)
+    };
+    let mut runs: Vec<CaseResult> = (0..reps.max(1))
+        .map(|_| measure_once(case, flows, bursts))
+        .collect();
     runs.sort_by(|x, y| x.cycles_per_packet.total_cmp(&y.cycles_per_packet));
     runs.swap_remove(runs.len() / 2)
 }
@@ -162,7 +192,11 @@ fn measure_once(case: Case, flows: usize, bursts: u64) -> CaseResult {
     let clock = quanta::Clock::new();
     let new_flows = case == Case::DnatNewFlow;
     let total_pkts = bursts * BURST as u64;
-    let ct = if new_flows { (total_pkts as u32 + 64).next_power_of_two() } else { 1 << 16 };
+    let ct = if new_flows {
+        (total_pkts as u32 + 64).next_power_of_two()
+    } else {
+        1 << 16
+    };
     let (_writer, mut pipeline) = if case == Case::Decap {
         let w = node_b_writer();
         let p = Pipeline::new(w.reader(), ct, Timeouts::default());
@@ -184,7 +218,11 @@ fn measure_once(case: Case, flows: usize, bursts: u64) -> CaseResult {
         for k in 0..(flows as u64).div_ceil(BURST as u64).max(64) {
             load(&mut bufs, k);
             pipeline.process(ingress, &mut bufs, &mut out, now);
-            assert!(out.iter().all(|d| *d == case.expected()), "{case:?}: {:?}", out[0]);
+            assert!(
+                out.iter().all(|d| *d == case.expected()),
+                "{case:?}: {:?}",
+                out[0]
+            );
         }
     }
     let t0 = clock.raw();
@@ -202,7 +240,11 @@ fn measure_once(case: Case, flows: usize, bursts: u64) -> CaseResult {
     let t2 = clock.raw();
     assert_eq!(bad, 0, "{case:?}: {bad} packets got the wrong disposition");
     if new_flows {
-        assert_eq!(pipeline.conntrack().len() as u64, total_pkts, "every packet a new flow");
+        assert_eq!(
+            pipeline.conntrack().len() as u64,
+            total_pkts,
+            "every packet a new flow"
+        );
     }
     let pk = total_pkts as f64;
     let restore_cycles = t1.saturating_sub(t0) as f64;

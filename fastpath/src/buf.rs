@@ -62,7 +62,11 @@ impl HeapBuf {
     /// An empty buffer of `capacity` bytes whose data starts `headroom` bytes in.
     pub fn with_capacity(capacity: usize, headroom: usize) -> HeapBuf {
         let headroom = headroom.min(capacity);
-        HeapBuf { storage: vec![0u8; capacity].into_boxed_slice(), start: headroom, end: headroom }
+        HeapBuf {
+            storage: vec![0u8; capacity].into_boxed_slice(),
+            start: headroom,
+            end: headroom,
+        }
     }
 
     /// A buffer holding a copy of `frame` after the default headroom. Frames longer than the

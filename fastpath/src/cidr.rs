@@ -111,7 +111,9 @@ impl fmt::Debug for Ipv4Cidr {
 impl FromStr for Ipv4Cidr {
     type Err = CidrError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, l) = s.split_once('/').ok_or_else(|| CidrError::Syntax(s.to_string()))?;
+        let (a, l) = s
+            .split_once('/')
+            .ok_or_else(|| CidrError::Syntax(s.to_string()))?;
         let addr: Ipv4Addr = a.parse().map_err(|_| CidrError::Syntax(s.to_string()))?;
         let len: u8 = l.parse().map_err(|_| CidrError::Syntax(s.to_string()))?;
         Ipv4Cidr::new(addr, len)
@@ -148,7 +150,10 @@ mod tests {
         assert!(big.overlaps(&c) && c.overlaps(&big));
         let other: Ipv4Cidr = "10.244.2.0/24".parse().unwrap();
         assert!(!other.overlaps(&c));
-        assert!(matches!("10.244.1.5/24".parse::<Ipv4Cidr>(), Err(CidrError::HostBits(..))));
+        assert!(matches!(
+            "10.244.1.5/24".parse::<Ipv4Cidr>(),
+            Err(CidrError::HostBits(..))
+        ));
         assert!("10.0.0.0/33".parse::<Ipv4Cidr>().is_err());
         assert!("nonsense".parse::<Ipv4Cidr>().is_err());
         let all: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();

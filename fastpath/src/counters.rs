@@ -273,7 +273,10 @@ pub struct CounterSnapshot {
 
 impl Default for CounterSnapshot {
     fn default() -> Self {
-        CounterSnapshot { drops: vec![0; DropReason::COUNT], events: vec![0; Event::COUNT] }
+        CounterSnapshot {
+            drops: vec![0; DropReason::COUNT],
+            events: vec![0; Event::COUNT],
+        }
     }
 }
 

@@ -8,9 +8,7 @@ use core::net::Ipv4Addr;
 
 use crate::tables::pods::PodSpec;
 use crate::tables::routes::RemoteNodeSpec;
-use crate::tables::services::{
-    EndpointSpec, EndpointState, FrontendKey, Protocol, ServiceSpec,
-};
+use crate::tables::services::{EndpointSpec, EndpointState, FrontendKey, Protocol, ServiceSpec};
 use crate::tables::{Capacities, NodeConfig};
 use crate::update::{FullState, TableWriter, Update};
 use crate::wire::MacAddr;
@@ -45,9 +43,17 @@ pub const EXTERNAL_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 99);
 pub const EXTERNAL_MAC: MacAddr = MacAddr([0x02, 0x00, 0x0a, 0x01, 0x00, 0x63]);
 
 /// kube-dns's frontend.
-pub const DNS: FrontendKey = FrontendKey { ip: DNS_VIP, port: 53, protocol: Protocol::Udp };
+pub const DNS: FrontendKey = FrontendKey {
+    ip: DNS_VIP,
+    port: 53,
+    protocol: Protocol::Udp,
+};
 /// The web Service's frontend.
-pub const WEB: FrontendKey = FrontendKey { ip: WEB_VIP, port: 80, protocol: Protocol::Tcp };
+pub const WEB: FrontendKey = FrontendKey {
+    ip: WEB_VIP,
+    port: 80,
+    protocol: Protocol::Tcp,
+};
 
 /// Node B as node A sees it.
 pub fn remote_node_b() -> RemoteNodeSpec {
@@ -77,8 +83,16 @@ pub fn remote_node_a() -> RemoteNodeSpec {
 pub fn services() -> Vec<ServiceSpec> {
     let eps = |port| {
         vec![
-            EndpointSpec { ip: POD_B_IP, port, state: EndpointState::Ready },
-            EndpointSpec { ip: POD_C_IP, port, state: EndpointState::Ready },
+            EndpointSpec {
+                ip: POD_B_IP,
+                port,
+                state: EndpointState::Ready,
+            },
+            EndpointSpec {
+                ip: POD_C_IP,
+                port,
+                state: EndpointState::Ready,
+            },
         ]
     };
     vec![
@@ -101,8 +115,16 @@ pub fn services() -> Vec<ServiceSpec> {
 pub fn node_a_state() -> FullState {
     FullState {
         pods: vec![
-            PodSpec { ip: POD_A_IP, mac: POD_A_MAC, port: POD_A_PORT },
-            PodSpec { ip: POD_B_IP, mac: POD_B_MAC, port: POD_B_PORT },
+            PodSpec {
+                ip: POD_A_IP,
+                mac: POD_A_MAC,
+                port: POD_A_PORT,
+            },
+            PodSpec {
+                ip: POD_B_IP,
+                mac: POD_B_MAC,
+                port: POD_B_PORT,
+            },
         ],
         nodes: vec![remote_node_b()],
         services: services(),
@@ -112,7 +134,11 @@ pub fn node_a_state() -> FullState {
 /// Node B's whole state.
 pub fn node_b_state() -> FullState {
     FullState {
-        pods: vec![PodSpec { ip: POD_C_IP, mac: POD_C_MAC, port: POD_C_PORT }],
+        pods: vec![PodSpec {
+            ip: POD_C_IP,
+            mac: POD_C_MAC,
+            port: POD_C_PORT,
+        }],
         nodes: vec![remote_node_a()],
         services: services(),
     }
@@ -122,7 +148,8 @@ pub fn node_b_state() -> FullState {
 pub fn node_a_writer() -> TableWriter {
     let mut w = TableWriter::new(NodeConfig::example_node_a(), Capacities::default())
         .expect("example config is valid");
-    w.apply(Update::Snapshot(node_a_state())).expect("example state is valid");
+    w.apply(Update::Snapshot(node_a_state()))
+        .expect("example state is valid");
     w
 }
 
@@ -130,6 +157,7 @@ pub fn node_a_writer() -> TableWriter {
 pub fn node_b_writer() -> TableWriter {
     let mut w = TableWriter::new(NodeConfig::example_node_b(), Capacities::default())
         .expect("example config is valid");
-    w.apply(Update::Snapshot(node_b_state())).expect("example state is valid");
+    w.apply(Update::Snapshot(node_b_state()))
+        .expect("example state is valid");
     w
 }

@@ -26,7 +26,12 @@ fn rig() -> Rig {
     let b = node_b_writer();
     let pa = Pipeline::new(a.reader(), 1024, Timeouts::default());
     let pb = Pipeline::new(b.reader(), 1024, Timeouts::default());
-    Rig { _a: a, _b: b, a: pa, b: pb }
+    Rig {
+        _a: a,
+        _b: b,
+        a: pa,
+        b: pb,
+    }
 }
 
 fn ingress_of(sel: u8) -> Ingress {
@@ -66,7 +71,9 @@ pub fn run_pipeline(data: &[u8]) -> usize {
         p.process(ingress_of(sel), &mut pkts, &mut out, now);
         let after = p.counters().snapshot();
         let rx = |s: &crate::counters::CounterSnapshot| {
-            s.event_count(Event::RxPod) + s.event_count(Event::RxUplink) + s.event_count(Event::RxHost)
+            s.event_count(Event::RxPod)
+                + s.event_count(Event::RxUplink)
+                + s.event_count(Event::RxHost)
         };
         let tx = |s: &crate::counters::CounterSnapshot| {
             s.event_count(Event::TxPod)
@@ -75,7 +82,11 @@ pub fn run_pipeline(data: &[u8]) -> usize {
                 + s.event_count(Event::Dropped)
         };
         assert_eq!(rx(&after) - rx(&before), 2, "every packet counted in");
-        assert_eq!(tx(&after) - tx(&before), 2, "every packet counted out exactly once");
+        assert_eq!(
+            tx(&after) - tx(&before),
+            2,
+            "every packet counted out exactly once"
+        );
         for (pkt, d) in pkts.iter().zip(out.iter()) {
             if !matches!(d, Disposition::Drop(_)) {
                 assert!(pkt.len() >= 14, "forwarded a frame shorter than Ethernet");

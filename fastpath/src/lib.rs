@@ -8,13 +8,13 @@
 #![forbid(unsafe_code)]
 
 pub mod buf;
-pub mod wire;
 pub mod cidr;
 pub mod counters;
-pub mod rcu;
-pub mod tables;
-pub mod update;
-pub mod pipeline;
 pub mod fixtures;
 pub mod fuzz;
 pub mod pcap;
+pub mod pipeline;
+pub mod rcu;
+pub mod tables;
+pub mod update;
+pub mod wire;

@@ -97,7 +97,11 @@ impl<T> core::fmt::Debug for Reader<T> {
 
 impl<T> Clone for Reader<T> {
     fn clone(&self) -> Self {
-        Reader { shared: Arc::clone(&self.shared), current: Arc::clone(&self.current), seen: self.seen }
+        Reader {
+            shared: Arc::clone(&self.shared),
+            current: Arc::clone(&self.current),
+            seen: self.seen,
+        }
     }
 }
 

@@ -200,8 +200,14 @@ impl TableWriter {
         updates: impl IntoIterator<Item = Update>,
     ) -> Result<u64, UpdateError> {
         let mark = self.slots.mark();
-        let mut w = Work { pods: None, nodes: None, services: None };
-        let res = updates.into_iter().try_for_each(|u| self.apply_one(&mut w, u));
+        let mut w = Work {
+            pods: None,
+            nodes: None,
+            services: None,
+        };
+        let res = updates
+            .into_iter()
+            .try_for_each(|u| self.apply_one(&mut w, u));
         let routes = match (&res, &w.nodes) {
             (Ok(()), Some(nodes)) => {
                 match RouteTable::build(&self.node, nodes.values(), self.caps.max_nodes) {
@@ -246,13 +252,19 @@ impl TableWriter {
     fn apply_one(&mut self, w: &mut Work, u: Update) -> Result<(), UpdateError> {
         match u {
             Update::AddPod(p) => {
-                w.pods.get_or_insert_with(|| (*self.pods).clone()).insert(p)?;
+                w.pods
+                    .get_or_insert_with(|| (*self.pods).clone())
+                    .insert(p)?;
             }
             Update::RemovePod { ip } => {
-                w.pods.get_or_insert_with(|| (*self.pods).clone()).remove(ip)?;
+                w.pods
+                    .get_or_insert_with(|| (*self.pods).clone())
+                    .remove(ip)?;
             }
             Update::AddNode(n) => {
-                w.nodes.get_or_insert_with(|| self.nodes.clone()).insert(n.underlay_ip, n);
+                w.nodes
+                    .get_or_insert_with(|| self.nodes.clone())
+                    .insert(n.underlay_ip, n);
             }
             Update::RemoveNode { underlay_ip } => {
                 w.nodes
@@ -270,9 +282,15 @@ impl TableWriter {
             }
             Update::SetEndpoint { frontend, endpoint } => {
                 let svc = w.services.get_or_insert_with(|| (*self.services).clone());
-                let mut spec =
-                    svc.get(&frontend).ok_or(ServiceError::NotFound(frontend))?.spec.clone();
-                match spec.endpoints.iter_mut().find(|e| e.ip == endpoint.ip && e.port == endpoint.port)
+                let mut spec = svc
+                    .get(&frontend)
+                    .ok_or(ServiceError::NotFound(frontend))?
+                    .spec
+                    .clone();
+                match spec
+                    .endpoints
+                    .iter_mut()
+                    .find(|e| e.ip == endpoint.ip && e.port == endpoint.port)
                 {
                     Some(e) => *e = endpoint,
                     None => spec.endpoints.push(endpoint),
@@ -281,8 +299,11 @@ impl TableWriter {
             }
             Update::RemoveEndpoint { frontend, ip, port } => {
                 let svc = w.services.get_or_insert_with(|| (*self.services).clone());
-                let mut spec =
-                    svc.get(&frontend).ok_or(ServiceError::NotFound(frontend))?.spec.clone();
+                let mut spec = svc
+                    .get(&frontend)
+                    .ok_or(ServiceError::NotFound(frontend))?
+                    .spec
+                    .clone();
                 let before = spec.endpoints.len();
                 spec.endpoints.retain(|e| !(e.ip == ip && e.port == port));
                 if spec.endpoints.len() == before {

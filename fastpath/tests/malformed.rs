@@ -18,17 +18,80 @@ use proptest::prelude::*;
 fn valid_frames() -> Vec<(Ingress, Vec<u8>)> {
     let a = NodeConfig::example_node_a();
     let b = NodeConfig::example_node_b();
-    let inner = frame::udp_frame(&Addrs { ttl: 63, ..Addrs::new(b.vtep_mac, a.vtep_mac, POD_C_IP, POD_A_IP) }, 1, 2, b"inner");
+    let inner = frame::udp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(b.vtep_mac, a.vtep_mac, POD_C_IP, POD_A_IP)
+        },
+        1,
+        2,
+        b"inner",
+    );
     vec![
-        (Ingress::Pod(0), frame::udp_frame(&pod_a_to(POD_B_IP), 1000, 2000, b"local")),
-        (Ingress::Pod(0), frame::udp_frame(&pod_a_to(POD_C_IP), 1000, 2000, b"remote")),
-        (Ingress::Pod(0), frame::tcp_frame(&pod_a_to(WEB_VIP), 1000, 80, 1, 0, tf::SYN, b"")),
-        (Ingress::Pod(0), frame::udp_frame(&pod_a_to(DNS_VIP), 1000, 53, b"dns")),
-        (Ingress::Pod(0), frame::icmp_echo_frame(&pod_a_to(Ipv4Addr::new(10, 244, 1, 1)), true, 1, 1, b"ping")),
-        (Ingress::Pod(0), frame::arp_frame(MacAddr::BROADCAST, op::REQUEST, POD_A_MAC, POD_A_IP, MacAddr::ZERO, Ipv4Addr::new(10, 244, 1, 1))),
-        (Ingress::Uplink, frame::vxlan_frame(&Addrs::new(b.underlay_mac, a.underlay_mac, b.underlay_ip, a.underlay_ip), 50000, 1, &inner, true)),
-        (Ingress::Uplink, frame::tcp_frame(&Addrs::new(EXTERNAL_MAC, a.underlay_mac, EXTERNAL_IP, a.underlay_ip), 5, WEB_NODEPORT, 1, 0, tf::SYN, b"")),
-        (Ingress::Uplink, frame::arp_frame(MacAddr::BROADCAST, op::REQUEST, EXTERNAL_MAC, EXTERNAL_IP, MacAddr::ZERO, a.underlay_ip)),
+        (
+            Ingress::Pod(0),
+            frame::udp_frame(&pod_a_to(POD_B_IP), 1000, 2000, b"local"),
+        ),
+        (
+            Ingress::Pod(0),
+            frame::udp_frame(&pod_a_to(POD_C_IP), 1000, 2000, b"remote"),
+        ),
+        (
+            Ingress::Pod(0),
+            frame::tcp_frame(&pod_a_to(WEB_VIP), 1000, 80, 1, 0, tf::SYN, b""),
+        ),
+        (
+            Ingress::Pod(0),
+            frame::udp_frame(&pod_a_to(DNS_VIP), 1000, 53, b"dns"),
+        ),
+        (
+            Ingress::Pod(0),
+            frame::icmp_echo_frame(&pod_a_to(Ipv4Addr::new(10, 244, 1, 1)), true, 1, 1, b"ping"),
+        ),
+        (
+            Ingress::Pod(0),
+            frame::arp_frame(
+                MacAddr::BROADCAST,
+                op::REQUEST,
+                POD_A_MAC,
+                POD_A_IP,
+                MacAddr::ZERO,
+                Ipv4Addr::new(10, 244, 1, 1),
+            ),
+        ),
+        (
+            Ingress::Uplink,
+            frame::vxlan_frame(
+                &Addrs::new(b.underlay_mac, a.underlay_mac, b.underlay_ip, a.underlay_ip),
+                50000,
+                1,
+                &inner,
+                true,
+            ),
+        ),
+        (
+            Ingress::Uplink,
+            frame::tcp_frame(
+                &Addrs::new(EXTERNAL_MAC, a.underlay_mac, EXTERNAL_IP, a.underlay_ip),
+                5,
+                WEB_NODEPORT,
+                1,
+                0,
+                tf::SYN,
+                b"",
+            ),
+        ),
+        (
+            Ingress::Uplink,
+            frame::arp_frame(
+                MacAddr::BROADCAST,
+                op::REQUEST,
+                EXTERNAL_MAC,
+                EXTERNAL_IP,
+                MacAddr::ZERO,
+                a.underlay_ip,
+            ),
+        ),
     ]
 }
 
@@ -54,12 +117,24 @@ fn truncated_at_every_length_is_a_counted_drop_or_host_path() {
 fn runt_and_jumbo() {
     let mut n = Node::a();
     for len in 0..14 {
-        assert_eq!(n.run(Ingress::Pod(0), &vec![0u8; len]).0, Disposition::Drop(DropReason::Runt));
-        assert_eq!(n.run(Ingress::Uplink, &vec![0u8; len]).0, Disposition::Drop(DropReason::Runt));
+        assert_eq!(
+            n.run(Ingress::Pod(0), &vec![0u8; len]).0,
+            Disposition::Drop(DropReason::Runt)
+        );
+        assert_eq!(
+            n.run(Ingress::Uplink, &vec![0u8; len]).0,
+            Disposition::Drop(DropReason::Runt)
+        );
     }
     let big = frame::udp_frame(&pod_a_to(POD_B_IP), 1, 2, &vec![0u8; MAX_FRAME_LEN]);
-    assert_eq!(n.run(Ingress::Pod(0), &big).0, Disposition::Drop(DropReason::Jumbo));
-    assert_eq!(n.run(Ingress::Uplink, &big).0, Disposition::Drop(DropReason::Jumbo));
+    assert_eq!(
+        n.run(Ingress::Pod(0), &big).0,
+        Disposition::Drop(DropReason::Jumbo)
+    );
+    assert_eq!(
+        n.run(Ingress::Uplink, &big).0,
+        Disposition::Drop(DropReason::Jumbo)
+    );
 }
 
 fn refill_ip_checksum(f: &mut [u8]) {
@@ -78,25 +153,44 @@ fn bad_ihl_bad_lengths_bad_checksum() {
         let mut f = good.clone();
         f[14] = 0x40 | ihl;
         refill_ip_checksum(&mut f);
-        assert_eq!(n.run(Ingress::Pod(0), &f).0, Disposition::Drop(DropReason::Ipv4Malformed), "IHL {ihl}");
+        assert_eq!(
+            n.run(Ingress::Pod(0), &f).0,
+            Disposition::Drop(DropReason::Ipv4Malformed),
+            "IHL {ihl}"
+        );
     }
     let mut f = good.clone();
     f[14] = 0x65; // version 6
-    assert_eq!(n.run(Ingress::Pod(0), &f).0, Disposition::Drop(DropReason::Ipv4Malformed));
+    assert_eq!(
+        n.run(Ingress::Pod(0), &f).0,
+        Disposition::Drop(DropReason::Ipv4Malformed)
+    );
     let mut f = good.clone();
     f[16..18].copy_from_slice(&500u16.to_be_bytes()); // total length beyond the frame
     refill_ip_checksum(&mut f);
-    assert_eq!(n.run(Ingress::Pod(0), &f).0, Disposition::Drop(DropReason::Ipv4Malformed));
+    assert_eq!(
+        n.run(Ingress::Pod(0), &f).0,
+        Disposition::Drop(DropReason::Ipv4Malformed)
+    );
     let mut f = good.clone();
     f[16..18].copy_from_slice(&10u16.to_be_bytes()); // total length below the header
     refill_ip_checksum(&mut f);
-    assert_eq!(n.run(Ingress::Pod(0), &f).0, Disposition::Drop(DropReason::Ipv4Malformed));
+    assert_eq!(
+        n.run(Ingress::Pod(0), &f).0,
+        Disposition::Drop(DropReason::Ipv4Malformed)
+    );
     let mut f = good.clone();
     f[25] ^= 0xff;
-    assert_eq!(n.run(Ingress::Pod(0), &f).0, Disposition::Drop(DropReason::Ipv4Checksum));
+    assert_eq!(
+        n.run(Ingress::Pod(0), &f).0,
+        Disposition::Drop(DropReason::Ipv4Checksum)
+    );
     let mut f = good.clone();
     f[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
-    assert_eq!(n.run(Ingress::Pod(0), &f).0, Disposition::Drop(DropReason::UnsupportedEthertype));
+    assert_eq!(
+        n.run(Ingress::Pod(0), &f).0,
+        Disposition::Drop(DropReason::UnsupportedEthertype)
+    );
 }
 
 #[test]
@@ -115,7 +209,11 @@ fn ipv4_options_are_forwarded_intact() {
     assert_eq!(d, Disposition::ToPod(POD_B_PORT));
     assert_eq!(&out[34..38], &[1, 1, 1, 0]);
     assert_eq!(out[22], 63);
-    assert_eq!(checksum::checksum(&out[14..38]), 0, "header checksum over the options still valid");
+    assert_eq!(
+        checksum::checksum(&out[14..38]),
+        0,
+        "header checksum over the options still valid"
+    );
     assert_eq!(&out[38..], &f[38..], "UDP untouched");
 }
 
@@ -127,23 +225,43 @@ fn fragments_between_pods_are_forwarded() {
         f[20] = 0x20; // MF, DF clear
         refill_ip_checksum(&mut f);
         let (d, _) = n.run(Ingress::Pod(0), &f);
-        assert!(matches!(d, Disposition::ToPod(_) | Disposition::ToUplink), "{d:?}");
+        assert!(
+            matches!(d, Disposition::ToPod(_) | Disposition::ToUplink),
+            "{d:?}"
+        );
         // A later fragment (no L4 header) too.
         let mut g = frame::ipv4_frame(&pod_a_to(dst), 17, b"middle of a datagram");
         g[20] = 0x20;
         g[21] = 0x10; // offset 16*8
         refill_ip_checksum(&mut g);
         let (d, _) = n.run(Ingress::Pod(0), &g);
-        assert!(matches!(d, Disposition::ToPod(_) | Disposition::ToUplink), "{d:?}");
+        assert!(
+            matches!(d, Disposition::ToPod(_) | Disposition::ToUplink),
+            "{d:?}"
+        );
     }
     // A fragmented VXLAN packet is not reassembled: a counted drop.
     let a = NodeConfig::example_node_a();
     let b = NodeConfig::example_node_b();
-    let inner = frame::udp_frame(&Addrs::new(b.vtep_mac, a.vtep_mac, POD_C_IP, POD_A_IP), 1, 2, b"x");
-    let mut v = frame::vxlan_frame(&Addrs::new(b.underlay_mac, a.underlay_mac, b.underlay_ip, a.underlay_ip), 50000, 1, &inner, false);
+    let inner = frame::udp_frame(
+        &Addrs::new(b.vtep_mac, a.vtep_mac, POD_C_IP, POD_A_IP),
+        1,
+        2,
+        b"x",
+    );
+    let mut v = frame::vxlan_frame(
+        &Addrs::new(b.underlay_mac, a.underlay_mac, b.underlay_ip, a.underlay_ip),
+        50000,
+        1,
+        &inner,
+        false,
+    );
     v[20] = 0x20;
     refill_ip_checksum(&mut v);
-    assert_eq!(n.run(Ingress::Uplink, &v).0, Disposition::Drop(DropReason::Fragment));
+    assert_eq!(
+        n.run(Ingress::Uplink, &v).0,
+        Disposition::Drop(DropReason::Fragment)
+    );
 }
 
 /// Record format of `fastpath::fuzz::run_pipeline`.

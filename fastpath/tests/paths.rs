@@ -43,7 +43,12 @@ fn local_pod_to_pod_rewrites_macs_and_ttl() {
     let input = frame::udp_frame(&pod_a_to(POD_B_IP), 40000, 7777, b"hello pod b");
     let (d, out) = n.run(Ingress::Pod(POD_A_PORT), &input);
     assert_eq!(d, Disposition::ToPod(POD_B_PORT));
-    let want = frame::udp_frame(&with(pod_a_to(POD_B_IP), gw_a(), POD_B_MAC, 63), 40000, 7777, b"hello pod b");
+    let want = frame::udp_frame(
+        &with(pod_a_to(POD_B_IP), gw_a(), POD_B_MAC, 63),
+        40000,
+        7777,
+        b"hello pod b",
+    );
     assert_bytes(&out, &want);
     assert_eq!(n.counters().event_count(Event::TxPod), 1);
 }
@@ -56,7 +61,10 @@ fn padding_is_not_forwarded() {
     assert_eq!(input.len(), 60);
     let (d, out) = n.run(Ingress::Pod(POD_A_PORT), &input);
     assert_eq!(d, Disposition::ToPod(POD_B_PORT));
-    assert_bytes(&out, &frame::udp_frame(&with(pod_a_to(POD_B_IP), gw_a(), POD_B_MAC, 63), 1, 2, b"x"));
+    assert_bytes(
+        &out,
+        &frame::udp_frame(&with(pod_a_to(POD_B_IP), gw_a(), POD_B_MAC, 63), 1, 2, b"x"),
+    );
 }
 
 #[test]
@@ -67,9 +75,17 @@ fn cross_node_encap_exact_outer_header() {
     let (d, out) = n.run(Ingress::Pod(POD_A_PORT), &input);
     assert_eq!(d, Disposition::ToUplink);
     let sport = outer_sport(&out);
-    assert!((49152..=65535).contains(&sport), "RFC 7348 source port range: {sport}");
+    assert!(
+        (49152..=65535).contains(&sport),
+        "RFC 7348 source port range: {sport}"
+    );
     let (a, b) = (node_a_cfg(), node_b_cfg());
-    let inner = frame::udp_frame(&with(pod_a_to(POD_C_IP), a.vtep_mac, b.vtep_mac, 63), 40000, 7777, payload);
+    let inner = frame::udp_frame(
+        &with(pod_a_to(POD_C_IP), a.vtep_mac, b.vtep_mac, 63),
+        40000,
+        7777,
+        payload,
+    );
     let want = frame::vxlan_frame(&outer_a_to_b(), sport, 1, &inner, false);
     assert_bytes(&out, &want);
     // The outer header, field by field.
@@ -97,12 +113,22 @@ fn cross_node_encap_exact_outer_header() {
 fn decap_delivers_to_local_pod() {
     let mut n = Node::b();
     let (a, b) = (node_a_cfg(), node_b_cfg());
-    let inner = frame::udp_frame(&with(pod_a_to(POD_C_IP), a.vtep_mac, b.vtep_mac, 63), 40000, 7777, b"hi");
+    let inner = frame::udp_frame(
+        &with(pod_a_to(POD_C_IP), a.vtep_mac, b.vtep_mac, 63),
+        40000,
+        7777,
+        b"hi",
+    );
     // As a Linux peer sends it: non-zero outer UDP checksum.
     let input = frame::vxlan_frame(&outer_a_to_b(), 50000, 1, &inner, true);
     let (d, out) = n.run(Ingress::Uplink, &input);
     assert_eq!(d, Disposition::ToPod(POD_C_PORT));
-    let want = frame::udp_frame(&with(pod_a_to(POD_C_IP), gw_b(), POD_C_MAC, 62), 40000, 7777, b"hi");
+    let want = frame::udp_frame(
+        &with(pod_a_to(POD_C_IP), gw_b(), POD_C_MAC, 62),
+        40000,
+        7777,
+        b"hi",
+    );
     assert_bytes(&out, &want);
     // And with a zero outer checksum (as we send it).
     let input0 = frame::vxlan_frame(&outer_a_to_b(), 50000, 1, &inner, false);
@@ -121,54 +147,105 @@ fn encap_then_decap_round_trip_between_two_nodes() {
     assert_eq!(d, Disposition::ToUplink);
     let (d, out) = nb.run(Ingress::Uplink, &wire);
     assert_eq!(d, Disposition::ToPod(POD_C_PORT));
-    let want = frame::tcp_frame(&with(pod_a_to(POD_C_IP), gw_b(), POD_C_MAC, 62), 33333, 80, 1, 0, tf::SYN, b"");
+    let want = frame::tcp_frame(
+        &with(pod_a_to(POD_C_IP), gw_b(), POD_C_MAC, 62),
+        33333,
+        80,
+        1,
+        0,
+        tf::SYN,
+        b"",
+    );
     assert_bytes(&out, &want);
 }
 
 #[test]
 fn vxlan_checks_drop_bad_frames() {
     let (a, b) = (node_a_cfg(), node_b_cfg());
-    let inner = frame::udp_frame(&with(pod_a_to(POD_C_IP), a.vtep_mac, b.vtep_mac, 63), 1, 2, b"x");
+    let inner = frame::udp_frame(
+        &with(pod_a_to(POD_C_IP), a.vtep_mac, b.vtep_mac, 63),
+        1,
+        2,
+        b"x",
+    );
     let good = frame::vxlan_frame(&outer_a_to_b(), 50000, 1, &inner, true);
     let mut n = Node::b();
     // Wrong outer UDP checksum.
     let mut bad = good.clone();
     let c = u16::from_be_bytes([bad[40], bad[41]]) ^ 0x0101;
     bad[40..42].copy_from_slice(&c.to_be_bytes());
-    assert_eq!(n.run(Ingress::Uplink, &bad).0, Disposition::Drop(DropReason::VxlanUdpChecksum));
+    assert_eq!(
+        n.run(Ingress::Uplink, &bad).0,
+        Disposition::Drop(DropReason::VxlanUdpChecksum)
+    );
     // I flag clear.
     let nocs = frame::vxlan_frame(&outer_a_to_b(), 50000, 1, &inner, false);
     let mut bad = nocs.clone();
     bad[42] = 0x00;
-    assert_eq!(n.run(Ingress::Uplink, &bad).0, Disposition::Drop(DropReason::VxlanFlags));
+    assert_eq!(
+        n.run(Ingress::Uplink, &bad).0,
+        Disposition::Drop(DropReason::VxlanFlags)
+    );
     // Reserved bits are ignored on receipt (RFC 7348 §5).
     let mut ok = nocs.clone();
     ok[42] = 0x08 | 0x80;
     ok[43] = 0xff;
     ok[49] = 0xff;
-    assert_eq!(n.run(Ingress::Uplink, &ok).0, Disposition::ToPod(POD_C_PORT));
+    assert_eq!(
+        n.run(Ingress::Uplink, &ok).0,
+        Disposition::ToPod(POD_C_PORT)
+    );
     // Wrong VNI.
     let bad = frame::vxlan_frame(&outer_a_to_b(), 50000, 2, &inner, false);
-    assert_eq!(n.run(Ingress::Uplink, &bad).0, Disposition::Drop(DropReason::VxlanVni));
+    assert_eq!(
+        n.run(Ingress::Uplink, &bad).0,
+        Disposition::Drop(DropReason::VxlanVni)
+    );
     // Unknown source VTEP.
     let mut stranger = outer_a_to_b();
     stranger.src_ip = Ipv4Addr::new(10, 1, 0, 77);
     let bad = frame::vxlan_frame(&stranger, 50000, 1, &inner, false);
-    assert_eq!(n.run(Ingress::Uplink, &bad).0, Disposition::Drop(DropReason::VxlanUnknownVtep));
+    assert_eq!(
+        n.run(Ingress::Uplink, &bad).0,
+        Disposition::Drop(DropReason::VxlanUnknownVtep)
+    );
     // Inner frame not for our VTEP MAC (Linux drops it too).
-    let wrong = frame::udp_frame(&with(pod_a_to(POD_C_IP), a.vtep_mac, POD_C_MAC, 63), 1, 2, b"x");
+    let wrong = frame::udp_frame(
+        &with(pod_a_to(POD_C_IP), a.vtep_mac, POD_C_MAC, 63),
+        1,
+        2,
+        b"x",
+    );
     let bad = frame::vxlan_frame(&outer_a_to_b(), 50000, 1, &wrong, false);
-    assert_eq!(n.run(Ingress::Uplink, &bad).0, Disposition::Drop(DropReason::VxlanInner));
+    assert_eq!(
+        n.run(Ingress::Uplink, &bad).0,
+        Disposition::Drop(DropReason::VxlanInner)
+    );
     // Inner packet for a pod this node does not have.
     let ghost = frame::udp_frame(
-        &with(pod_a_to(Ipv4Addr::new(10, 244, 2, 77)), a.vtep_mac, b.vtep_mac, 63),
+        &with(
+            pod_a_to(Ipv4Addr::new(10, 244, 2, 77)),
+            a.vtep_mac,
+            b.vtep_mac,
+            63,
+        ),
         1,
         2,
         b"x",
     );
     let bad = frame::vxlan_frame(&outer_a_to_b(), 50000, 1, &ghost, false);
-    assert_eq!(n.run(Ingress::Uplink, &bad).0, Disposition::Drop(DropReason::NoLocalPod));
-    for r in [DropReason::VxlanUdpChecksum, DropReason::VxlanFlags, DropReason::VxlanVni, DropReason::VxlanUnknownVtep, DropReason::VxlanInner, DropReason::NoLocalPod] {
+    assert_eq!(
+        n.run(Ingress::Uplink, &bad).0,
+        Disposition::Drop(DropReason::NoLocalPod)
+    );
+    for r in [
+        DropReason::VxlanUdpChecksum,
+        DropReason::VxlanFlags,
+        DropReason::VxlanVni,
+        DropReason::VxlanUnknownVtep,
+        DropReason::VxlanInner,
+        DropReason::NoLocalPod,
+    ] {
         assert_eq!(n.drops(r), 1, "{r:?}");
     }
 }
@@ -176,8 +253,20 @@ fn vxlan_checks_drop_bad_frames() {
 #[test]
 fn proxy_arp_for_gateway_and_any_address() {
     let mut n = Node::a();
-    for target in [GW_A, POD_B_IP, Ipv4Addr::new(10, 244, 2, 2), Ipv4Addr::new(8, 8, 8, 8)] {
-        let req = frame::arp_frame(fastpath::wire::MacAddr::BROADCAST, op::REQUEST, POD_A_MAC, POD_A_IP, fastpath::wire::MacAddr::ZERO, target);
+    for target in [
+        GW_A,
+        POD_B_IP,
+        Ipv4Addr::new(10, 244, 2, 2),
+        Ipv4Addr::new(8, 8, 8, 8),
+    ] {
+        let req = frame::arp_frame(
+            fastpath::wire::MacAddr::BROADCAST,
+            op::REQUEST,
+            POD_A_MAC,
+            POD_A_IP,
+            fastpath::wire::MacAddr::ZERO,
+            target,
+        );
         let (d, out) = n.run(Ingress::Pod(POD_A_PORT), &req);
         assert_eq!(d, Disposition::ToPod(POD_A_PORT));
         let mut want = frame::arp_frame(POD_A_MAC, op::REPLY, gw_a(), target, POD_A_MAC, POD_A_IP);
@@ -186,34 +275,108 @@ fn proxy_arp_for_gateway_and_any_address() {
     }
     assert_eq!(n.counters().event_count(Event::ArpReplied), 4);
     // Probes and announcements for the pod's own address get no answer.
-    let probe = frame::arp_frame(fastpath::wire::MacAddr::BROADCAST, op::REQUEST, POD_A_MAC, Ipv4Addr::UNSPECIFIED, fastpath::wire::MacAddr::ZERO, POD_A_IP);
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &probe).0, Disposition::Drop(DropReason::ArpIgnored));
-    let announce = frame::arp_frame(fastpath::wire::MacAddr::BROADCAST, op::REQUEST, POD_A_MAC, POD_A_IP, fastpath::wire::MacAddr::ZERO, POD_A_IP);
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &announce).0, Disposition::Drop(DropReason::ArpIgnored));
+    let probe = frame::arp_frame(
+        fastpath::wire::MacAddr::BROADCAST,
+        op::REQUEST,
+        POD_A_MAC,
+        Ipv4Addr::UNSPECIFIED,
+        fastpath::wire::MacAddr::ZERO,
+        POD_A_IP,
+    );
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &probe).0,
+        Disposition::Drop(DropReason::ArpIgnored)
+    );
+    let announce = frame::arp_frame(
+        fastpath::wire::MacAddr::BROADCAST,
+        op::REQUEST,
+        POD_A_MAC,
+        POD_A_IP,
+        fastpath::wire::MacAddr::ZERO,
+        POD_A_IP,
+    );
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &announce).0,
+        Disposition::Drop(DropReason::ArpIgnored)
+    );
     // A spoofed sender IP is refused.
-    let spoof = frame::arp_frame(fastpath::wire::MacAddr::BROADCAST, op::REQUEST, POD_A_MAC, POD_B_IP, fastpath::wire::MacAddr::ZERO, GW_A);
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &spoof).0, Disposition::Drop(DropReason::SpoofedIp));
+    let spoof = frame::arp_frame(
+        fastpath::wire::MacAddr::BROADCAST,
+        op::REQUEST,
+        POD_A_MAC,
+        POD_B_IP,
+        fastpath::wire::MacAddr::ZERO,
+        GW_A,
+    );
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &spoof).0,
+        Disposition::Drop(DropReason::SpoofedIp)
+    );
     // Wrong lengths.
-    let mut bad = frame::arp_frame(fastpath::wire::MacAddr::BROADCAST, op::REQUEST, POD_A_MAC, POD_A_IP, fastpath::wire::MacAddr::ZERO, GW_A);
+    let mut bad = frame::arp_frame(
+        fastpath::wire::MacAddr::BROADCAST,
+        op::REQUEST,
+        POD_A_MAC,
+        POD_A_IP,
+        fastpath::wire::MacAddr::ZERO,
+        GW_A,
+    );
     bad[14 + 4] = 8;
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &bad).0, Disposition::Drop(DropReason::ArpMalformed));
-    let short = &frame::arp_frame(fastpath::wire::MacAddr::BROADCAST, op::REQUEST, POD_A_MAC, POD_A_IP, fastpath::wire::MacAddr::ZERO, GW_A)[..14 + 20];
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), short).0, Disposition::Drop(DropReason::ArpMalformed));
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &bad).0,
+        Disposition::Drop(DropReason::ArpMalformed)
+    );
+    let short = &frame::arp_frame(
+        fastpath::wire::MacAddr::BROADCAST,
+        op::REQUEST,
+        POD_A_MAC,
+        POD_A_IP,
+        fastpath::wire::MacAddr::ZERO,
+        GW_A,
+    )[..14 + 20];
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), short).0,
+        Disposition::Drop(DropReason::ArpMalformed)
+    );
 }
 
 #[test]
 fn arp_for_node_ip_on_uplink() {
     let mut n = Node::a();
     let a = node_a_cfg();
-    let req = frame::arp_frame(fastpath::wire::MacAddr::BROADCAST, op::REQUEST, EXTERNAL_MAC, EXTERNAL_IP, fastpath::wire::MacAddr::ZERO, a.underlay_ip);
+    let req = frame::arp_frame(
+        fastpath::wire::MacAddr::BROADCAST,
+        op::REQUEST,
+        EXTERNAL_MAC,
+        EXTERNAL_IP,
+        fastpath::wire::MacAddr::ZERO,
+        a.underlay_ip,
+    );
     let (d, out) = n.run(Ingress::Uplink, &req);
     assert_eq!(d, Disposition::ToUplink);
-    let mut want = frame::arp_frame(EXTERNAL_MAC, op::REPLY, a.underlay_mac, a.underlay_ip, EXTERNAL_MAC, EXTERNAL_IP);
+    let mut want = frame::arp_frame(
+        EXTERNAL_MAC,
+        op::REPLY,
+        a.underlay_mac,
+        a.underlay_ip,
+        EXTERNAL_MAC,
+        EXTERNAL_IP,
+    );
     want[6..12].copy_from_slice(a.underlay_mac.as_bytes());
     assert_bytes(&out, &want);
     // ARP for someone else on the underlay is the kernel's business.
-    let other = frame::arp_frame(fastpath::wire::MacAddr::BROADCAST, op::REQUEST, EXTERNAL_MAC, EXTERNAL_IP, fastpath::wire::MacAddr::ZERO, Ipv4Addr::new(10, 1, 0, 1));
-    assert_eq!(n.run(Ingress::Uplink, &other), (Disposition::ToHost, other.clone()));
+    let other = frame::arp_frame(
+        fastpath::wire::MacAddr::BROADCAST,
+        op::REQUEST,
+        EXTERNAL_MAC,
+        EXTERNAL_IP,
+        fastpath::wire::MacAddr::ZERO,
+        Ipv4Addr::new(10, 1, 0, 1),
+    );
+    assert_eq!(
+        n.run(Ingress::Uplink, &other),
+        (Disposition::ToHost, other.clone())
+    );
 }
 
 #[test]
@@ -221,12 +384,32 @@ fn anti_spoofing() {
     let mut n = Node::a();
     let mut a = pod_a_to(POD_B_IP);
     a.src_mac = POD_B_MAC;
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &frame::udp_frame(&a, 1, 2, b"x")).0, Disposition::Drop(DropReason::SpoofedMac));
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &frame::udp_frame(&a, 1, 2, b"x"))
+            .0,
+        Disposition::Drop(DropReason::SpoofedMac)
+    );
     let mut a = pod_a_to(POD_B_IP);
     a.src_ip = Ipv4Addr::new(10, 244, 1, 99);
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &frame::udp_frame(&a, 1, 2, b"x")).0, Disposition::Drop(DropReason::SpoofedIp));
-    assert_eq!(n.run(Ingress::Pod(7), &frame::udp_frame(&pod_a_to(POD_B_IP), 1, 2, b"x")).0, Disposition::Drop(DropReason::UnknownPort));
-    assert_eq!(n.drops(DropReason::SpoofedMac) + n.drops(DropReason::SpoofedIp) + n.drops(DropReason::UnknownPort), 3);
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &frame::udp_frame(&a, 1, 2, b"x"))
+            .0,
+        Disposition::Drop(DropReason::SpoofedIp)
+    );
+    assert_eq!(
+        n.run(
+            Ingress::Pod(7),
+            &frame::udp_frame(&pod_a_to(POD_B_IP), 1, 2, b"x")
+        )
+        .0,
+        Disposition::Drop(DropReason::UnknownPort)
+    );
+    assert_eq!(
+        n.drops(DropReason::SpoofedMac)
+            + n.drops(DropReason::SpoofedIp)
+            + n.drops(DropReason::UnknownPort),
+        3
+    );
 }
 
 #[test]
@@ -235,7 +418,13 @@ fn gateway_answers_ping() {
     let req = frame::icmp_echo_frame(&pod_a_to(GW_A), true, 0x1234, 7, b"abcdefgh");
     let (d, out) = n.run(Ingress::Pod(POD_A_PORT), &req);
     assert_eq!(d, Disposition::ToPod(POD_A_PORT));
-    let want = frame::icmp_echo_frame(&Addrs::new(gw_a(), POD_A_MAC, GW_A, POD_A_IP), false, 0x1234, 7, b"abcdefgh");
+    let want = frame::icmp_echo_frame(
+        &Addrs::new(gw_a(), POD_A_MAC, GW_A, POD_A_IP),
+        false,
+        0x1234,
+        7,
+        b"abcdefgh",
+    );
     assert_bytes(&out, &want);
 }
 
@@ -244,10 +433,18 @@ fn ttl_expired_is_dropped() {
     let mut n = Node::a();
     let mut a = pod_a_to(POD_B_IP);
     a.ttl = 1;
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &frame::udp_frame(&a, 1, 2, b"x")).0, Disposition::Drop(DropReason::TtlExpired));
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &frame::udp_frame(&a, 1, 2, b"x"))
+            .0,
+        Disposition::Drop(DropReason::TtlExpired)
+    );
     let mut a = pod_a_to(POD_C_IP);
     a.ttl = 1;
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &frame::udp_frame(&a, 1, 2, b"x")).0, Disposition::Drop(DropReason::TtlExpired));
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &frame::udp_frame(&a, 1, 2, b"x"))
+            .0,
+        Disposition::Drop(DropReason::TtlExpired)
+    );
 }
 
 #[test]
@@ -284,7 +481,10 @@ fn too_big_for_the_tunnel_gets_icmp_frag_needed() {
     let mut nodf = pod_a_to(POD_C_IP);
     nodf.dont_frag = false;
     let big = frame::udp_frame(&nodf, 40000, 7777, &payload);
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &big).0, Disposition::Drop(DropReason::TooBig));
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &big).0,
+        Disposition::Drop(DropReason::TooBig)
+    );
 }
 
 #[test]
@@ -292,38 +492,102 @@ fn host_path() {
     let mut n = Node::a();
     let a = node_a_cfg();
     // ssh to the node from the underlay: to the kernel, untouched.
-    let ssh = frame::tcp_frame(&Addrs::new(EXTERNAL_MAC, a.underlay_mac, EXTERNAL_IP, a.underlay_ip), 50000, 22, 1, 0, tf::SYN, b"");
-    assert_eq!(n.run(Ingress::Uplink, &ssh), (Disposition::ToHost, ssh.clone()));
+    let ssh = frame::tcp_frame(
+        &Addrs::new(EXTERNAL_MAC, a.underlay_mac, EXTERNAL_IP, a.underlay_ip),
+        50000,
+        22,
+        1,
+        0,
+        tf::SYN,
+        b"",
+    );
+    assert_eq!(
+        n.run(Ingress::Uplink, &ssh),
+        (Disposition::ToHost, ssh.clone())
+    );
     // The kernel's answer: out of the uplink, untouched.
-    let back = frame::tcp_frame(&Addrs::new(a.underlay_mac, EXTERNAL_MAC, a.underlay_ip, EXTERNAL_IP), 22, 50000, 1, 2, tf::SYN | tf::ACK, b"");
-    assert_eq!(n.run(Ingress::Host, &back), (Disposition::ToUplink, back.clone()));
+    let back = frame::tcp_frame(
+        &Addrs::new(a.underlay_mac, EXTERNAL_MAC, a.underlay_ip, EXTERNAL_IP),
+        22,
+        50000,
+        1,
+        2,
+        tf::SYN | tf::ACK,
+        b"",
+    );
+    assert_eq!(
+        n.run(Ingress::Host, &back),
+        (Disposition::ToUplink, back.clone())
+    );
     // A pod talking to its node: to the kernel, addressed to the host-path MAC.
     let input = frame::tcp_frame(&pod_a_to(a.underlay_ip), 40000, 10250, 1, 0, tf::SYN, b"");
     let (d, out) = n.run(Ingress::Pod(POD_A_PORT), &input);
     assert_eq!(d, Disposition::ToHost);
-    assert_bytes(&out, &frame::tcp_frame(&with(pod_a_to(a.underlay_ip), gw_a(), a.host_mac, 64), 40000, 10250, 1, 0, tf::SYN, b""));
+    assert_bytes(
+        &out,
+        &frame::tcp_frame(
+            &with(pod_a_to(a.underlay_ip), gw_a(), a.host_mac, 64),
+            40000,
+            10250,
+            1,
+            0,
+            tf::SYN,
+            b"",
+        ),
+    );
     // The kernel reaching a pod (kubelet probes): delivered.
-    let probe = frame::tcp_frame(&Addrs::new(a.host_mac, gw_a(), a.underlay_ip, POD_A_IP), 10250, 8080, 1, 0, tf::SYN, b"");
+    let probe = frame::tcp_frame(
+        &Addrs::new(a.host_mac, gw_a(), a.underlay_ip, POD_A_IP),
+        10250,
+        8080,
+        1,
+        0,
+        tf::SYN,
+        b"",
+    );
     let (d, out) = n.run(Ingress::Host, &probe);
     assert_eq!(d, Disposition::ToPod(POD_A_PORT));
-    assert_bytes(&out, &frame::tcp_frame(&Addrs { ttl: 63, ..Addrs::new(gw_a(), POD_A_MAC, a.underlay_ip, POD_A_IP) }, 10250, 8080, 1, 0, tf::SYN, b""));
+    assert_bytes(
+        &out,
+        &frame::tcp_frame(
+            &Addrs {
+                ttl: 63,
+                ..Addrs::new(gw_a(), POD_A_MAC, a.underlay_ip, POD_A_IP)
+            },
+            10250,
+            8080,
+            1,
+            0,
+            tf::SYN,
+            b"",
+        ),
+    );
     // Unknown destinations go to the host path by default...
     let out_of_cluster = frame::udp_frame(&pod_a_to(Ipv4Addr::new(192, 0, 2, 1)), 1, 53, b"q");
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &out_of_cluster).0, Disposition::ToHost);
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &out_of_cluster).0,
+        Disposition::ToHost
+    );
     // ... or are dropped when configured so.
     let mut cfg = node_a_cfg();
     cfg.unknown_destination = fastpath::tables::UnknownDestination::Drop;
     let mut w = fastpath::update::TableWriter::new(cfg, Default::default()).unwrap();
     w.apply(Update::Snapshot(node_a_state())).unwrap();
     let mut n2 = Node::new(w);
-    assert_eq!(n2.run(Ingress::Pod(POD_A_PORT), &out_of_cluster).0, Disposition::Drop(DropReason::NoRoute));
+    assert_eq!(
+        n2.run(Ingress::Pod(POD_A_PORT), &out_of_cluster).0,
+        Disposition::Drop(DropReason::NoRoute)
+    );
 }
 
 /// Restricts a Service to the given endpoints.
 fn set_endpoints(n: &mut Node, svc: &ServiceSpec, eps: &[(Ipv4Addr, EndpointState)]) {
     let mut s = svc.clone();
     let port = s.endpoints[0].port;
-    s.endpoints = eps.iter().map(|&(ip, state)| EndpointSpec { ip, port, state }).collect();
+    s.endpoints = eps
+        .iter()
+        .map(|&(ip, state)| EndpointSpec { ip, port, state })
+        .collect();
     n.w.apply(Update::AddService(s)).unwrap();
 }
 
@@ -341,16 +605,38 @@ fn clusterip_dnat_to_local_backend_and_reverse_nat() {
     let q = frame::udp_frame(&pod_a_to(DNS_VIP), 41000, 53, b"query");
     let (d, out) = n.run(Ingress::Pod(POD_A_PORT), &q);
     assert_eq!(d, Disposition::ToPod(POD_B_PORT));
-    let want = frame::udp_frame(&Addrs { ttl: 63, ..Addrs::new(gw_a(), POD_B_MAC, POD_A_IP, POD_B_IP) }, 41000, 5353, b"query");
+    let want = frame::udp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(gw_a(), POD_B_MAC, POD_A_IP, POD_B_IP)
+        },
+        41000,
+        5353,
+        b"query",
+    );
     assert_bytes(&out, &want);
     // The backend's answer comes back from the VIP.
     let r = frame::udp_frame(&pod_b_to(POD_A_IP), 5353, 41000, b"answer");
     let (d, out) = n.run(Ingress::Pod(POD_B_PORT), &r);
     assert_eq!(d, Disposition::ToPod(POD_A_PORT));
-    let want = frame::udp_frame(&Addrs { ttl: 63, ..Addrs::new(gw_a(), POD_A_MAC, DNS_VIP, POD_A_IP) }, 53, 41000, b"answer");
+    let want = frame::udp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(gw_a(), POD_A_MAC, DNS_VIP, POD_A_IP)
+        },
+        53,
+        41000,
+        b"answer",
+    );
     assert_bytes(&out, &want);
     let c = n.counters();
-    assert_eq!((c.event_count(Event::CtNew), c.event_count(Event::CtHitReply)), (1, 1));
+    assert_eq!(
+        (
+            c.event_count(Event::CtNew),
+            c.event_count(Event::CtHitReply)
+        ),
+        (1, 1)
+    );
 }
 
 #[test]
@@ -362,19 +648,68 @@ fn clusterip_dnat_to_remote_backend_with_reverse_nat_after_decap() {
     let (d, wire) = na.run(Ingress::Pod(POD_A_PORT), &syn);
     assert_eq!(d, Disposition::ToUplink);
     let (a, b) = (node_a_cfg(), node_b_cfg());
-    let inner = frame::tcp_frame(&Addrs { ttl: 63, ..Addrs::new(a.vtep_mac, b.vtep_mac, POD_A_IP, POD_C_IP) }, 42000, 8080, 100, 0, tf::SYN, b"");
-    assert_bytes(&wire, &frame::vxlan_frame(&outer_a_to_b(), outer_sport(&wire), 1, &inner, false));
+    let inner = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(a.vtep_mac, b.vtep_mac, POD_A_IP, POD_C_IP)
+        },
+        42000,
+        8080,
+        100,
+        0,
+        tf::SYN,
+        b"",
+    );
+    assert_bytes(
+        &wire,
+        &frame::vxlan_frame(&outer_a_to_b(), outer_sport(&wire), 1, &inner, false),
+    );
     // Node B delivers it to pod C unchanged but for MACs and TTL.
     let (d, at_c) = nb.run(Ingress::Uplink, &wire);
     assert_eq!(d, Disposition::ToPod(POD_C_PORT));
     assert_eq!(&at_c[26..34], &[10, 244, 1, 2, 10, 244, 2, 2]);
     // Pod C answers pod A directly; node B encapsulates to node A; node A reverse-NATs.
-    let synack = frame::tcp_frame(&Addrs::new(POD_C_MAC, gw_b(), POD_C_IP, POD_A_IP), 8080, 42000, 500, 101, tf::SYN | tf::ACK, b"");
+    let synack = frame::tcp_frame(
+        &Addrs::new(POD_C_MAC, gw_b(), POD_C_IP, POD_A_IP),
+        8080,
+        42000,
+        500,
+        101,
+        tf::SYN | tf::ACK,
+        b"",
+    );
     let (d, wire2) = nb.run(Ingress::Pod(POD_C_PORT), &synack);
     assert_eq!(d, Disposition::ToUplink);
+    let inner2 = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(b.vtep_mac, a.vtep_mac, POD_C_IP, POD_A_IP)
+        },
+        8080,
+        42000,
+        500,
+        101,
+        tf::SYN | tf::ACK,
+        b"",
+    );
+    assert_bytes(
+        &wire2,
+        &frame::vxlan_frame(&outer_b_to_a(), outer_sport(&wire2), 1, &inner2, false),
+    );
     let (d, out) = na.run(Ingress::Uplink, &wire2);
     assert_eq!(d, Disposition::ToPod(POD_A_PORT));
-    let want = frame::tcp_frame(&Addrs { ttl: 62, ..Addrs::new(gw_a(), POD_A_MAC, WEB_VIP, POD_A_IP) }, 80, 42000, 500, 101, tf::SYN | tf::ACK, b"");
+    let want = frame::tcp_frame(
+        &Addrs {
+            ttl: 62,
+            ..Addrs::new(gw_a(), POD_A_MAC, WEB_VIP, POD_A_IP)
+        },
+        80,
+        42000,
+        500,
+        101,
+        tf::SYN | tf::ACK,
+        b"",
+    );
     assert_bytes(&out, &want);
     let e = na.p.conntrack().iter().next().unwrap().1;
     assert_eq!(e.state, fastpath::tables::conntrack::TcpState::Established);
@@ -390,12 +725,42 @@ fn nodeport_to_local_backend_replies_from_node_ip() {
     let (d, out) = n.run(Ingress::Uplink, &syn);
     assert_eq!(d, Disposition::ToPod(POD_B_PORT));
     // Client IP preserved (local backend: no SNAT).
-    let want = frame::tcp_frame(&Addrs { ttl: 63, ..Addrs::new(gw_a(), POD_B_MAC, EXTERNAL_IP, POD_B_IP) }, 51000, 8080, 7, 0, tf::SYN, b"");
+    let want = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(gw_a(), POD_B_MAC, EXTERNAL_IP, POD_B_IP)
+        },
+        51000,
+        8080,
+        7,
+        0,
+        tf::SYN,
+        b"",
+    );
     assert_bytes(&out, &want);
-    let synack = frame::tcp_frame(&pod_b_to(EXTERNAL_IP), 8080, 51000, 9, 8, tf::SYN | tf::ACK, b"");
+    let synack = frame::tcp_frame(
+        &pod_b_to(EXTERNAL_IP),
+        8080,
+        51000,
+        9,
+        8,
+        tf::SYN | tf::ACK,
+        b"",
+    );
     let (d, out) = n.run(Ingress::Pod(POD_B_PORT), &synack);
     assert_eq!(d, Disposition::ToUplink);
-    let want = frame::tcp_frame(&Addrs { ttl: 63, ..Addrs::new(a.underlay_mac, EXTERNAL_MAC, a.underlay_ip, EXTERNAL_IP) }, WEB_NODEPORT, 51000, 9, 8, tf::SYN | tf::ACK, b"");
+    let want = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(a.underlay_mac, EXTERNAL_MAC, a.underlay_ip, EXTERNAL_IP)
+        },
+        WEB_NODEPORT,
+        51000,
+        9,
+        8,
+        tf::SYN | tf::ACK,
+        b"",
+    );
     assert_bytes(&out, &want);
 }
 
@@ -410,19 +775,52 @@ fn nodeport_to_remote_backend_snats_to_node_ip() {
     let (d, wire) = na.run(Ingress::Uplink, &syn);
     assert_eq!(d, Disposition::ToUplink);
     let b = node_b_cfg();
-    let inner = frame::tcp_frame(&Addrs { ttl: 63, ..Addrs::new(a.vtep_mac, b.vtep_mac, a.underlay_ip, POD_C_IP) }, 51000, 8080, 7, 0, tf::SYN, b"");
-    assert_bytes(&wire, &frame::vxlan_frame(&outer_a_to_b(), outer_sport(&wire), 1, &inner, false));
+    let inner = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(a.vtep_mac, b.vtep_mac, a.underlay_ip, POD_C_IP)
+        },
+        51000,
+        8080,
+        7,
+        0,
+        tf::SYN,
+        b"",
+    );
+    assert_bytes(
+        &wire,
+        &frame::vxlan_frame(&outer_a_to_b(), outer_sport(&wire), 1, &inner, false),
+    );
     let (d, _) = nb.run(Ingress::Uplink, &wire);
     assert_eq!(d, Disposition::ToPod(POD_C_PORT));
     // Pod C answers node A's IP: node B sends that through the tunnel to node A.
-    let synack = frame::tcp_frame(&Addrs::new(POD_C_MAC, gw_b(), POD_C_IP, a.underlay_ip), 8080, 51000, 9, 8, tf::SYN | tf::ACK, b"");
+    let synack = frame::tcp_frame(
+        &Addrs::new(POD_C_MAC, gw_b(), POD_C_IP, a.underlay_ip),
+        8080,
+        51000,
+        9,
+        8,
+        tf::SYN | tf::ACK,
+        b"",
+    );
     let (d, wire2) = nb.run(Ingress::Pod(POD_C_PORT), &synack);
     assert_eq!(d, Disposition::ToUplink);
     assert_eq!(&wire2[26..34], &[10, 1, 0, 11, 10, 1, 0, 10]);
     // Node A reverses both NATs and answers the client from its NodePort.
     let (d, out) = na.run(Ingress::Uplink, &wire2);
     assert_eq!(d, Disposition::ToUplink);
-    let want = frame::tcp_frame(&Addrs { ttl: 62, ..Addrs::new(a.underlay_mac, EXTERNAL_MAC, a.underlay_ip, EXTERNAL_IP) }, WEB_NODEPORT, 51000, 9, 8, tf::SYN | tf::ACK, b"");
+    let want = frame::tcp_frame(
+        &Addrs {
+            ttl: 62,
+            ..Addrs::new(a.underlay_mac, EXTERNAL_MAC, a.underlay_ip, EXTERNAL_IP)
+        },
+        WEB_NODEPORT,
+        51000,
+        9,
+        8,
+        tf::SYN | tf::ACK,
+        b"",
+    );
     assert_bytes(&out, &want);
 }
 
@@ -456,13 +854,23 @@ fn two_packets_of_one_new_udp_flow_in_one_burst_get_one_entry() {
     assert_eq!(n.p.conntrack().len(), 1);
     assert_eq!(res[0].0, res[1].0, "same backend");
     let c = n.counters();
-    assert_eq!((c.event_count(Event::CtNew), c.event_count(Event::CtHitOrig)), (1, 1));
+    assert_eq!(
+        (c.event_count(Event::CtNew), c.event_count(Event::CtHitOrig)),
+        (1, 1)
+    );
 }
 
 #[test]
 fn removing_an_endpoint_purges_its_udp_flows() {
     let mut n = Node::a();
-    set_endpoints(&mut n, &dns_svc(), &[(POD_B_IP, EndpointState::Ready), (POD_C_IP, EndpointState::Ready)]);
+    set_endpoints(
+        &mut n,
+        &dns_svc(),
+        &[
+            (POD_B_IP, EndpointState::Ready),
+            (POD_C_IP, EndpointState::Ready),
+        ],
+    );
     // Find a flow that lands on pod B (local), then remove pod B's endpoint.
     let mut sport = 42000;
     loop {
@@ -474,7 +882,11 @@ fn removing_an_endpoint_purges_its_udp_flows() {
     }
     set_endpoints(&mut n, &dns_svc(), &[(POD_C_IP, EndpointState::Ready)]);
     let q = frame::udp_frame(&pod_a_to(DNS_VIP), sport, 53, b"q");
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &q).0, Disposition::ToUplink, "re-picked a live backend");
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &q).0,
+        Disposition::ToUplink,
+        "re-picked a live backend"
+    );
     assert_eq!(n.counters().event_count(Event::CtPurged), 1);
 }
 
@@ -483,21 +895,57 @@ fn established_flows_keep_their_backend_through_churn_and_terminating() {
     let mut n = Node::a();
     set_endpoints(&mut n, &web_svc(), &[(POD_B_IP, EndpointState::Ready)]);
     let syn = frame::tcp_frame(&pod_a_to(WEB_VIP), 43000, 80, 1, 0, tf::SYN, b"");
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &syn).0, Disposition::ToPod(POD_B_PORT));
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &syn).0,
+        Disposition::ToPod(POD_B_PORT)
+    );
     // More backends arrive, then pod B starts terminating.
-    set_endpoints(&mut n, &web_svc(), &[(POD_B_IP, EndpointState::Ready), (POD_C_IP, EndpointState::Ready), (Ipv4Addr::new(10, 244, 2, 9), EndpointState::Ready)]);
-    set_endpoints(&mut n, &web_svc(), &[(POD_B_IP, EndpointState::Terminating), (POD_C_IP, EndpointState::Ready)]);
-    let data = frame::tcp_frame(&pod_a_to(WEB_VIP), 43000, 80, 2, 0, tf::ACK | tf::PSH, b"GET /");
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &data).0, Disposition::ToPod(POD_B_PORT), "established flow stays");
+    set_endpoints(
+        &mut n,
+        &web_svc(),
+        &[
+            (POD_B_IP, EndpointState::Ready),
+            (POD_C_IP, EndpointState::Ready),
+            (Ipv4Addr::new(10, 244, 2, 9), EndpointState::Ready),
+        ],
+    );
+    set_endpoints(
+        &mut n,
+        &web_svc(),
+        &[
+            (POD_B_IP, EndpointState::Terminating),
+            (POD_C_IP, EndpointState::Ready),
+        ],
+    );
+    let data = frame::tcp_frame(
+        &pod_a_to(WEB_VIP),
+        43000,
+        80,
+        2,
+        0,
+        tf::ACK | tf::PSH,
+        b"GET /",
+    );
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &data).0,
+        Disposition::ToPod(POD_B_PORT),
+        "established flow stays"
+    );
     // New flows avoid the terminating endpoint.
     for p in 44000..44050 {
         let syn = frame::tcp_frame(&pod_a_to(WEB_VIP), p, 80, 1, 0, tf::SYN, b"");
-        assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &syn).0, Disposition::ToUplink);
+        assert_eq!(
+            n.run(Ingress::Pod(POD_A_PORT), &syn).0,
+            Disposition::ToUplink
+        );
     }
     // Even removed entirely, a live TCP flow keeps going until it ends (kube-proxy keeps TCP
     // conntrack; only UDP is purged).
     set_endpoints(&mut n, &web_svc(), &[(POD_C_IP, EndpointState::Ready)]);
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &data).0, Disposition::ToPod(POD_B_PORT));
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &data).0,
+        Disposition::ToPod(POD_B_PORT)
+    );
 }
 
 #[test]
@@ -508,12 +956,34 @@ fn hairpin_pod_reaches_itself_through_its_service() {
     let (d, out) = n.run(Ingress::Pod(POD_B_PORT), &syn);
     assert_eq!(d, Disposition::ToPod(POD_B_PORT));
     // SNATed to the gateway, so the pod does not see its own address as the source.
-    let want = frame::tcp_frame(&Addrs { ttl: 63, ..Addrs::new(gw_a(), POD_B_MAC, GW_A, POD_B_IP) }, 45000, 8080, 1, 0, tf::SYN, b"");
+    let want = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(gw_a(), POD_B_MAC, GW_A, POD_B_IP)
+        },
+        45000,
+        8080,
+        1,
+        0,
+        tf::SYN,
+        b"",
+    );
     assert_bytes(&out, &want);
     let synack = frame::tcp_frame(&pod_b_to(GW_A), 8080, 45000, 5, 2, tf::SYN | tf::ACK, b"");
     let (d, out) = n.run(Ingress::Pod(POD_B_PORT), &synack);
     assert_eq!(d, Disposition::ToPod(POD_B_PORT));
-    let want = frame::tcp_frame(&Addrs { ttl: 63, ..Addrs::new(gw_a(), POD_B_MAC, WEB_VIP, POD_B_IP) }, 80, 45000, 5, 2, tf::SYN | tf::ACK, b"");
+    let want = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(gw_a(), POD_B_MAC, WEB_VIP, POD_B_IP)
+        },
+        80,
+        45000,
+        5,
+        2,
+        tf::SYN | tf::ACK,
+        b"",
+    );
     assert_bytes(&out, &want);
 }
 
@@ -522,11 +992,21 @@ fn service_edge_cases() {
     let mut n = Node::a();
     // A ClusterIP port with no Service.
     let q = frame::udp_frame(&pod_a_to(DNS_VIP), 41000, 54, b"q");
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &q).0, Disposition::Drop(DropReason::NoRoute));
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &q).0,
+        Disposition::Drop(DropReason::NoRoute)
+    );
     // No ready endpoint.
-    set_endpoints(&mut n, &dns_svc(), &[(POD_B_IP, EndpointState::Terminating)]);
+    set_endpoints(
+        &mut n,
+        &dns_svc(),
+        &[(POD_B_IP, EndpointState::Terminating)],
+    );
     let q = frame::udp_frame(&pod_a_to(DNS_VIP), 41000, 53, b"q");
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &q).0, Disposition::Drop(DropReason::NoBackend));
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &q).0,
+        Disposition::Drop(DropReason::NoBackend)
+    );
     // Fragments of Service traffic cannot be NATed.
     let mut f = frame::udp_frame(&pod_a_to(DNS_VIP), 41000, 53, b"q");
     f[20] |= 0x20; // MF
@@ -534,5 +1014,8 @@ fn service_edge_cases() {
     f[25] = 0;
     let c = fastpath::wire::checksum::checksum(&f[14..34]);
     f[24..26].copy_from_slice(&c.to_be_bytes());
-    assert_eq!(n.run(Ingress::Pod(POD_A_PORT), &f).0, Disposition::Drop(DropReason::Fragment));
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &f).0,
+        Disposition::Drop(DropReason::Fragment)
+    );
 }

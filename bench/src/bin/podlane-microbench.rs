@@ -34,13 +34,20 @@ fn main() {
         if !args.cases.is_empty() && !args.cases.iter().any(|c| c == case.name()) {
             continue;
         }
-        let flows: &[usize] = if case == Case::DnatNewFlow { &[0] } else { &args.flows };
+        let flows: &[usize] = if case == Case::DnatNewFlow {
+            &[0]
+        } else {
+            &args.flows
+        };
         for &f in flows {
             results.push(run(case, f, args.bursts, args.reps));
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&results).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).unwrap_or_default()
+        );
         return;
     }
     println!(
@@ -55,7 +62,11 @@ fn main() {
             r.cycles_per_packet,
             r.ns_per_packet,
             r.target_cycles,
-            if r.cycles_per_packet <= r.target_cycles { "yes" } else { "no" }
+            if r.cycles_per_packet <= r.target_cycles {
+                "yes"
+            } else {
+                "no"
+            }
         );
     }
 }

@@ -30,7 +30,8 @@ fn reply_in_place(d: &mut [u8], l3: usize, mac: MacAddr) {
 fn parse(d: &[u8], l3: usize) -> Result<ArpPacket<&[u8]>, DropReason> {
     let a = ArpPacket::new_checked(d.get(l3..).ok_or(DropReason::ArpMalformed)?)
         .map_err(|_| DropReason::ArpMalformed)?;
-    a.check_ethernet_ipv4().map_err(|_| DropReason::ArpMalformed)?;
+    a.check_ethernet_ipv4()
+        .map_err(|_| DropReason::ArpMalformed)?;
     Ok(a)
 }
 

@@ -18,7 +18,8 @@ pub(crate) fn check_and_strip<B: PacketBuf>(
     outer: &Ip4,
 ) -> Result<(), DropReason> {
     let d = pkt.data();
-    let udp = UdpPacket::new_checked(&d[outer.l4..outer.end]).map_err(|_| DropReason::L4Malformed)?;
+    let udp =
+        UdpPacket::new_checked(&d[outer.l4..outer.end]).map_err(|_| DropReason::L4Malformed)?;
     let inner = outer.l4 + 8 + 8;
     if (udp.len() as usize) < 8 + 8 + 14 {
         return Err(DropReason::VxlanInner);

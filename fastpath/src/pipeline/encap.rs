@@ -43,7 +43,11 @@ pub(crate) fn encap<B: PacketBuf>(
     d[..TEMPLATE_LEN].copy_from_slice(&r.template.bytes);
     let total = (d.len() - tmpl::IP) as u16;
     put16(d, tmpl::IP_LEN, total);
-    put16(d, tmpl::IP_CSUM, checksum::finish(r.template.ip_sum_base + u32::from(total)));
+    put16(
+        d,
+        tmpl::IP_CSUM,
+        checksum::finish(r.template.ip_sum_base + u32::from(total)),
+    );
     put16(d, tmpl::UDP_SPORT, sport);
     put16(d, tmpl::UDP_LEN, total - 20);
     cx.c.inc(Event::Encap);

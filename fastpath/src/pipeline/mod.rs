@@ -95,7 +95,13 @@ impl Ip4 {
     #[inline(always)]
     pub fn key(&self) -> FlowKey {
         let (sport, dport) = self.ports.unwrap_or((0, 0));
-        FlowKey { src: self.src, dst: self.dst, sport, dport, proto: self.proto }
+        FlowKey {
+            src: self.src,
+            dst: self.dst,
+            sport,
+            dport,
+            proto: self.proto,
+        }
     }
 
     /// Hash of the inner flow for the VXLAN source port: fragments hash without ports so a
@@ -214,10 +220,19 @@ impl Pipeline {
         now_ms: u64,
     ) {
         let n = pkts.len().min(out.len());
-        let Pipeline { tables, ct, counters } = self;
+        let Pipeline {
+            tables,
+            ct,
+            counters,
+        } = self;
         let t = tables.refresh();
         let c: &Counters = counters;
-        let mut cx = Ctx { t, ct, c, now: now_ms };
+        let mut cx = Ctx {
+            t,
+            ct,
+            c,
+            now: now_ms,
+        };
         let rx = match ingress {
             Ingress::Pod(_) => Event::RxPod,
             Ingress::Uplink => Event::RxUplink,

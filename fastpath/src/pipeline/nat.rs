@@ -21,7 +21,7 @@ pub(crate) struct Hit {
 impl Hit {
     /// A reply going back to a client outside the cluster (NodePort).
     #[inline(always)]
-    pub fn to_external(&self) -> bool {
+    pub fn is_external_reply(&self) -> bool {
         self.dir == Dir::Reply && self.flags & flags::EXTERNAL_CLIENT != 0
     }
 }
@@ -55,18 +55,24 @@ pub(crate) fn apply<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &mut Ip4) -
     let key = ip.key();
     let (idx, dir) = cx.ct.lookup(&key, cx.now, cx.c)?;
     let e = cx.ct.entry(idx);
-    if e.proto() == ipproto::UDP
-        && cx.t.services.liveness().generation(e.ep_slot) != e.ep_gen
-    {
+    if e.proto() == ipproto::UDP && cx.t.services.liveness().generation(e.ep_slot) != e.ep_gen {
         cx.ct.remove(idx);
         cx.c.inc(Event::CtPurged);
         return None;
     }
     let to = e.rewrite_for(dir);
-    let hit = Hit { dir, flags: e.flags, client_mac: e.client_mac };
+    let hit = Hit {
+        dir,
+        flags: e.flags,
+        client_mac: e.client_mac,
+    };
     cx.ct.touch(idx, dir, ip.tcp_flags, cx.now);
     rewrite(pkt, ip, to);
-    cx.c.inc(if dir == Dir::Orig { Event::CtHitOrig } else { Event::CtHitReply });
+    cx.c.inc(if dir == Dir::Orig {
+        Event::CtHitOrig
+    } else {
+        Event::CtHitReply
+    });
     Some(hit)
 }
 
@@ -108,13 +114,23 @@ pub(crate) fn new_flow<B: PacketBuf>(
     } else {
         None
     };
-    let mut nf = NewFlow { ep_slot: b.ep_slot, ep_gen: b.ep_gen, flags: 0, client_mac: [0; 6] };
+    let mut nf = NewFlow {
+        ep_slot: b.ep_slot,
+        ep_gen: b.ep_gen,
+        flags: 0,
+        client_mac: [0; 6],
+    };
     if let Some(mac) = external_mac {
         nf.flags |= flags::EXTERNAL_CLIENT;
         nf.client_mac = mac;
     }
-    let mut reply =
-        FlowKey { src: b.ip, dst: ip.src, sport: b.port, dport: orig.sport, proto: orig.proto };
+    let mut reply = FlowKey {
+        src: b.ip,
+        dst: ip.src,
+        sport: b.port,
+        dport: orig.sport,
+        proto: orig.proto,
+    };
     if let Some(s) = snat {
         nf.flags |= flags::SNAT;
         reply.dst = s;
@@ -138,7 +154,11 @@ pub(crate) fn new_flow<B: PacketBuf>(
     cx.c.inc(Event::CtNew);
     let e = cx.ct.entry(idx);
     let to = e.rewrite_for(Dir::Orig);
-    let hit = Hit { dir: Dir::Orig, flags: e.flags, client_mac: e.client_mac };
+    let hit = Hit {
+        dir: Dir::Orig,
+        flags: e.flags,
+        client_mac: e.client_mac,
+    };
     rewrite(pkt, ip, to);
     Ok(hit)
 }

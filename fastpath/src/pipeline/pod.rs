@@ -50,11 +50,13 @@ pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, port: u16, pkt: &mut B) ->
             tri!(nat::new_flow(cx, pkt, &mut ip, svc, None, None));
         }
     } else if ip.ports.is_some()
-        && cx.ct.pod_is_backend(ip.src.wrapping_sub(node.pod_cidr.network().to_bits()) as usize)
+        && cx
+            .ct
+            .pod_is_backend(ip.src.wrapping_sub(node.pod_cidr.network().to_bits()) as usize)
     {
         // A backend of a live NATed flow: its replies are reverse-NATed.
         if let Some(hit) = nat::apply(cx, pkt, &mut ip) {
-            if hit.to_external() {
+            if hit.is_external_reply() {
                 return route::to_external(cx, pkt, &ip, hit.client_mac);
             }
         }
@@ -62,4 +64,3 @@ pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, port: u16, pkt: &mut B) ->
     // 4.–6. Local pod, remote node, host path or drop.
     route::route(cx, pkt, &ip)
 }
-

@@ -37,7 +37,9 @@ pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispositio
             from_tunnel(cx, pkt)
         }
         (ipproto::UDP, _) | (ipproto::TCP, _)
-            if ip.ports.is_some_and(|(_, p)| (node.nodeport_min..=node.nodeport_max).contains(&p)) =>
+            if ip
+                .ports
+                .is_some_and(|(_, p)| (node.nodeport_min..=node.nodeport_max).contains(&p)) =>
         {
             nodeport(cx, pkt)
         }
@@ -56,7 +58,7 @@ fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
     let slot = ip.dst.wrapping_sub(node.pod_cidr.network().to_bits()) as usize;
     if ip.ports.is_some() && (to_node || cx.ct.pod_is_client(slot)) {
         if let Some(hit) = nat::apply(cx, pkt, &mut ip) {
-            if hit.to_external() {
+            if hit.is_external_reply() {
                 return route::to_external(cx, pkt, &ip, hit.client_mac);
             }
         }
@@ -85,7 +87,14 @@ fn nodeport<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
         };
         let client_mac = MacAddr::from_bytes(&pkt.data()[6..12]).0;
         let node_ip = cx.t.node.underlay_ip.to_bits();
-        tri!(nat::new_flow(cx, pkt, &mut ip, svc, Some(node_ip), Some(client_mac)));
+        tri!(nat::new_flow(
+            cx,
+            pkt,
+            &mut ip,
+            svc,
+            Some(node_ip),
+            Some(client_mac)
+        ));
     }
     route::route(cx, pkt, &ip)
 }

@@ -35,7 +35,13 @@ impl FlowKey {
     /// The tuple seen from the other end.
     #[inline(always)]
     pub const fn reversed(&self) -> FlowKey {
-        FlowKey { src: self.dst, dst: self.src, sport: self.dport, dport: self.sport, proto: self.proto }
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            proto: self.proto,
+        }
     }
 
     #[inline(always)]
@@ -235,7 +241,10 @@ struct Slot {
     r: u32,
 }
 
-const EMPTY_SLOT: Slot = Slot { hash: 0, r: u32::MAX };
+const EMPTY_SLOT: Slot = Slot {
+    hash: 0,
+    r: u32::MAX,
+};
 
 /// Why a flow could not be inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,7 +395,11 @@ impl Conntrack {
             return;
         }
         if tcp_flags & tf::FIN != 0 {
-            e.flags |= if dir == Dir::Orig { flags::FIN_ORIG } else { flags::FIN_REPLY };
+            e.flags |= if dir == Dir::Orig {
+                flags::FIN_ORIG
+            } else {
+                flags::FIN_REPLY
+            };
         }
         let both_fin = flags::FIN_ORIG | flags::FIN_REPLY;
         e.state = if e.flags & both_fin == both_fin {
@@ -594,10 +607,21 @@ mod tests {
     use super::*;
 
     fn k(src: u32, sport: u16, dst: u32, dport: u16) -> FlowKey {
-        FlowKey { src, dst, sport, dport, proto: 17 }
+        FlowKey {
+            src,
+            dst,
+            sport,
+            dport,
+            proto: 17,
+        }
     }
 
-    const NF: NewFlow = NewFlow { ep_slot: 0, ep_gen: 0, flags: 0, client_mac: [0; 6] };
+    const NF: NewFlow = NewFlow {
+        ep_slot: 0,
+        ep_gen: 0,
+        flags: 0,
+        client_mac: [0; 6],
+    };
 
     fn ct(cap: u32) -> Conntrack {
         Conntrack::new(cap, Timeouts::default(), 0x0af4_0100, 256)
@@ -622,7 +646,10 @@ mod tests {
         assert_eq!(e.rewrite_for(Dir::Reply), k(vip, 53, client, 40000));
         assert!(t.pod_is_client(2));
         assert!(!t.pod_is_backend(2));
-        assert_eq!(t.insert(orig, k(be, 1, client, 2), NF, 0, 0, &c), Err(InsertError::Exists));
+        assert_eq!(
+            t.insert(orig, k(be, 1, client, 2), NF, 0, 0, &c),
+            Err(InsertError::Exists)
+        );
         assert_eq!(
             t.insert(k(client, 1, vip, 53), reply, NF, 0, 0, &c),
             Err(InsertError::ReplyCollision)
@@ -646,7 +673,9 @@ mod tests {
         t.touch(i, Dir::Reply, 0, to.udp_ms);
         // Answered UDP lives longer.
         assert!(t.lookup(&orig, to.udp_ms + to.udp_replied_ms, &c).is_some());
-        assert!(t.lookup(&orig, to.udp_ms + to.udp_replied_ms + 1, &c).is_none());
+        assert!(t
+            .lookup(&orig, to.udp_ms + to.udp_replied_ms + 1, &c)
+            .is_none());
         assert_eq!(c.events(Event::CtExpired), 1);
 
         use crate::wire::tcp::flags as tf;
@@ -675,11 +704,13 @@ mod tests {
         let c = Counters::default();
         let mut t = ct(4);
         for n in 0..4u16 {
-            t.insert(k(1, n, 2, 53), k(3, 53, 1, n), NF, 0, u64::from(n), &c).unwrap();
+            t.insert(k(1, n, 2, 53), k(3, 53, 1, n), NF, 0, u64::from(n), &c)
+                .unwrap();
         }
         assert_eq!(t.len(), 4);
         // A fifth live flow evicts the least recently used (the first).
-        t.insert(k(1, 9, 2, 53), k(3, 53, 1, 9), NF, 0, 10, &c).unwrap();
+        t.insert(k(1, 9, 2, 53), k(3, 53, 1, 9), NF, 0, 10, &c)
+            .unwrap();
         assert_eq!(t.len(), 4);
         assert_eq!(c.events(Event::CtEvicted), 1);
         assert!(t.lookup(&k(1, 0, 2, 53), 10, &c).is_none());
@@ -688,7 +719,8 @@ mod tests {
         let late = 10 + t.timeouts().udp_ms + 5;
         let (i9, _) = t.lookup(&k(1, 9, 2, 53), late - 10, &c).unwrap();
         t.touch(i9, Dir::Orig, 0, late - 10);
-        t.insert(k(1, 10, 2, 53), k(3, 53, 1, 10), NF, 0, late, &c).unwrap();
+        t.insert(k(1, 10, 2, 53), k(3, 53, 1, 10), NF, 0, late, &c)
+            .unwrap();
         assert_eq!(c.events(Event::CtEvicted), 1);
         assert!(t.lookup(&k(1, 9, 2, 53), late, &c).is_some());
     }

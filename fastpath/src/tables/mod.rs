@@ -96,7 +96,10 @@ impl NodeConfig {
             return Err(ConfigError::Mtu(self.underlay_mtu));
         }
         if self.nodeport_min > self.nodeport_max {
-            return Err(ConfigError::NodePortRange(self.nodeport_min, self.nodeport_max));
+            return Err(ConfigError::NodePortRange(
+                self.nodeport_min,
+                self.nodeport_max,
+            ));
         }
         if self.pod_cidr.overlaps(&self.service_cidr) {
             return Err(ConfigError::Overlap(self.pod_cidr, self.service_cidr));

@@ -35,7 +35,10 @@ pub struct PodSlot {
 }
 
 impl PodSlot {
-    const EMPTY: PodSlot = PodSlot { mac: MacAddr::ZERO, port: NO_PORT };
+    const EMPTY: PodSlot = PodSlot {
+        mac: MacAddr::ZERO,
+        port: NO_PORT,
+    };
 }
 
 /// The identity a pod port must send with.
@@ -141,7 +144,9 @@ impl PodTable {
     /// Adds or replaces the pod at `spec.ip`.
     pub fn insert(&mut self, spec: PodSpec) -> Result<(), PodError> {
         let ip = spec.ip.to_bits();
-        let i = self.slot_of(ip).ok_or(PodError::OutsideCidr(spec.ip, self.cidr))?;
+        let i = self
+            .slot_of(ip)
+            .ok_or(PodError::OutsideCidr(spec.ip, self.cidr))?;
         if i == 0 || i == 1 || i == self.by_ip.len() - 1 {
             return Err(PodError::Reserved(spec.ip, self.cidr));
         }
@@ -153,7 +158,10 @@ impl PodTable {
         }
         if let Some(o) = self.by_port[spec.port as usize] {
             if o.ip != ip {
-                return Err(PodError::PortInUse { port: spec.port, owner: Ipv4Addr::from(o.ip) });
+                return Err(PodError::PortInUse {
+                    port: spec.port,
+                    owner: Ipv4Addr::from(o.ip),
+                });
             }
         }
         let old = self.by_ip[i];
@@ -162,7 +170,10 @@ impl PodTable {
         } else {
             self.count += 1;
         }
-        self.by_ip[i] = PodSlot { mac: spec.mac, port: spec.port };
+        self.by_ip[i] = PodSlot {
+            mac: spec.mac,
+            port: spec.port,
+        };
         self.by_port[spec.port as usize] = Some(PortOwner { ip, mac: spec.mac });
         Ok(())
     }
@@ -177,16 +188,24 @@ impl PodTable {
         self.by_ip[i] = PodSlot::EMPTY;
         self.by_port[old.port as usize] = None;
         self.count -= 1;
-        Ok(PodSpec { ip, mac: old.mac, port: old.port })
+        Ok(PodSpec {
+            ip,
+            mac: old.mac,
+            port: old.port,
+        })
     }
 
     /// Every pod, in IP order.
     pub fn iter(&self) -> impl Iterator<Item = PodSpec> + '_ {
-        self.by_ip.iter().enumerate().filter(|(_, s)| s.port != NO_PORT).map(|(i, s)| PodSpec {
-            ip: Ipv4Addr::from(self.base + i as u32),
-            mac: s.mac,
-            port: s.port,
-        })
+        self.by_ip
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.port != NO_PORT)
+            .map(|(i, s)| PodSpec {
+                ip: Ipv4Addr::from(self.base + i as u32),
+                mac: s.mac,
+                port: s.port,
+            })
     }
 }
 
@@ -195,7 +214,11 @@ mod tests {
     use super::*;
 
     fn spec(last: u8, port: u16) -> PodSpec {
-        PodSpec { ip: Ipv4Addr::new(10, 244, 1, last), mac: MacAddr([2, 0, 0, 0, 0, last]), port }
+        PodSpec {
+            ip: Ipv4Addr::new(10, 244, 1, last),
+            mac: MacAddr([2, 0, 0, 0, 0, last]),
+            port,
+        }
     }
 
     #[test]
@@ -209,12 +232,18 @@ mod tests {
         assert!(t.lookup(Ipv4Addr::new(10, 244, 1, 4).to_bits()).is_none());
         assert!(t.lookup(Ipv4Addr::new(10, 244, 2, 2).to_bits()).is_none());
         assert!(t.lookup(0).is_none() && t.lookup(u32::MAX).is_none());
-        assert_eq!(t.owner_of_port(1).unwrap().ip, Ipv4Addr::new(10, 244, 1, 3).to_bits());
+        assert_eq!(
+            t.owner_of_port(1).unwrap().ip,
+            Ipv4Addr::new(10, 244, 1, 3).to_bits()
+        );
         assert_eq!(t.iter().count(), 2);
         t.remove(Ipv4Addr::new(10, 244, 1, 2)).unwrap();
         assert!(t.owner_of_port(0).is_none());
         assert_eq!(t.len(), 1);
-        assert!(matches!(t.remove(Ipv4Addr::new(10, 244, 1, 2)), Err(PodError::NotFound(_))));
+        assert!(matches!(
+            t.remove(Ipv4Addr::new(10, 244, 1, 2)),
+            Err(PodError::NotFound(_))
+        ));
     }
 
     #[test]
@@ -222,8 +251,14 @@ mod tests {
         let mut t = PodTable::new("10.244.1.0/24".parse().unwrap(), 4);
         assert!(matches!(t.insert(spec(1, 0)), Err(PodError::Reserved(..))));
         assert!(matches!(t.insert(spec(0, 0)), Err(PodError::Reserved(..))));
-        assert!(matches!(t.insert(spec(255, 0)), Err(PodError::Reserved(..))));
-        assert!(matches!(t.insert(spec(2, 4)), Err(PodError::PortRange(4, 4))));
+        assert!(matches!(
+            t.insert(spec(255, 0)),
+            Err(PodError::Reserved(..))
+        ));
+        assert!(matches!(
+            t.insert(spec(2, 4)),
+            Err(PodError::PortRange(4, 4))
+        ));
         let mut far = spec(2, 0);
         far.ip = Ipv4Addr::new(10, 9, 9, 9);
         assert!(matches!(t.insert(far), Err(PodError::OutsideCidr(..))));
@@ -231,7 +266,10 @@ mod tests {
         mc.mac = MacAddr([1, 0, 0x5e, 0, 0, 1]);
         assert!(matches!(t.insert(mc), Err(PodError::MulticastMac(_))));
         t.insert(spec(2, 0)).unwrap();
-        assert!(matches!(t.insert(spec(3, 0)), Err(PodError::PortInUse { port: 0, .. })));
+        assert!(matches!(
+            t.insert(spec(3, 0)),
+            Err(PodError::PortInUse { port: 0, .. })
+        ));
         // Re-adding the same pod on a new port moves it.
         t.insert(spec(2, 1)).unwrap();
         assert!(t.owner_of_port(0).is_none());

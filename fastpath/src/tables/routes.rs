@@ -63,7 +63,9 @@ pub struct EncapTemplate {
 
 impl core::fmt::Debug for EncapTemplate {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("EncapTemplate").field("bytes", &&self.bytes[..]).finish()
+        f.debug_struct("EncapTemplate")
+            .field("bytes", &&self.bytes[..])
+            .finish()
     }
 }
 
@@ -94,7 +96,10 @@ impl EncapTemplate {
         b[tmpl::INNER_ETH + 6..tmpl::INNER_ETH + 12].copy_from_slice(local.vtep_mac.as_bytes());
         b[tmpl::INNER_ETH + 12..].copy_from_slice(&ethertype::IPV4.to_be_bytes());
         let ip_sum_base = checksum::sum(&b[ip..ip + 20]);
-        EncapTemplate { bytes: b, ip_sum_base }
+        EncapTemplate {
+            bytes: b,
+            ip_sum_base,
+        }
     }
 }
 
@@ -176,15 +181,24 @@ impl RouteTable {
             let pos = match t.by_prefix.iter().position(|(l, _, _)| *l == len) {
                 Some(p) => p,
                 None => {
-                    t.by_prefix.push((len, r.pod_cidr.mask(), FxHashMap::default()));
-                    t.by_prefix.sort_by(|a, b| b.0.cmp(&a.0));
-                    t.by_prefix.iter().position(|(l, _, _)| *l == len).unwrap_or(0)
+                    t.by_prefix
+                        .push((len, r.pod_cidr.mask(), FxHashMap::default()));
+                    t.by_prefix.sort_by_key(|p| core::cmp::Reverse(p.0));
+                    t.by_prefix
+                        .iter()
+                        .position(|(l, _, _)| *l == len)
+                        .unwrap_or(0)
                 }
             };
             cidrs.push((r.pod_cidr, r.name.clone()));
-            t.by_prefix[pos].2.insert(r.pod_cidr.network().to_bits(), idx);
+            t.by_prefix[pos]
+                .2
+                .insert(r.pod_cidr.network().to_bits(), idx);
             t.by_underlay.insert(ip, idx);
-            t.nodes.push(NodeRoute { spec: r.clone(), template: EncapTemplate::new(local, r) });
+            t.nodes.push(NodeRoute {
+                spec: r.clone(),
+                template: EncapTemplate::new(local, r),
+            });
         }
         // Overlap check: sort by network then prefix; any overlap shows between neighbours in a
         // sweep that keeps the furthest end seen so far.
@@ -194,7 +208,11 @@ impl RouteTable {
             let start = u64::from(c.network().to_bits());
             if let Some((end, j)) = far {
                 if start <= end {
-                    return Err(RouteError::Overlap(*c, cidrs[i].1.clone(), cidrs[j].1.clone()));
+                    return Err(RouteError::Overlap(
+                        *c,
+                        cidrs[i].1.clone(),
+                        cidrs[j].1.clone(),
+                    ));
                 }
             }
             let end = start + c.size() - 1;
@@ -281,14 +299,23 @@ mod tests {
             node("e", 14, "10.246.0.0/28"),
         ];
         let t = RouteTable::build(&a, &nodes, 16).unwrap();
-        let get = |ip: [u8; 4]| t.lookup(u32::from_be_bytes(ip)).map(|r| r.spec.name.as_str());
+        let get = |ip: [u8; 4]| {
+            t.lookup(u32::from_be_bytes(ip))
+                .map(|r| r.spec.name.as_str())
+        };
         assert_eq!(get([10, 244, 2, 7]), Some("b"));
         assert_eq!(get([10, 244, 3, 255]), Some("c"));
         assert_eq!(get([10, 245, 200, 1]), Some("d"));
         assert_eq!(get([10, 246, 0, 15]), Some("e"));
         assert_eq!(get([10, 246, 0, 16]), None);
         assert_eq!(get([10, 244, 1, 2]), None, "our own CIDR is not a route");
-        assert_eq!(t.by_underlay(u32::from_be_bytes([10, 1, 0, 12])).unwrap().spec.name, "c");
+        assert_eq!(
+            t.by_underlay(u32::from_be_bytes([10, 1, 0, 12]))
+                .unwrap()
+                .spec
+                .name,
+            "c"
+        );
         assert!(t.by_underlay(u32::from_be_bytes([10, 1, 0, 99])).is_none());
     }
 
@@ -299,14 +326,20 @@ mod tests {
         assert!(matches!(e, RouteError::Overlap(..)), "{e}");
         let e = RouteTable::build(
             &a,
-            &[node("b", 11, "10.244.2.0/24"), node("c", 12, "10.244.2.128/25")],
+            &[
+                node("b", 11, "10.244.2.0/24"),
+                node("c", 12, "10.244.2.128/25"),
+            ],
             16,
         )
         .unwrap_err();
         assert!(matches!(e, RouteError::Overlap(..)), "{e}");
         let e = RouteTable::build(
             &a,
-            &[node("b", 11, "10.244.2.0/24"), node("c", 11, "10.244.3.0/24")],
+            &[
+                node("b", 11, "10.244.2.0/24"),
+                node("c", 11, "10.244.3.0/24"),
+            ],
             16,
         )
         .unwrap_err();
@@ -315,7 +348,10 @@ mod tests {
         assert!(matches!(e, RouteError::DuplicateUnderlay(..)), "{e}");
         let e = RouteTable::build(
             &a,
-            &[node("b", 11, "10.244.2.0/24"), node("c", 12, "10.244.3.0/24")],
+            &[
+                node("b", 11, "10.244.2.0/24"),
+                node("c", 12, "10.244.3.0/24"),
+            ],
             1,
         )
         .unwrap_err();

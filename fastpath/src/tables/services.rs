@@ -157,7 +157,9 @@ impl Liveness {
     /// The current generation of a slot.
     #[inline(always)]
     pub fn generation(&self, slot: u32) -> u32 {
-        self.0.get(slot as usize).map_or(u32::MAX, |g| g.load(Ordering::Relaxed))
+        self.0
+            .get(slot as usize)
+            .map_or(u32::MAX, |g| g.load(Ordering::Relaxed))
     }
 }
 
@@ -175,7 +177,12 @@ impl EndpointSlots {
     /// `capacity` slots.
     pub fn new(capacity: u32) -> EndpointSlots {
         let v: Vec<AtomicU32> = (0..capacity).map(|_| AtomicU32::new(0)).collect();
-        EndpointSlots { live: Liveness(v.into()), free: Vec::new(), next: 0, pending: Vec::new() }
+        EndpointSlots {
+            live: Liveness(v.into()),
+            free: Vec::new(),
+            next: 0,
+            pending: Vec::new(),
+        }
     }
 
     fn alloc(&mut self) -> Option<(u32, u32)> {
@@ -207,7 +214,11 @@ impl EndpointSlots {
 
     /// Remembers the allocator's state, to undo a refused batch with [`EndpointSlots::restore`].
     pub fn mark(&self) -> SlotsMark {
-        SlotsMark { free: self.free.clone(), next: self.next, pending: self.pending.len() }
+        SlotsMark {
+            free: self.free.clone(),
+            next: self.next,
+            pending: self.pending.len(),
+        }
     }
 
     /// Undoes every allocation and release since `m` (none of them was published).
@@ -301,14 +312,18 @@ impl ServiceTable {
     /// The frontend at ClusterIP `ip`, `port`, protocol number `proto`.
     #[inline(always)]
     pub fn lookup(&self, ip: u32, port: u16, proto: u8) -> Option<&ServiceEntry> {
-        let &i = self.by_frontend.get(&FrontendKey::packed(ip, port, proto))?;
+        let &i = self
+            .by_frontend
+            .get(&FrontendKey::packed(ip, port, proto))?;
         self.entries.get(i as usize)?.as_deref()
     }
 
     /// The frontend owning NodePort `port` for protocol number `proto`.
     #[inline(always)]
     pub fn lookup_nodeport(&self, port: u16, proto: u8) -> Option<&ServiceEntry> {
-        let &i = self.by_nodeport.get(&(((proto as u32) << 16) | port as u32))?;
+        let &i = self
+            .by_nodeport
+            .get(&(((proto as u32) << 16) | port as u32))?;
         self.entries.get(i as usize)?.as_deref()
     }
 
@@ -347,7 +362,11 @@ impl ServiceTable {
         let name = || spec.name.clone();
         let f = &spec.frontend;
         if !node.service_cidr.contains(f.ip) {
-            return Err(ServiceError::OutsideServiceCidr(name(), f.ip, node.service_cidr));
+            return Err(ServiceError::OutsideServiceCidr(
+                name(),
+                f.ip,
+                node.service_cidr,
+            ));
         }
         if f.port == 0 {
             return Err(ServiceError::ZeroPort(name()));
@@ -455,7 +474,9 @@ impl ServiceTable {
         let idx = Arc::make_mut(&mut self.by_frontend)
             .remove(&key.pack())
             .ok_or(ServiceError::NotFound(*key))?;
-        let old = self.entries[idx as usize].take().ok_or(ServiceError::NotFound(*key))?;
+        let old = self.entries[idx as usize]
+            .take()
+            .ok_or(ServiceError::NotFound(*key))?;
         if let Some(np) = old.spec.node_port {
             let k = ((key.protocol.number() as u32) << 16) | np as u32;
             Arc::make_mut(&mut self.by_nodeport).remove(&k);
@@ -513,8 +534,10 @@ fn build_entry(
         });
     }
     let n_ready = backends.iter().filter(|b| b.ready).count();
-    let ids: Vec<(Ipv4Addr, u16)> =
-        backends[..n_ready].iter().map(|b| (Ipv4Addr::from(b.ip), b.port)).collect();
+    let ids: Vec<(Ipv4Addr, u16)> = backends[..n_ready]
+        .iter()
+        .map(|b| (Ipv4Addr::from(b.ip), b.port))
+        .collect();
     let maglev = match MaglevTable::build(&ids) {
         Ok(m) => m,
         Err(_) => {
@@ -529,5 +552,10 @@ fn build_entry(
     for (slot, _) in kept.into_values() {
         slots.release(slot);
     }
-    Ok(ServiceEntry { spec, backends: backends.into_boxed_slice(), n_ready, maglev })
+    Ok(ServiceEntry {
+        spec,
+        backends: backends.into_boxed_slice(),
+        n_ready,
+        maglev,
+    })
 }

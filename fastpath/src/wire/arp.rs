@@ -330,7 +330,10 @@ mod tests {
 
     #[test]
     fn parse_and_emit() {
-        assert_eq!(ArpRepr::parse(&ArpPacket::new_unchecked(&REQUEST[..])), Ok(repr()));
+        assert_eq!(
+            ArpRepr::parse(&ArpPacket::new_unchecked(&REQUEST[..])),
+            Ok(repr())
+        );
         let mut buf = [0xeeu8; 28];
         repr().emit(&mut ArpPacket::new_unchecked(&mut buf[..]));
         assert_eq!(buf, REQUEST);
@@ -362,7 +365,10 @@ mod tests {
     #[test]
     fn truncated() {
         for n in 0..HEADER_LEN {
-            assert_eq!(ArpPacket::new_checked(&REQUEST[..n]).unwrap_err(), WireError::Truncated);
+            assert_eq!(
+                ArpPacket::new_checked(&REQUEST[..n]).unwrap_err(),
+                WireError::Truncated
+            );
             assert_eq!(
                 ArpRepr::parse(&ArpPacket::new_unchecked(&REQUEST[..n])),
                 Err(WireError::Truncated)
@@ -371,7 +377,10 @@ mod tests {
         // Trailing bytes (Ethernet padding) are fine.
         let mut padded = REQUEST.to_vec();
         padded.extend_from_slice(&[0; 18]);
-        assert_eq!(ArpRepr::parse(&ArpPacket::new_unchecked(&padded[..])), Ok(repr()));
+        assert_eq!(
+            ArpRepr::parse(&ArpPacket::new_unchecked(&padded[..])),
+            Ok(repr())
+        );
     }
 
     #[test]
@@ -381,7 +390,11 @@ mod tests {
             let mut buf = REQUEST;
             buf[off] = val;
             let p = ArpPacket::new_checked(&buf[..]).unwrap(); // length is still fine
-            assert_eq!(p.check_ethernet_ipv4(), Err(WireError::Malformed), "off {off}");
+            assert_eq!(
+                p.check_ethernet_ipv4(),
+                Err(WireError::Malformed),
+                "off {off}"
+            );
             assert_eq!(ArpRepr::parse(&p), Err(WireError::Malformed), "off {off}");
         }
     }

@@ -160,11 +160,8 @@ pub fn update16(old_csum: u16, old: u16, new: u16) -> u16 {
 #[inline]
 pub fn update32(old_csum: u16, old: u32, new: u32) -> u16 {
     let not_old = !old;
-    let s = u32::from(!old_csum)
-        + (not_old >> 16)
-        + (not_old & 0xffff)
-        + (new >> 16)
-        + (new & 0xffff);
+    let s =
+        u32::from(!old_csum) + (not_old >> 16) + (not_old & 0xffff) + (new >> 16) + (new & 0xffff);
     !fold(s)
 }
 
@@ -229,7 +226,10 @@ mod tests {
     #[test]
     fn combine_keeps_carry() {
         assert_eq!(combine(u32::MAX, 1), 1);
-        assert_eq!(fold(combine(u32::MAX, u32::MAX)), naive_fold(2 * u64::from(u32::MAX)));
+        assert_eq!(
+            fold(combine(u32::MAX, u32::MAX)),
+            naive_fold(2 * u64::from(u32::MAX))
+        );
     }
 
     #[test]
@@ -253,7 +253,10 @@ mod tests {
         let src = Ipv4Addr::new(10, 0, 0, 1);
         let dst = Ipv4Addr::new(10, 0, 0, 2);
         // 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 0x0011 + 0x001c
-        assert_eq!(pseudo_header(src, dst, 17, 28), 0x0a00 + 1 + 0x0a00 + 2 + 0x11 + 0x1c);
+        assert_eq!(
+            pseudo_header(src, dst, 17, 28),
+            0x0a00 + 1 + 0x0a00 + 2 + 0x11 + 0x1c
+        );
         let bytes = [10, 0, 0, 1, 10, 0, 0, 2, 0, 17, 0, 28];
         assert_eq!(fold(pseudo_header(src, dst, 17, 28)), fold(sum(&bytes)));
     }
@@ -287,10 +290,14 @@ mod tests {
     /// A "header" of `words` 16-bit words whose first word is non-zero (like an IP header's
     /// version/IHL byte), so that it is never all-zero.
     fn header_strategy() -> impl Strategy<Value = Vec<u16>> {
-        (1u16..=0xffff, proptest::collection::vec(any::<u16>(), 3..40)).prop_map(|(w0, mut v)| {
-            v.insert(0, w0);
-            v
-        })
+        (
+            1u16..=0xffff,
+            proptest::collection::vec(any::<u16>(), 3..40),
+        )
+            .prop_map(|(w0, mut v)| {
+                v.insert(0, w0);
+                v
+            })
     }
 
     fn to_bytes(words: &[u16]) -> Vec<u8> {

@@ -236,7 +236,7 @@ mod tests {
     fn parse_and_emit() {
         let f = EthernetFrame::new_checked(&FRAME[..]).unwrap();
         assert_eq!(EthernetRepr::parse(&f), Ok(repr()));
-        let mut buf = vec![0u8; 18];
+        let mut buf = [0u8; 18];
         let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
         repr().emit(&mut f);
         f.payload_mut().copy_from_slice(&[0xaa, 0xbb, 0xcc, 0xdd]);
@@ -254,13 +254,19 @@ mod tests {
         assert_eq!(f.dst_addr(), MacAddr::BROADCAST);
         assert_eq!(f.src_addr(), MacAddr([1, 2, 3, 4, 5, 6]));
         assert_eq!(f.ethertype(), 0x0806);
-        assert_eq!(&buf[..14], &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 8, 6]);
+        assert_eq!(
+            &buf[..14],
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5, 6, 8, 6]
+        );
     }
 
     #[test]
     fn truncated() {
         for n in 0..HEADER_LEN {
-            assert_eq!(EthernetFrame::new_checked(&FRAME[..n]).unwrap_err(), WireError::Truncated);
+            assert_eq!(
+                EthernetFrame::new_checked(&FRAME[..n]).unwrap_err(),
+                WireError::Truncated
+            );
             assert_eq!(
                 EthernetRepr::parse(&EthernetFrame::new_unchecked(&FRAME[..n])),
                 Err(WireError::Truncated)
@@ -319,7 +325,7 @@ mod tests {
             if let Ok(f) = EthernetFrame::new_checked(&data[..]) {
                 let _ = (f.dst_addr(), f.src_addr(), f.ethertype(), f.payload());
                 let r = EthernetRepr::parse(&f).unwrap();
-                let mut out = vec![0u8; 14];
+                let mut out = [0u8; 14];
                 r.emit(&mut EthernetFrame::new_unchecked(&mut out[..]));
                 prop_assert_eq!(&out[..], &data[..14]);
             }

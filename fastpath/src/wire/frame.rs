@@ -34,13 +34,25 @@ pub struct Addrs {
 impl Addrs {
     /// TTL 64, ident 0, DF set (as Linux sends TCP and path-MTU-discovering UDP).
     pub fn new(src_mac: MacAddr, dst_mac: MacAddr, src_ip: Ipv4Addr, dst_ip: Ipv4Addr) -> Addrs {
-        Addrs { src_mac, dst_mac, src_ip, dst_ip, ttl: 64, ident: 0, dont_frag: true }
+        Addrs {
+            src_mac,
+            dst_mac,
+            src_ip,
+            dst_ip,
+            ttl: 64,
+            ident: 0,
+            dont_frag: true,
+        }
     }
 }
 
 fn ethernet(buf: &mut [u8], src: MacAddr, dst: MacAddr, et: u16) {
-    EthernetRepr { src_addr: src, dst_addr: dst, ethertype: et }
-        .emit(&mut EthernetFrame::new_unchecked(&mut buf[..14]));
+    EthernetRepr {
+        src_addr: src,
+        dst_addr: dst,
+        ethertype: et,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut buf[..14]));
 }
 
 /// Ethernet + IPv4 header + the given L4 bytes.
@@ -86,8 +98,20 @@ pub fn tcp_frame(
     payload: &[u8],
 ) -> Vec<u8> {
     let mut l4 = vec![0u8; 20 + payload.len()];
-    TcpRepr { src_port, dst_port, seq_number: seq, ack_number: ack, flags, window_len: 64240 }
-        .emit(&mut TcpPacket::new_unchecked(&mut l4[..]), a.src_ip, a.dst_ip, payload);
+    TcpRepr {
+        src_port,
+        dst_port,
+        seq_number: seq,
+        ack_number: ack,
+        flags,
+        window_len: 64240,
+    }
+    .emit(
+        &mut TcpPacket::new_unchecked(&mut l4[..]),
+        a.src_ip,
+        a.dst_ip,
+        payload,
+    );
     ipv4_frame(a, ipproto::TCP, &l4)
 }
 
@@ -138,7 +162,11 @@ pub fn vxlan_frame(
     VxlanRepr { vni }.emit(&mut VxlanHeader::new_unchecked(&mut payload[..8]));
     payload[8..].copy_from_slice(inner);
     let mut l4 = vec![0u8; 8 + payload.len()];
-    UdpRepr { src_port, dst_port: UDP_PORT }.emit(
+    UdpRepr {
+        src_port,
+        dst_port: UDP_PORT,
+    }
+    .emit(
         &mut UdpPacket::new_unchecked(&mut l4[..]),
         outer.src_ip,
         outer.dst_ip,
@@ -171,16 +199,31 @@ mod tests {
         let u = udp_frame(&a, 1, 2, b"abc");
         assert_eq!(u.len(), 14 + 20 + 8 + 3);
         assert_eq!(checksum::checksum(&u[14..34]), 0);
-        assert!(UdpPacket::new_checked(&u[34..]).unwrap().verify_checksum(a.src_ip, a.dst_ip));
+        assert!(UdpPacket::new_checked(&u[34..])
+            .unwrap()
+            .verify_checksum(a.src_ip, a.dst_ip));
         let t = tcp_frame(&a, 1, 2, 3, 4, 0x12, b"");
-        assert!(TcpPacket::new_checked(&t[34..]).unwrap().verify_checksum(a.src_ip, a.dst_ip));
+        assert!(TcpPacket::new_checked(&t[34..])
+            .unwrap()
+            .verify_checksum(a.src_ip, a.dst_ip));
         let i = icmp_echo_frame(&a, true, 1, 2, b"x");
-        assert!(Icmpv4Packet::new_checked(&i[34..]).unwrap().verify_checksum());
+        assert!(Icmpv4Packet::new_checked(&i[34..])
+            .unwrap()
+            .verify_checksum());
         let v = vxlan_frame(&a, 50000, 7, &u, true);
         assert_eq!(v.len(), u.len() + 50);
         assert_eq!(&v[50..], &u[..]);
-        assert!(UdpPacket::new_checked(&v[34..]).unwrap().verify_checksum(a.src_ip, a.dst_ip));
-        let mut p = arp_frame(MacAddr::BROADCAST, 1, a.src_mac, a.src_ip, MacAddr::ZERO, a.dst_ip);
+        assert!(UdpPacket::new_checked(&v[34..])
+            .unwrap()
+            .verify_checksum(a.src_ip, a.dst_ip));
+        let mut p = arp_frame(
+            MacAddr::BROADCAST,
+            1,
+            a.src_mac,
+            a.src_ip,
+            MacAddr::ZERO,
+            a.dst_ip,
+        );
         assert_eq!(p.len(), 42);
         pad_to_min(&mut p);
         assert_eq!(p.len(), 60);

@@ -234,17 +234,23 @@ impl Icmpv4Repr {
             return Err(WireError::Malformed);
         }
         Ok(match (p.msg_type(), p.msg_code()) {
-            (msg_type::ECHO_REQUEST, 0) => {
-                Icmpv4Repr::EchoRequest { ident: p.echo_ident(), seq_no: p.echo_seq_no() }
-            }
-            (msg_type::ECHO_REPLY, 0) => {
-                Icmpv4Repr::EchoReply { ident: p.echo_ident(), seq_no: p.echo_seq_no() }
-            }
-            (msg_type::DST_UNREACHABLE, unreach_code::FRAG_NEEDED) => {
-                Icmpv4Repr::FragNeeded { next_hop_mtu: p.rest_of_header() as u16 }
-            }
+            (msg_type::ECHO_REQUEST, 0) => Icmpv4Repr::EchoRequest {
+                ident: p.echo_ident(),
+                seq_no: p.echo_seq_no(),
+            },
+            (msg_type::ECHO_REPLY, 0) => Icmpv4Repr::EchoReply {
+                ident: p.echo_ident(),
+                seq_no: p.echo_seq_no(),
+            },
+            (msg_type::DST_UNREACHABLE, unreach_code::FRAG_NEEDED) => Icmpv4Repr::FragNeeded {
+                next_hop_mtu: p.rest_of_header() as u16,
+            },
             (msg_type::TIME_EXCEEDED, 0) => Icmpv4Repr::TimeExceeded,
-            (t, c) => Icmpv4Repr::Other { msg_type: t, code: c, rest: p.rest_of_header() },
+            (t, c) => Icmpv4Repr::Other {
+                msg_type: t,
+                code: c,
+                rest: p.rest_of_header(),
+            },
         })
     }
 
@@ -257,17 +263,27 @@ impl Icmpv4Repr {
     /// checksum.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Icmpv4Packet<T>, data: &[u8]) {
         let (t, c, rest) = match *self {
-            Icmpv4Repr::EchoRequest { ident, seq_no } => {
-                (msg_type::ECHO_REQUEST, 0, u32::from(ident) << 16 | u32::from(seq_no))
-            }
-            Icmpv4Repr::EchoReply { ident, seq_no } => {
-                (msg_type::ECHO_REPLY, 0, u32::from(ident) << 16 | u32::from(seq_no))
-            }
-            Icmpv4Repr::FragNeeded { next_hop_mtu } => {
-                (msg_type::DST_UNREACHABLE, unreach_code::FRAG_NEEDED, u32::from(next_hop_mtu))
-            }
+            Icmpv4Repr::EchoRequest { ident, seq_no } => (
+                msg_type::ECHO_REQUEST,
+                0,
+                u32::from(ident) << 16 | u32::from(seq_no),
+            ),
+            Icmpv4Repr::EchoReply { ident, seq_no } => (
+                msg_type::ECHO_REPLY,
+                0,
+                u32::from(ident) << 16 | u32::from(seq_no),
+            ),
+            Icmpv4Repr::FragNeeded { next_hop_mtu } => (
+                msg_type::DST_UNREACHABLE,
+                unreach_code::FRAG_NEEDED,
+                u32::from(next_hop_mtu),
+            ),
             Icmpv4Repr::TimeExceeded => (msg_type::TIME_EXCEEDED, 0, 0),
-            Icmpv4Repr::Other { msg_type, code, rest } => (msg_type, code, rest),
+            Icmpv4Repr::Other {
+                msg_type,
+                code,
+                rest,
+            } => (msg_type, code, rest),
         };
         p.set_msg_type(t);
         p.set_msg_code(c);
@@ -305,15 +321,26 @@ mod tests {
         assert!(p.verify_checksum());
         assert_eq!((p.echo_ident(), p.echo_seq_no()), (0x1234, 7));
         let r = Icmpv4Repr::parse(&p).unwrap();
-        assert_eq!(r, Icmpv4Repr::EchoRequest { ident: 0x1234, seq_no: 7 });
+        assert_eq!(
+            r,
+            Icmpv4Repr::EchoRequest {
+                ident: 0x1234,
+                seq_no: 7
+            }
+        );
         let mut out = [0u8; 12];
         r.emit(&mut Icmpv4Packet::new_unchecked(&mut out[..]), b"ping");
         assert_eq!(out, b);
         let mut bad = b;
         bad[9] ^= 0x10;
-        assert!(!Icmpv4Packet::new_checked(&bad[..]).unwrap().verify_checksum());
+        assert!(!Icmpv4Packet::new_checked(&bad[..])
+            .unwrap()
+            .verify_checksum());
         for n in 0..HEADER_LEN {
-            assert_eq!(Icmpv4Packet::new_checked(&b[..n]).unwrap_err(), WireError::Truncated);
+            assert_eq!(
+                Icmpv4Packet::new_checked(&b[..n]).unwrap_err(),
+                WireError::Truncated
+            );
         }
     }
 
@@ -324,8 +351,15 @@ mod tests {
         Icmpv4Repr::FragNeeded { next_hop_mtu: 1450 }
             .emit(&mut Icmpv4Packet::new_unchecked(&mut out[..]), &quote);
         assert_eq!(&out[..2], &[3, 4]);
-        assert_eq!(&out[4..8], &[0, 0, 0x05, 0xaa], "unused 16 bits, then the MTU");
+        assert_eq!(
+            &out[4..8],
+            &[0, 0, 0x05, 0xaa],
+            "unused 16 bits, then the MTU"
+        );
         let p = Icmpv4Packet::new_checked(&out[..]).unwrap();
-        assert_eq!(Icmpv4Repr::parse(&p).unwrap(), Icmpv4Repr::FragNeeded { next_hop_mtu: 1450 });
+        assert_eq!(
+            Icmpv4Repr::parse(&p).unwrap(),
+            Icmpv4Repr::FragNeeded { next_hop_mtu: 1450 }
+        );
     }
 }

@@ -232,7 +232,10 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn verify_checksum(&self) -> bool {
         // `get` keeps an unchecked view with a bad IHL from panicking.
-        self.buffer.as_ref().get(..self.header_len()).is_some_and(|h| checksum::checksum(h) == 0)
+        self.buffer
+            .as_ref()
+            .get(..self.header_len())
+            .is_some_and(|h| checksum::checksum(h) == 0)
     }
 }
 
@@ -272,7 +275,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     #[inline]
     fn set_flg_off_bits(&mut self, mask: u16, value: u16) {
         let w = be16(self.buffer.as_ref(), field::FLG_OFF.start);
-        put16(self.buffer.as_mut(), field::FLG_OFF.start, (w & !mask) | (value & mask));
+        put16(
+            self.buffer.as_mut(),
+            field::FLG_OFF.start,
+            (w & !mask) | (value & mask),
+        );
     }
 
     /// Sets the DF flag.
@@ -419,7 +426,11 @@ impl Ipv4Repr {
         packet.set_dscp_ecn(self.dscp_ecn);
         packet.set_total_len(total);
         packet.set_ident(self.ident);
-        put16(packet.buffer.as_mut(), field::FLG_OFF.start, if self.dont_frag { FLAG_DF } else { 0 });
+        put16(
+            packet.buffer.as_mut(),
+            field::FLG_OFF.start,
+            if self.dont_frag { FLAG_DF } else { 0 },
+        );
         packet.set_ttl(self.ttl);
         packet.set_protocol(self.protocol);
         packet.set_src_addr(self.src_addr);
@@ -500,8 +511,11 @@ mod tests {
 
     #[test]
     fn parse_and_emit() {
-        assert_eq!(Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&PACKET[..])), Ok(repr()));
-        let mut buf = vec![0xffu8; 24];
+        assert_eq!(
+            Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&PACKET[..])),
+            Ok(repr())
+        );
+        let mut buf = [0xffu8; 24];
         let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
         repr().emit(&mut p);
         p.payload_mut().copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
@@ -544,7 +558,10 @@ mod tests {
     #[test]
     fn truncated() {
         for n in 0..HEADER_LEN {
-            assert_eq!(Ipv4Packet::new_checked(&PACKET[..n]).unwrap_err(), WireError::Truncated);
+            assert_eq!(
+                Ipv4Packet::new_checked(&PACKET[..n]).unwrap_err(),
+                WireError::Truncated
+            );
             assert_eq!(
                 Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&PACKET[..n])),
                 Err(WireError::Truncated)
@@ -552,7 +569,10 @@ mod tests {
         }
         // Total Length 24 but only 20..23 bytes present.
         for n in 20..24 {
-            assert_eq!(Ipv4Packet::new_checked(&PACKET[..n]).unwrap_err(), WireError::Truncated);
+            assert_eq!(
+                Ipv4Packet::new_checked(&PACKET[..n]).unwrap_err(),
+                WireError::Truncated
+            );
         }
         assert!(Ipv4Packet::new_checked(&PACKET[..24]).is_ok());
     }
@@ -562,21 +582,33 @@ mod tests {
         // Version 6.
         let mut b = PACKET;
         b[0] = 0x65;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::Malformed
+        );
         // IHL 4 and IHL 0.
         for vi in [0x44u8, 0x40] {
             let mut b = PACKET;
             b[0] = vi;
-            assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
+            assert_eq!(
+                Ipv4Packet::new_checked(&b[..]).unwrap_err(),
+                WireError::Malformed
+            );
         }
         // Total Length 19 < header 20.
         let mut b = PACKET;
         b[2..4].copy_from_slice(&19u16.to_be_bytes());
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::Malformed
+        );
         // IHL 15 (60 bytes) longer than the 26-byte buffer: truncated, not malformed.
         let mut b = PACKET;
         b[0] = 0x4f;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::Truncated
+        );
     }
 
     #[test]
@@ -629,7 +661,10 @@ mod tests {
         b[21] ^= 0x01;
         assert!(!Ipv4Packet::new_checked(&b[..]).unwrap().verify_checksum());
         // IHL 6 with only 23 bytes: header truncated.
-        assert_eq!(Ipv4Packet::new_checked(&b[..23]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..23]).unwrap_err(),
+            WireError::Truncated
+        );
     }
 
     #[test]

@@ -317,7 +317,11 @@ pub struct TcpRepr {
 
 impl TcpRepr {
     /// Parses a checked segment, verifying its checksum.
-    pub fn parse<T: AsRef<[u8]>>(p: &TcpPacket<T>, src: Ipv4Addr, dst: Ipv4Addr) -> Result<TcpRepr> {
+    pub fn parse<T: AsRef<[u8]>>(
+        p: &TcpPacket<T>,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) -> Result<TcpRepr> {
         p.check_len()?;
         if !p.verify_checksum(src, dst) {
             return Err(WireError::Malformed);
@@ -387,7 +391,10 @@ mod tests {
         if ph.len() % 2 == 1 {
             ph.push(0);
         }
-        let mut s: u32 = ph.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+        let mut s: u32 = ph
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
         while s >> 16 != 0 {
             s = (s & 0xffff) + (s >> 16);
         }
@@ -400,9 +407,15 @@ mod tests {
         let c = naive(&SYN);
         want[16..18].copy_from_slice(&c.to_be_bytes());
         let p = TcpPacket::new_checked(&want[..]).unwrap();
-        assert_eq!((p.src_port(), p.dst_port(), p.seq_number(), p.ack_number()), (50000, 80, 1, 0));
+        assert_eq!(
+            (p.src_port(), p.dst_port(), p.seq_number(), p.ack_number()),
+            (50000, 80, 1, 0)
+        );
         assert!(p.syn() && !p.ack() && !p.fin() && !p.rst() && !p.psh() && !p.urg());
-        assert_eq!((p.header_len(), p.window_len(), p.urgent_at()), (20, 64240, 0));
+        assert_eq!(
+            (p.header_len(), p.window_len(), p.urgent_at()),
+            (20, 64240, 0)
+        );
         assert!(p.verify_checksum(SRC, DST));
         let r = TcpRepr::parse(&p, SRC, DST).unwrap();
         let mut buf = [0u8; 20];
@@ -410,12 +423,14 @@ mod tests {
         assert_eq!(buf, want);
         let mut bad = want;
         bad[5] ^= 1;
-        assert!(!TcpPacket::new_checked(&bad[..]).unwrap().verify_checksum(SRC, DST));
+        assert!(!TcpPacket::new_checked(&bad[..])
+            .unwrap()
+            .verify_checksum(SRC, DST));
     }
 
     #[test]
     fn options_and_payload() {
-        let mut b = vec![0u8; 24 + 3];
+        let mut b = [0u8; 24 + 3];
         let mut p = TcpPacket::new_unchecked(&mut b[..]);
         p.set_header_len(24);
         p.set_flags(flags::ACK | flags::PSH);
@@ -427,13 +442,22 @@ mod tests {
     #[test]
     fn truncated_and_malformed() {
         for n in 0..HEADER_LEN {
-            assert_eq!(TcpPacket::new_checked(&SYN[..n]).unwrap_err(), WireError::Truncated);
+            assert_eq!(
+                TcpPacket::new_checked(&SYN[..n]).unwrap_err(),
+                WireError::Truncated
+            );
         }
         let mut b = SYN;
         b[12] = 0x40;
-        assert_eq!(TcpPacket::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            TcpPacket::new_checked(&b[..]).unwrap_err(),
+            WireError::Malformed
+        );
         b[12] = 0x60;
-        assert_eq!(TcpPacket::new_checked(&b[..]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            TcpPacket::new_checked(&b[..]).unwrap_err(),
+            WireError::Truncated
+        );
     }
 
     proptest::proptest! {

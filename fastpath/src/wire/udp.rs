@@ -194,7 +194,10 @@ impl UdpRepr {
         if !packet.verify_checksum(src, dst) {
             return Err(WireError::Malformed);
         }
-        Ok(UdpRepr { src_port: packet.src_port(), dst_port: packet.dst_port() })
+        Ok(UdpRepr {
+            src_port: packet.src_port(),
+            dst_port: packet.dst_port(),
+        })
     }
 
     /// Header length.
@@ -247,26 +250,45 @@ mod tests {
         assert!(p.verify_checksum(SRC, DST));
         let r = UdpRepr::parse(&p, SRC, DST).unwrap();
         let mut buf = [0u8; 12];
-        r.emit(&mut UdpPacket::new_unchecked(&mut buf[..]), SRC, DST, b"ping", true);
+        r.emit(
+            &mut UdpPacket::new_unchecked(&mut buf[..]),
+            SRC,
+            DST,
+            b"ping",
+            true,
+        );
         assert_eq!(buf, BYTES);
         let mut flipped = BYTES;
         flipped[9] ^= 1;
-        assert!(!UdpPacket::new_checked(&flipped[..]).unwrap().verify_checksum(SRC, DST));
+        assert!(!UdpPacket::new_checked(&flipped[..])
+            .unwrap()
+            .verify_checksum(SRC, DST));
         let mut none = BYTES;
         none[6] = 0;
         none[7] = 0;
-        assert!(UdpPacket::new_checked(&none[..]).unwrap().verify_checksum(SRC, DST));
+        assert!(UdpPacket::new_checked(&none[..])
+            .unwrap()
+            .verify_checksum(SRC, DST));
     }
 
     #[test]
     fn truncated_and_malformed() {
         for n in 0..HEADER_LEN {
-            assert_eq!(UdpPacket::new_checked(&BYTES[..n]).unwrap_err(), WireError::Truncated);
+            assert_eq!(
+                UdpPacket::new_checked(&BYTES[..n]).unwrap_err(),
+                WireError::Truncated
+            );
         }
-        assert_eq!(UdpPacket::new_checked(&BYTES[..11]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            UdpPacket::new_checked(&BYTES[..11]).unwrap_err(),
+            WireError::Truncated
+        );
         let mut b = BYTES;
         b[5] = 7;
-        assert_eq!(UdpPacket::new_checked(&b[..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            UdpPacket::new_checked(&b[..]).unwrap_err(),
+            WireError::Malformed
+        );
     }
 
     #[test]
@@ -275,7 +297,11 @@ mod tests {
         for x in 0..=u16::MAX {
             let mut buf = [0u8; 10];
             let mut p = UdpPacket::new_unchecked(&mut buf[..]);
-            UdpRepr { src_port: 1, dst_port: 2 }.emit(&mut p, SRC, DST, &x.to_be_bytes(), false);
+            UdpRepr {
+                src_port: 1,
+                dst_port: 2,
+            }
+            .emit(&mut p, SRC, DST, &x.to_be_bytes(), false);
             let s = checksum::combine(
                 checksum::pseudo_header(SRC, DST, ipproto::UDP, 10),
                 checksum::sum(&buf),

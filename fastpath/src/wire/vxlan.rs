@@ -185,7 +185,10 @@ mod tests {
         r.emit(&mut VxlanHeader::new_unchecked(&mut buf[..]));
         assert_eq!(buf, BYTES);
         for n in 0..HEADER_LEN {
-            assert_eq!(VxlanHeader::new_checked(&BYTES[..n]).unwrap_err(), WireError::Truncated);
+            assert_eq!(
+                VxlanHeader::new_checked(&BYTES[..n]).unwrap_err(),
+                WireError::Truncated
+            );
         }
     }
 
@@ -210,7 +213,11 @@ mod tests {
             assert!(p >= 49152);
             seen.insert(p);
         }
-        assert!(seen.len() > 15_000, "uses most of the 16384 ports: {}", seen.len());
+        assert!(
+            seen.len() > 15_000,
+            "uses most of the 16384 ports: {}",
+            seen.len()
+        );
         // High bits alone change the port.
         assert_ne!(source_port(0x1000_0000), source_port(0));
     }

@@ -14,6 +14,7 @@ use fastpath::wire::frame::Addrs;
 use fastpath::wire::MacAddr;
 
 /// A node under test: its writer and one worker pipeline.
+#[derive(Debug)]
 pub struct Node {
     pub w: TableWriter,
     pub p: Pipeline,
@@ -47,11 +48,17 @@ impl Node {
     }
 
     /// Runs a burst.
-    pub fn run_burst(&mut self, ingress: Ingress, frames: &[Vec<u8>]) -> Vec<(Disposition, Vec<u8>)> {
+    pub fn run_burst(
+        &mut self,
+        ingress: Ingress,
+        frames: &[Vec<u8>],
+    ) -> Vec<(Disposition, Vec<u8>)> {
         let mut pkts: Vec<HeapBuf> = frames.iter().map(|f| HeapBuf::from_frame(f)).collect();
         let mut out = vec![Disposition::Drop(DropReason::Runt); frames.len()];
         self.p.process(ingress, &mut pkts, &mut out, self.now);
-        out.into_iter().zip(pkts.iter().map(|p| p.data().to_vec())).collect()
+        out.into_iter()
+            .zip(pkts.iter().map(|p| p.data().to_vec()))
+            .collect()
     }
 
     pub fn counters(&self) -> CounterSnapshot {
@@ -86,7 +93,12 @@ pub fn pod_b_to(dst: Ipv4Addr) -> Addrs {
 
 /// The same addresses with other MACs and TTL.
 pub fn with(a: Addrs, src_mac: MacAddr, dst_mac: MacAddr, ttl: u8) -> Addrs {
-    Addrs { src_mac, dst_mac, ttl, ..a }
+    Addrs {
+        src_mac,
+        dst_mac,
+        ttl,
+        ..a
+    }
 }
 
 /// The VXLAN UDP source port of an encapsulated frame.
@@ -97,7 +109,11 @@ pub fn outer_sport(frame: &[u8]) -> u16 {
 /// Hex dump diff helper for readable assertion failures.
 pub fn assert_bytes(got: &[u8], want: &[u8]) {
     if got != want {
-        let first = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
+        let first = got
+            .iter()
+            .zip(want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
         panic!(
             "frames differ at byte {first} (len got {} want {})\n got: {:02x?}\nwant: {:02x?}",
             got.len(),
