@@ -39,7 +39,7 @@ pub(crate) fn check_and_strip<B: PacketBuf>(
     if vx.vni() != cx.t.node.vni {
         return Err(DropReason::VxlanVni);
     }
-    if cx.t.routes.by_underlay(outer.src).is_none() {
+    if !cx.cache.known_vtep(cx.t, outer.src) {
         return Err(DropReason::VxlanUnknownVtep);
     }
     let inner_end = outer.l4 + udp.len() as usize;

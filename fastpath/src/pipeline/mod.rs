@@ -25,8 +25,7 @@ use crate::counters::{Counters, Disposition, DropReason, Event};
 use crate::rcu::Reader;
 use crate::tables::conntrack::{Conntrack, FlowKey, Timeouts};
 use crate::update::Tables;
-use crate::wire::ipv4::Ipv4Packet;
-use crate::wire::{be16, ipproto};
+use crate::wire::{be16, checksum, ipproto};
 
 mod arp;
 mod decap;
@@ -62,6 +61,32 @@ pub struct Pipeline {
     tables: Reader<Tables>,
     ct: Conntrack,
     counters: Arc<Counters>,
+    cache: Cache,
+}
+
+/// One-entry caches in front of hash lookups (VPP's "last tunnel" cache): traffic comes in
+/// trains from one peer. Tagged with the table generation they were filled under.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Cache {
+    generation: u64,
+    /// The last underlay source accepted as a known VTEP (0: none).
+    vtep_ip: u32,
+}
+
+impl Cache {
+    /// True if `ip` is a known node's underlay IP.
+    #[inline(always)]
+    pub fn known_vtep(&mut self, t: &Tables, ip: u32) -> bool {
+        if self.generation == t.generation && self.vtep_ip == ip && ip != 0 {
+            return true;
+        }
+        let known = t.routes.by_underlay(ip).is_some();
+        if known {
+            self.generation = t.generation;
+            self.vtep_ip = ip;
+        }
+        known
+    }
 }
 
 /// What every stage gets: the table version for this burst, conntrack, counters and the time.
@@ -70,6 +95,7 @@ pub(crate) struct Ctx<'a> {
     pub ct: &'a mut Conntrack,
     pub c: &'a Counters,
     pub now: u64,
+    pub cache: &'a mut Cache,
 }
 
 /// A parsed IPv4 header (offsets into the frame, fields in host order).
@@ -118,20 +144,37 @@ impl Ip4 {
 }
 
 /// Parses and validates the IPv4 header at `l3`: version, IHL, lengths, header checksum.
+/// The fixed 20 bytes are copied into an array once, so the field reads need no bounds checks.
 #[inline(always)]
 pub(crate) fn parse_ipv4(d: &[u8], l3: usize) -> Result<Ip4, DropReason> {
-    let p = Ipv4Packet::new_checked(d.get(l3..).ok_or(DropReason::Ipv4Malformed)?)
-        .map_err(|_| DropReason::Ipv4Malformed)?;
-    if !p.verify_checksum() {
+    let h: [u8; 20] = d
+        .get(l3..l3 + 20)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(DropReason::Ipv4Malformed)?;
+    if h[0] >> 4 != 4 {
+        return Err(DropReason::Ipv4Malformed);
+    }
+    let hlen = usize::from(h[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    let end = l3 + total;
+    if hlen < 20 || total < hlen || end > d.len() {
+        return Err(DropReason::Ipv4Malformed);
+    }
+    let sum = if hlen == 20 {
+        checksum::sum_fixed(&h)
+    } else {
+        checksum::sum(&d[l3..l3 + hlen])
+    };
+    if checksum::fold(sum) != 0xffff {
         return Err(DropReason::Ipv4Checksum);
     }
-    let l4 = l3 + p.header_len();
-    let end = l3 + p.total_len() as usize;
-    let proto = p.protocol();
-    let frag = p.is_fragment();
+    let l4 = l3 + hlen;
+    let proto = h[9];
+    let fo = u16::from_be_bytes([h[6], h[7]]);
+    let frag = fo & 0x3fff != 0; // MF or a non-zero offset
     let mut ports = None;
     let mut tcp_flags = 0;
-    if p.frag_offset() == 0 {
+    if fo & 0x1fff == 0 {
         let l4len = end - l4;
         match proto {
             ipproto::TCP if l4len >= 20 => {
@@ -146,11 +189,11 @@ pub(crate) fn parse_ipv4(d: &[u8], l3: usize) -> Result<Ip4, DropReason> {
         l3,
         l4,
         end,
-        src: p.src_addr().to_bits(),
-        dst: p.dst_addr().to_bits(),
+        src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
+        dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
         proto,
-        ttl: p.ttl(),
-        df: p.dont_frag(),
+        ttl: h[8],
+        df: fo & 0x4000 != 0,
         frag,
         ports,
         tcp_flags,
@@ -185,6 +228,7 @@ impl Pipeline {
             tables,
             ct: Conntrack::new(ct_capacity, timeouts, base, slots),
             counters: Arc::new(Counters::default()),
+            cache: Cache::default(),
         }
     }
 
@@ -224,6 +268,7 @@ impl Pipeline {
             tables,
             ct,
             counters,
+            cache,
         } = self;
         let t = tables.refresh();
         let c: &Counters = counters;
@@ -232,28 +277,50 @@ impl Pipeline {
             ct,
             c,
             now: now_ms,
+            cache,
         };
         let rx = match ingress {
             Ingress::Pod(_) => Event::RxPod,
             Ingress::Uplink => Event::RxUplink,
             Ingress::Host => Event::RxHost,
         };
-        c.add(rx, n as u64);
-        for (pkt, o) in pkts[..n].iter_mut().zip(out[..n].iter_mut()) {
-            let d = match ingress {
-                Ingress::Pod(port) => pod::process(&mut cx, port, pkt),
-                Ingress::Uplink => uplink::process(&mut cx, pkt),
-                Ingress::Host => host::process(&mut cx, pkt),
-            };
-            match d {
-                Disposition::ToPod(_) => c.inc(Event::TxPod),
-                Disposition::ToUplink => c.inc(Event::TxUplink),
-                Disposition::ToHost => c.inc(Event::TxHost),
-                Disposition::Drop(r) => c.drop(r),
+        // Dispositions are counted per burst, drops per packet (with their reason). One loop
+        // per ingress kind, so each is compiled for its own path.
+        let mut tx = [0u64; 3];
+        let burst = pkts[..n].iter_mut().zip(out[..n].iter_mut());
+        match ingress {
+            Ingress::Pod(port) => {
+                for (pkt, o) in burst {
+                    *o = count(c, &mut tx, pod::process(&mut cx, port, pkt));
+                }
             }
-            *o = d;
+            Ingress::Uplink => {
+                for (pkt, o) in burst {
+                    *o = count(c, &mut tx, uplink::process(&mut cx, pkt));
+                }
+            }
+            Ingress::Host => {
+                for (pkt, o) in burst {
+                    *o = count(c, &mut tx, host::process(&mut cx, pkt));
+                }
+            }
         }
+        c.add(rx, n as u64);
+        c.add(Event::TxPod, tx[0]);
+        c.add(Event::TxUplink, tx[1]);
+        c.add(Event::TxHost, tx[2]);
     }
+}
+
+#[inline(always)]
+fn count(c: &Counters, tx: &mut [u64; 3], d: Disposition) -> Disposition {
+    match d {
+        Disposition::ToPod(_) => tx[0] += 1,
+        Disposition::ToUplink => tx[1] += 1,
+        Disposition::ToHost => tx[2] += 1,
+        Disposition::Drop(r) => c.drop(r),
+    }
+    d
 }
 
 /// Returns early from a stage with `Drop(reason)`.

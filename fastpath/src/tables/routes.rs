@@ -140,6 +140,20 @@ pub struct RouteTable {
     /// (prefix length, mask, network → node index), longest first.
     by_prefix: Vec<(u8, u32, FxHashMap<u32, u32>)>,
     by_underlay: FxHashMap<u32, u32>,
+    /// The most common prefix length as a direct-indexed array (DIR-24-8 style), when its
+    /// networks span at most [`DIRECT_MAX_SLOTS`] slots: a lookup is a shift and a load.
+    direct: Option<Direct>,
+}
+
+/// Most slots the direct array may have (4 MiB of `u32`).
+pub const DIRECT_MAX_SLOTS: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+struct Direct {
+    len: u8,
+    shift: u32,
+    base: u32,
+    slots: Box<[u32]>,
 }
 
 impl RouteTable {
@@ -220,14 +234,44 @@ impl RouteTable {
                 far = Some((end, i));
             }
         }
+        t.direct = t.build_direct();
         Ok(t)
+    }
+
+    fn build_direct(&self) -> Option<Direct> {
+        let (len, _, map) = self.by_prefix.iter().max_by_key(|(_, _, m)| m.len())?;
+        let shift = 32 - u32::from(*len);
+        let idx = |net: u32| (u64::from(net) >> shift) as u32;
+        let lo = map.keys().map(|&n| idx(n)).min()?;
+        let hi = map.keys().map(|&n| idx(n)).max()?;
+        let span = (hi - lo) as usize + 1;
+        if span > DIRECT_MAX_SLOTS {
+            return None;
+        }
+        let mut slots = vec![u32::MAX; span].into_boxed_slice();
+        for (&net, &node) in map {
+            slots[(idx(net) - lo) as usize] = node;
+        }
+        Some(Direct {
+            len: *len,
+            shift,
+            base: lo,
+            slots,
+        })
     }
 
     /// The node whose pod CIDR holds `ip` (host order).
     #[inline(always)]
     pub fn lookup(&self, ip: u32) -> Option<&NodeRoute> {
-        for (_, mask, map) in &self.by_prefix {
-            if let Some(&i) = map.get(&(ip & mask)) {
+        for (len, mask, map) in &self.by_prefix {
+            let hit = match &self.direct {
+                Some(d) if d.len == *len => {
+                    let i = ((u64::from(ip) >> d.shift) as u32).wrapping_sub(d.base);
+                    d.slots.get(i as usize).copied().filter(|&n| n != u32::MAX)
+                }
+                _ => map.get(&(ip & mask)).copied(),
+            };
+            if let Some(i) = hit {
                 return self.nodes.get(i as usize);
             }
         }
@@ -309,6 +353,11 @@ mod tests {
         assert_eq!(get([10, 246, 0, 15]), Some("e"));
         assert_eq!(get([10, 246, 0, 16]), None);
         assert_eq!(get([10, 244, 1, 2]), None, "our own CIDR is not a route");
+        assert_eq!(get([10, 244, 4, 1]), None, "a hole in the direct array");
+        assert_eq!(get([10, 243, 255, 255]), None);
+        assert_eq!(get([0, 0, 0, 0]), None);
+        assert_eq!(get([255, 255, 255, 255]), None);
+        assert!(t.direct.as_ref().is_some_and(|d| d.len == 24));
         assert_eq!(
             t.by_underlay(u32::from_be_bytes([10, 1, 0, 12]))
                 .unwrap()
@@ -317,6 +366,39 @@ mod tests {
             "c"
         );
         assert!(t.by_underlay(u32::from_be_bytes([10, 1, 0, 99])).is_none());
+    }
+
+    #[test]
+    fn direct_array_agrees_with_hash_lookup_at_scale() {
+        // 5,000 nodes with /24s out of 10.128.0.0/9, plus a longer prefix inside nobody's.
+        let a = NodeConfig::example_node_a();
+        let mut nodes: Vec<RemoteNodeSpec> = (0..5000u32)
+            .map(|i| {
+                let net = Ipv4Addr::from(0x0a80_0000 + (i << 8));
+                RemoteNodeSpec {
+                    name: format!("n{i}"),
+                    underlay_ip: Ipv4Addr::from(0x0b00_0000 + i),
+                    underlay_mac: MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8]),
+                    vtep_mac: MacAddr([2, 1, 0, 0, (i >> 8) as u8, i as u8]),
+                    pod_cidr: Ipv4Cidr::new(net, 24).unwrap(),
+                }
+            })
+            .collect();
+        nodes.push(node("x", 200, "10.200.0.0/28"));
+        let t = RouteTable::build(&a, &nodes, 10_000).unwrap();
+        assert!(t.direct.is_some());
+        let mut x: u32 = 7;
+        for _ in 0..50_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let ip = 0x0a00_0000 | (x & 0x00ff_ffff);
+            let want = nodes.iter().position(|n| n.pod_cidr.contains_u32(ip));
+            let got = t
+                .lookup(ip)
+                .map(|r| nodes.iter().position(|n| n.name == r.spec.name).unwrap());
+            assert_eq!(got, want, "{}", Ipv4Addr::from(ip));
+        }
     }
 
     #[test]
