@@ -240,6 +240,14 @@ fn main() {
     {
         panic!("\n\n{INSTALL_HINT}\n\npkg-config said: {err}\n");
     }
+    // rte_vdev_init/rte_vdev_uninit (rte_bus_vdev.h) live in the vdev *bus
+    // driver*, librte_bus_vdev.so, which `pkg-config --libs libdpdk` does not
+    // list (drivers only appear in its static Libs.private). Debian symlinks
+    // it from the library directory to the plugin folder; the EAL's plugin
+    // scan later dlopen()s the same file, which the dynamic loader recognises
+    // as already loaded. With --as-needed it is only linked if referenced.
+    println!("cargo:rustc-link-lib=dylib=rte_bus_vdev");
+
     // For dependents with their own C code (`DEP_DPDK_INCLUDE`, `DEP_DPDK_VERSION`).
     let includes: Vec<String> = dpdk
         .include_paths

@@ -161,3 +161,12 @@ pub fn node_b_writer() -> TableWriter {
         .expect("example state is valid");
     w
 }
+
+/// [`node_a_state`] in the order [`crate::update::TableWriter::full_state`] reports it (pods
+/// and nodes by address, Services by table slot).
+pub fn node_a_state_sorted() -> FullState {
+    let mut s = node_a_state();
+    s.pods.sort_by_key(|p| p.ip);
+    s.nodes.sort_by_key(|n| n.underlay_ip);
+    s
+}

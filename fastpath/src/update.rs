@@ -356,3 +356,180 @@ impl TableWriter {
         self.slots.in_use()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{self, DNS, POD_A_IP, POD_B_IP, POD_C_IP};
+    use crate::tables::services::{EndpointState, Protocol};
+
+    #[test]
+    fn messages_round_trip_as_json() {
+        let msgs = vec![
+            Update::AddPod(fixtures::node_a_state().pods[0]),
+            Update::RemovePod { ip: POD_A_IP },
+            Update::AddNode(fixtures::remote_node_b()),
+            Update::RemoveNode {
+                underlay_ip: fixtures::remote_node_b().underlay_ip,
+            },
+            Update::AddService(fixtures::services()[0].clone()),
+            Update::RemoveService { frontend: DNS },
+            Update::SetEndpoint {
+                frontend: DNS,
+                endpoint: EndpointSpec {
+                    ip: POD_B_IP,
+                    port: 53,
+                    state: EndpointState::Terminating,
+                },
+            },
+            Update::RemoveEndpoint {
+                frontend: DNS,
+                ip: POD_B_IP,
+                port: 53,
+            },
+            Update::Snapshot(fixtures::node_a_state()),
+        ];
+        for m in msgs {
+            let j = serde_json::to_string(&m).unwrap();
+            let back: Update = serde_json::from_str(&j).unwrap();
+            assert_eq!(back, m, "{j}");
+        }
+        let j = r#"{"op":"remove_pod","ip":"10.244.1.2"}"#;
+        assert_eq!(
+            serde_json::from_str::<Update>(j).unwrap(),
+            Update::RemovePod { ip: POD_A_IP }
+        );
+        for bad in [
+            r#"{"op":"remove_pod"}"#,
+            r#"{"op":"explode","ip":"10.244.1.2"}"#,
+            r#"{"op":"remove_pod","ip":"10.244.1.2","extra":1}"#,
+            r#"{"op":"remove_pod","ip":"not an ip"}"#,
+            "garbage",
+        ] {
+            assert!(serde_json::from_str::<Update>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_refused_batch_changes_nothing() {
+        let mut w = fixtures::node_a_writer();
+        let before = w.tables();
+        let g = w.generation();
+        let used = w.endpoints_in_use();
+        let mut svc = fixtures::services()[0].clone();
+        svc.endpoints.push(EndpointSpec {
+            ip: POD_C_IP,
+            port: 9,
+            state: EndpointState::Ready,
+        });
+        let err = w
+            .apply_batch([
+                Update::AddService(svc),
+                Update::RemovePod { ip: POD_A_IP },
+                // Invalid: ClusterIP outside the Service CIDR.
+                Update::AddService(ServiceSpec {
+                    name: "bad".into(),
+                    frontend: FrontendKey {
+                        ip: Ipv4Addr::new(192, 168, 0, 1),
+                        port: 80,
+                        protocol: Protocol::Tcp,
+                    },
+                    node_port: None,
+                    endpoints: vec![],
+                }),
+            ])
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                UpdateError::Service(ServiceError::OutsideServiceCidr(..))
+            ),
+            "{err}"
+        );
+        assert_eq!(w.generation(), g);
+        assert_eq!(w.endpoints_in_use(), used, "no endpoint slot leaked");
+        let after = w.tables();
+        assert!(Arc::ptr_eq(&before, &after));
+        assert_eq!(w.full_state(), fixtures::node_a_state_sorted());
+        // A refused node change too.
+        let mut n = fixtures::remote_node_b();
+        n.underlay_ip = Ipv4Addr::new(10, 1, 0, 12);
+        n.name = "overlapping".into();
+        assert!(matches!(
+            w.apply(Update::AddNode(n)),
+            Err(UpdateError::Route(_))
+        ));
+        assert_eq!(w.generation(), g);
+    }
+
+    #[test]
+    fn resync_snapshot_keeps_endpoint_identity() {
+        let mut w = fixtures::node_a_writer();
+        let slot = |w: &TableWriter| {
+            let t = w.tables();
+            let e = t.services.get(&DNS).unwrap();
+            e.backends
+                .iter()
+                .map(|b| (b.ip, b.ep_slot, b.ep_gen))
+                .collect::<Vec<_>>()
+        };
+        let before = slot(&w);
+        let g = w.generation();
+        w.apply(Update::Snapshot(fixtures::node_a_state())).unwrap();
+        assert_eq!(w.generation(), g + 1);
+        assert_eq!(
+            slot(&w),
+            before,
+            "an unchanged endpoint keeps its slot and generation"
+        );
+        assert_eq!(w.endpoints_in_use(), 4);
+        // Removing a Service releases its endpoints once published.
+        w.apply(Update::RemoveService { frontend: DNS }).unwrap();
+        assert_eq!(w.endpoints_in_use(), 2);
+        let live = w.tables().services.liveness().clone();
+        assert_ne!(
+            live.generation(before[0].1),
+            before[0].2,
+            "removed endpoint's generation bumped"
+        );
+    }
+
+    #[test]
+    fn endpoint_updates_and_errors() {
+        let mut w = fixtures::node_a_writer();
+        w.apply(Update::SetEndpoint {
+            frontend: DNS,
+            endpoint: EndpointSpec {
+                ip: POD_B_IP,
+                port: 5353,
+                state: EndpointState::Terminating,
+            },
+        })
+        .unwrap();
+        let t = w.tables();
+        let e = t.services.get(&DNS).unwrap();
+        assert_eq!(e.n_ready, 1);
+        assert_eq!(e.backends[0].ip, POD_C_IP.to_bits());
+        assert!(matches!(
+            w.apply(Update::RemoveEndpoint {
+                frontend: DNS,
+                ip: POD_A_IP,
+                port: 1
+            }),
+            Err(UpdateError::Service(ServiceError::EndpointNotFound(..)))
+        ));
+        assert!(matches!(
+            w.apply(Update::RemovePod {
+                ip: Ipv4Addr::new(10, 244, 1, 77)
+            }),
+            Err(UpdateError::Pod(PodError::NotFound(_)))
+        ));
+        // NodePort clash.
+        let mut dup = fixtures::services()[1].clone();
+        dup.frontend.port = 81;
+        assert!(matches!(
+            w.apply(Update::AddService(dup)),
+            Err(UpdateError::Service(ServiceError::NodePortInUse(..)))
+        ));
+    }
+}

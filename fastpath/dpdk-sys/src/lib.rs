@@ -21,7 +21,9 @@
 //!   `rte_eal_cleanup` it cannot be initialised again.
 //! * **Memory options:** `--no-huge` (anonymous memory, no hugepages, needs no
 //!   privileges for memory) takes its size from `-m <MiB>` (default 64 MiB).
-//!   The EAL refuses `--no-huge` together with `--in-memory`.
+//!   `--no-huge` implies `--legacy-mem`, so the EAL refuses it together with
+//!   `--in-memory` ("Option --legacy-mem is not compatible with
+//!   --in-memory").
 //!   `--file-prefix` keeps concurrent processes apart; `--no-shconf` skips the
 //!   shared config files and multi-process IPC.
 //! * **Errors:** most control functions return `0` or a negative errno;
@@ -40,8 +42,6 @@
 //! * **Cost of the shim:** shim functions are plain external C functions
 //!   (always compiled `-O3` with DPDK's own cflags). They are not inlined into
 //!   Rust; a call costs a few cycles, so use the burst forms on the fast path.
-
-#![no_std]
 
 /// The bindgen output, in its own module so the lint allowances cover only
 /// generated code.
