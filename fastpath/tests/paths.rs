@@ -1018,4 +1018,16 @@ fn service_edge_cases() {
         n.run(Ingress::Pod(POD_A_PORT), &f).0,
         Disposition::Drop(DropReason::Fragment)
     );
+    // Even when its flow exists: NATing the first fragment alone would split the datagram.
+    set_endpoints(&mut n, &dns_svc(), &[(POD_B_IP, EndpointState::Ready)]);
+    let q = frame::udp_frame(&pod_a_to(DNS_VIP), 41000, 53, b"q");
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &q).0,
+        Disposition::ToPod(POD_B_PORT)
+    );
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &f).0,
+        Disposition::Drop(DropReason::Fragment)
+    );
+    assert_eq!(n.drops(DropReason::Fragment), 2);
 }

@@ -98,25 +98,44 @@ fn eal_ring_port_mbuf_ring_roundtrip() {
     // this test binary (a single #[test]).
     let consumed = unsafe { rte_eal_init(argc, argv.as_mut_ptr()) };
     assert!(consumed >= 0, "rte_eal_init failed: {}", rte_error());
-    assert_eq!(consumed, argc - 1, "EAL consumed every argument after argv[0]");
+    assert_eq!(
+        consumed,
+        argc - 1,
+        "EAL consumed every argument after argv[0]"
+    );
 
     // SAFETY: rte_version returns a pointer to a static NUL-terminated string.
-    let version = unsafe { CStr::from_ptr(rte_version()) }.to_string_lossy().into_owned();
-    assert!(version.contains("22.11"), "unexpected DPDK version {version}");
+    let version = unsafe { CStr::from_ptr(rte_version()) }
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        version.contains("22.11"),
+        "unexpected DPDK version {version}"
+    );
 
     // ---- lcores, time, errno --------------------------------------------
     // SAFETY: the EAL is initialised; these read EAL state and this thread's
     // lcore id (the thread that ran rte_eal_init is the main lcore).
-    let (lcore, main_lcore, lcores) =
-        unsafe { (podlane_rte_lcore_id(), rte_get_main_lcore(), rte_lcore_count()) };
+    let (lcore, main_lcore, lcores) = unsafe {
+        (
+            podlane_rte_lcore_id(),
+            rte_get_main_lcore(),
+            rte_lcore_count(),
+        )
+    };
     assert_eq!((lcore, main_lcore, lcores), (0, 0, 1));
     // SAFETY: waiting for worker lcores is a no-op when there are none.
     unsafe { rte_eal_mp_wait_lcore() };
 
     // SAFETY: reading the TSC and the EAL's calibrated frequencies has no
     // preconditions once the EAL is up.
-    let (t0, tsc_hz, timer_hz) =
-        unsafe { (podlane_rte_rdtsc(), rte_get_tsc_hz(), podlane_rte_get_timer_hz()) };
+    let (t0, tsc_hz, timer_hz) = unsafe {
+        (
+            podlane_rte_rdtsc(),
+            rte_get_tsc_hz(),
+            podlane_rte_get_timer_hz(),
+        )
+    };
     assert!(tsc_hz > 0);
     assert_eq!(timer_hz, tsc_hz, "default timer source is the TSC");
     // SAFETY: as above.
@@ -147,8 +166,12 @@ fn eal_ring_port_mbuf_ring_roundtrip() {
     };
     assert!(!pool.is_null(), "rte_pktmbuf_pool_create: {}", rte_error());
     // SAFETY: `pool` is a live mempool created above.
-    let (avail, room) =
-        unsafe { (rte_mempool_avail_count(pool), podlane_rte_pktmbuf_data_room_size(pool)) };
+    let (avail, room) = unsafe {
+        (
+            rte_mempool_avail_count(pool),
+            podlane_rte_pktmbuf_data_room_size(pool),
+        )
+    };
     assert_eq!(avail, NB_MBUF);
     assert_eq!(u32::from(room), RTE_MBUF_DEFAULT_BUF_SIZE);
 
@@ -167,7 +190,9 @@ fn eal_ring_port_mbuf_ring_roundtrip() {
     assert_eq!(unsafe { rte_eth_dev_info_get(port, &mut info) }, 0);
     // SAFETY: info_get filled driver_name with a pointer to the driver's
     // static NUL-terminated name.
-    let driver = unsafe { CStr::from_ptr(info.driver_name) }.to_string_lossy().into_owned();
+    let driver = unsafe { CStr::from_ptr(info.driver_name) }
+        .to_string_lossy()
+        .into_owned();
     assert_eq!(driver, "net_ring");
     assert!(info.max_rx_queues >= 1 && info.max_tx_queues >= 1);
 
@@ -220,13 +245,22 @@ fn eal_ring_port_mbuf_ring_roundtrip() {
         assert_eq!((len, refcnt), (0, 1));
         // SAFETY: as above; append extends the data by FRAME_LEN bytes of
         // tailroom (checked above to be enough) and returns their start.
-        let (start, appended) =
-            unsafe { (podlane_rte_pktmbuf_mtod(m), podlane_rte_pktmbuf_append(m, FRAME_LEN)) };
+        let (start, appended) = unsafe {
+            (
+                podlane_rte_pktmbuf_mtod(m),
+                podlane_rte_pktmbuf_append(m, FRAME_LEN),
+            )
+        };
         assert!(!appended.is_null());
-        assert_eq!(appended.cast::<c_void>(), start, "empty mbuf: append starts at mtod");
+        assert_eq!(
+            appended.cast::<c_void>(),
+            start,
+            "empty mbuf: append starts at mtod"
+        );
         // SAFETY: `appended` points at FRAME_LEN writable bytes inside this
         // mbuf's buffer, which nothing else references.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(appended.cast::<u8>(), FRAME_LEN.into()) };
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(appended.cast::<u8>(), FRAME_LEN.into()) };
         bytes.copy_from_slice(&frame(i));
         // SAFETY: a prefetch is a hint; any address is allowed.
         unsafe { podlane_rte_prefetch0(start) };
@@ -235,13 +269,21 @@ fn eal_ring_port_mbuf_ring_roundtrip() {
     // SAFETY: port 0/queue 0 is started; `tx` holds BURST valid mbufs whose
     // ownership passes to the driver for those it accepts.
     let sent = unsafe { podlane_rte_eth_tx_burst(port, 0, tx.as_mut_ptr(), BURST as u16) };
-    assert_eq!(usize::from(sent), BURST, "the ring has room for a whole burst");
+    assert_eq!(
+        usize::from(sent),
+        BURST,
+        "the ring has room for a whole burst"
+    );
 
     let mut rx = [ptr::null_mut::<rte_mbuf>(); BURST];
     // SAFETY: started port/queue; `rx` has room for BURST pointers, and the
     // received mbufs become owned by this test.
     let received = unsafe { podlane_rte_eth_rx_burst(port, 0, rx.as_mut_ptr(), BURST as u16) };
-    assert_eq!(usize::from(received), BURST, "net_ring0 loops its Tx queue to its Rx queue");
+    assert_eq!(
+        usize::from(received),
+        BURST,
+        "net_ring0 loops its Tx queue to its Rx queue"
+    );
     for (i, &m) in rx.iter().enumerate() {
         assert_eq!(m, tx[i], "same mbufs, same order");
         // SAFETY: `m` is a received mbuf owned by this test, not modified
@@ -265,7 +307,10 @@ fn eal_ring_port_mbuf_ring_roundtrip() {
     let mut stats = rte_eth_stats::default();
     // SAFETY: valid port and a valid out pointer.
     assert_eq!(unsafe { rte_eth_stats_get(port, &mut stats) }, 0);
-    assert_eq!((stats.opackets, stats.ipackets), (BURST as u64, BURST as u64));
+    assert_eq!(
+        (stats.opackets, stats.ipackets),
+        (BURST as u64, BURST as u64)
+    );
 
     // ---- headroom / tailroom editing on one received mbuf ---------------
     let m = rx[0];
@@ -280,7 +325,10 @@ fn eal_ring_port_mbuf_ring_roundtrip() {
         // Encapsulate: 14 bytes in front of the frame (an outer Ethernet header).
         let outer = podlane_rte_pktmbuf_prepend(m, 14).cast::<u8>();
         assert_eq!(outer, start.sub(14));
-        assert_eq!(podlane_rte_pktmbuf_headroom(m), RTE_PKTMBUF_HEADROOM as u16 - 14);
+        assert_eq!(
+            podlane_rte_pktmbuf_headroom(m),
+            RTE_PKTMBUF_HEADROOM as u16 - 14
+        );
         assert_eq!(podlane_rte_pktmbuf_data_len(m), FRAME_LEN + 14);
         std::slice::from_raw_parts_mut(outer, 14).fill(0xee);
         assert_eq!(&data(m)[..14], &[0xee; 14]);
@@ -301,7 +349,11 @@ fn eal_ring_port_mbuf_ring_roundtrip() {
             podlane_rte_pktmbuf_data_len(m),
             podlane_rte_pktmbuf_tailroom(m),
         );
-        assert_eq!(head + len + tail, buf_len, "headroom + data + tailroom = buffer");
+        assert_eq!(
+            head + len + tail,
+            buf_len,
+            "headroom + data + tailroom = buffer"
+        );
     }
     // SAFETY: same mbuf as above; the oversized requests are rejected by
     // DPDK (NULL / -1) without touching memory, which is what is tested.
@@ -336,8 +388,17 @@ fn eal_ring_port_mbuf_ring_roundtrip() {
         podlane_rte_pktmbuf_free(one);
     }
     // SAFETY: `pool` is live; the count includes the per-lcore caches.
-    let (avail, in_use) = unsafe { (rte_mempool_avail_count(pool), rte_mempool_in_use_count(pool)) };
-    assert_eq!((avail, in_use), (NB_MBUF, 0), "every mbuf is back in the pool");
+    let (avail, in_use) = unsafe {
+        (
+            rte_mempool_avail_count(pool),
+            rte_mempool_in_use_count(pool),
+        )
+    };
+    assert_eq!(
+        (avail, in_use),
+        (NB_MBUF, 0),
+        "every mbuf is back in the pool"
+    );
 
     // ---- rte_ring through the shim ---------------------------------------
     // SAFETY: valid name, power-of-two size, valid flags.
@@ -372,7 +433,11 @@ fn eal_ring_port_mbuf_ring_roundtrip() {
         let n = podlane_rte_ring_dequeue_burst(ring, out.as_mut_ptr(), 16, &mut available);
         assert_eq!((n, available), (7, 0));
         assert_eq!(&out[..7], &objs[1..]);
-        assert_eq!(podlane_rte_ring_dequeue(ring, &mut first), -ENOENT, "empty ring");
+        assert_eq!(
+            podlane_rte_ring_dequeue(ring, &mut first),
+            -ENOENT,
+            "empty ring"
+        );
         rte_ring_free(ring);
     }
 
@@ -401,8 +466,13 @@ fn eal_ring_port_mbuf_ring_roundtrip() {
     // With --no-shconf the EAL still creates an (empty) runtime directory,
     // /var/run/dpdk/<prefix> for root, else under $XDG_RUNTIME_DIR or /tmp,
     // and leaves it behind. Remove ours; remove_dir only removes it if empty.
-    let mut bases = vec![std::path::PathBuf::from("/var/run/dpdk"), "/tmp/dpdk".into()];
-    bases.extend(std::env::var_os("XDG_RUNTIME_DIR").map(|d| std::path::PathBuf::from(d).join("dpdk")));
+    let mut bases = vec![
+        std::path::PathBuf::from("/var/run/dpdk"),
+        "/tmp/dpdk".into(),
+    ];
+    bases.extend(
+        std::env::var_os("XDG_RUNTIME_DIR").map(|d| std::path::PathBuf::from(d).join("dpdk")),
+    );
     for base in bases {
         let _ = std::fs::remove_dir(base.join(&prefix));
     }

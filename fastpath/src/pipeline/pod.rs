@@ -41,7 +41,11 @@ pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, port: u16, pkt: &mut B) ->
     trim_padding(pkt, &ip);
     let node = &cx.t.node;
     if node.service_cidr.contains_u32(ip.dst) {
-        // 3. A Service: conntracked DNAT.
+        // 3. A Service: conntracked DNAT. Fragments cannot be NATed (later ones carry no
+        // ports), and NATing only the first would split the datagram: drop them all.
+        if ip.frag {
+            return Disposition::Drop(DropReason::Fragment);
+        }
         if nat::apply(cx, pkt, &mut ip).is_none() {
             let (dport, proto) = (ip.ports.map_or(0, |p| p.1), ip.proto);
             let Some(svc) = cx.t.services.lookup(ip.dst, dport, proto) else {

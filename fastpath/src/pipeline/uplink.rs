@@ -56,7 +56,7 @@ fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
     let node = &cx.t.node;
     let to_node = ip.dst == node.underlay_ip.to_bits();
     let slot = ip.dst.wrapping_sub(node.pod_cidr.network().to_bits()) as usize;
-    if ip.ports.is_some() && (to_node || cx.ct.pod_is_client(slot)) {
+    if ip.ports.is_some() && !ip.frag && (to_node || cx.ct.pod_is_client(slot)) {
         if let Some(hit) = nat::apply(cx, pkt, &mut ip) {
             if hit.is_external_reply() {
                 return route::to_external(cx, pkt, &ip, hit.client_mac);
@@ -80,6 +80,9 @@ fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
 fn nodeport<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
     let mut ip = tri!(parse_ipv4(pkt.data(), 14));
     trim_padding(pkt, &ip);
+    if ip.frag {
+        return Disposition::Drop(DropReason::Fragment);
+    }
     if nat::apply(cx, pkt, &mut ip).is_none() {
         let (dport, proto) = (ip.ports.map_or(0, |p| p.1), ip.proto);
         let Some(svc) = cx.t.services.lookup_nodeport(dport, proto) else {

@@ -1,5 +1,9 @@
-//! Whole-frame builders for tests, the simulator and the bench generator. Built from the
-//! `Repr` types with full checksums; they allocate (this is not the fast path).
+//! Whole-frame builders for tests, the simulator and the bench generator.
+//!
+//! Every frame is built from scratch with the `Repr` types, with full (not incremental)
+//! checksums, so a frame the pipeline rewrote can be compared byte for byte with one built
+//! here. The builders allocate; this is not the fast path. Frames are not padded to the
+//! Ethernet minimum unless [`pad_to_min`] is called, and carry no FCS.
 
 use core::net::Ipv4Addr;
 
@@ -55,7 +59,8 @@ fn ethernet(buf: &mut [u8], src: MacAddr, dst: MacAddr, et: u16) {
     .emit(&mut EthernetFrame::new_unchecked(&mut buf[..14]));
 }
 
-/// Ethernet + IPv4 header + the given L4 bytes.
+/// Ethernet + IPv4 header (IHL 5, DSCP 0, the TTL, ident and DF of `a`, correct checksum) +
+/// the given L4 bytes, copied as they are.
 pub fn ipv4_frame(a: &Addrs, protocol: u8, l4: &[u8]) -> Vec<u8> {
     let mut f = vec![0u8; 14 + 20 + l4.len()];
     ethernet(&mut f, a.src_mac, a.dst_mac, ethertype::IPV4);
@@ -74,7 +79,7 @@ pub fn ipv4_frame(a: &Addrs, protocol: u8, l4: &[u8]) -> Vec<u8> {
     f
 }
 
-/// A UDP frame with a valid checksum.
+/// A UDP frame with a valid (non-zero) checksum.
 pub fn udp_frame(a: &Addrs, src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
     let mut l4 = vec![0u8; 8 + payload.len()];
     UdpRepr { src_port, dst_port }.emit(
@@ -115,7 +120,7 @@ pub fn tcp_frame(
     ipv4_frame(a, ipproto::TCP, &l4)
 }
 
-/// An ICMP echo request (`request`) or reply.
+/// An ICMP echo request (`request`) or reply, code 0, with a valid checksum.
 pub fn icmp_echo_frame(a: &Addrs, request: bool, ident: u16, seq_no: u16, data: &[u8]) -> Vec<u8> {
     let mut l4 = vec![0u8; 8 + data.len()];
     let r = if request {
@@ -127,7 +132,7 @@ pub fn icmp_echo_frame(a: &Addrs, request: bool, ident: u16, seq_no: u16, data: 
     ipv4_frame(a, ipproto::ICMP, &l4)
 }
 
-/// An Ethernet/IPv4 ARP frame; the Ethernet source is `sender_mac`.
+/// An Ethernet/IPv4 ARP frame (42 bytes, unpadded); the Ethernet source is `sender_mac`.
 pub fn arp_frame(
     eth_dst: MacAddr,
     operation: u16,
@@ -149,8 +154,9 @@ pub fn arp_frame(
     f
 }
 
-/// A VXLAN frame: outer Ethernet + IPv4 + UDP (to 4789, from `src_port`) + VXLAN + `inner`.
-/// The outer UDP checksum is computed when `udp_checksum`, else zero (RFC 7348 §5).
+/// A VXLAN frame: outer Ethernet + IPv4 + UDP (to 4789, from `src_port`) + VXLAN (I flag,
+/// `vni`) + `inner` (a whole inner Ethernet frame). The outer UDP checksum is computed when
+/// `udp_checksum`, else zero (RFC 7348 §5: it "SHOULD be transmitted as zero").
 pub fn vxlan_frame(
     outer: &Addrs,
     src_port: u16,
@@ -176,7 +182,7 @@ pub fn vxlan_frame(
     ipv4_frame(outer, ipproto::UDP, &l4)
 }
 
-/// Pads with zeros to the 60-byte Ethernet minimum (without FCS).
+/// Pads with zeros to the 60-byte Ethernet minimum (without FCS); longer frames are unchanged.
 pub fn pad_to_min(frame: &mut Vec<u8>) {
     if frame.len() < 60 {
         frame.resize(60, 0);
@@ -186,46 +192,196 @@ pub fn pad_to_min(frame: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::checksum;
+    use crate::wire::arp::op;
+    use crate::wire::tcp::flags;
+    use crate::wire::vxlan::ENCAP_OVERHEAD;
 
-    #[test]
-    fn frames_are_valid() {
-        let a = Addrs::new(
+    fn addrs() -> Addrs {
+        Addrs::new(
             MacAddr([2, 0, 0, 0, 0, 1]),
             MacAddr([2, 0, 0, 0, 0, 2]),
             Ipv4Addr::new(10, 0, 0, 1),
             Ipv4Addr::new(10, 0, 0, 2),
+        )
+    }
+
+    /// Checks the Ethernet and IPv4 layers of `f` against `a` and returns the IPv4 payload.
+    fn check_l2_l3<'f>(f: &'f [u8], a: &Addrs, protocol: u8) -> &'f [u8] {
+        let eth = EthernetFrame::new_checked(f).unwrap();
+        assert_eq!(
+            EthernetRepr::parse(&eth),
+            Ok(EthernetRepr {
+                src_addr: a.src_mac,
+                dst_addr: a.dst_mac,
+                ethertype: ethertype::IPV4,
+            })
         );
-        let u = udp_frame(&a, 1, 2, b"abc");
-        assert_eq!(u.len(), 14 + 20 + 8 + 3);
-        assert_eq!(checksum::checksum(&u[14..34]), 0);
-        assert!(UdpPacket::new_checked(&u[34..])
-            .unwrap()
-            .verify_checksum(a.src_ip, a.dst_ip));
-        let t = tcp_frame(&a, 1, 2, 3, 4, 0x12, b"");
-        assert!(TcpPacket::new_checked(&t[34..])
-            .unwrap()
-            .verify_checksum(a.src_ip, a.dst_ip));
-        let i = icmp_echo_frame(&a, true, 1, 2, b"x");
-        assert!(Icmpv4Packet::new_checked(&i[34..])
-            .unwrap()
-            .verify_checksum());
-        let v = vxlan_frame(&a, 50000, 7, &u, true);
-        assert_eq!(v.len(), u.len() + 50);
-        assert_eq!(&v[50..], &u[..]);
-        assert!(UdpPacket::new_checked(&v[34..])
-            .unwrap()
-            .verify_checksum(a.src_ip, a.dst_ip));
-        let mut p = arp_frame(
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert_eq!(usize::from(ip.total_len()), f.len() - 14, "no padding");
+        let r = Ipv4Repr::parse(&ip).unwrap();
+        assert_eq!(
+            r,
+            Ipv4Repr {
+                src_addr: a.src_ip,
+                dst_addr: a.dst_ip,
+                protocol,
+                payload_len: f.len() - 34,
+                ttl: a.ttl,
+                ident: a.ident,
+                dont_frag: a.dont_frag,
+                dscp_ecn: 0,
+            }
+        );
+        &f[34..]
+    }
+
+    #[test]
+    fn addrs_defaults() {
+        let a = addrs();
+        assert_eq!((a.ttl, a.ident, a.dont_frag), (64, 0, true));
+    }
+
+    #[test]
+    fn ipv4_frame_copies_l4_and_honours_addrs() {
+        let mut a = addrs();
+        a.ttl = 3;
+        a.ident = 0xbeef;
+        a.dont_frag = false;
+        let f = ipv4_frame(&a, 253, b"opaque");
+        assert_eq!(f.len(), 14 + 20 + 6);
+        assert_eq!(check_l2_l3(&f, &a, 253), b"opaque");
+        assert_eq!(&f[20..22], &[0, 0], "DF clear, offset 0");
+    }
+
+    #[test]
+    fn udp_frame_is_valid() {
+        let a = addrs();
+        let f = udp_frame(&a, 40000, 7777, b"abc");
+        assert_eq!(f.len(), 14 + 20 + 8 + 3);
+        let udp = UdpPacket::new_checked(check_l2_l3(&f, &a, ipproto::UDP)).unwrap();
+        assert_ne!(udp.checksum(), 0);
+        assert_eq!(
+            UdpRepr::parse(&udp, a.src_ip, a.dst_ip),
+            Ok(UdpRepr {
+                src_port: 40000,
+                dst_port: 7777
+            })
+        );
+        assert_eq!(udp.payload(), b"abc");
+    }
+
+    #[test]
+    fn tcp_frame_is_valid() {
+        let a = addrs();
+        let f = tcp_frame(&a, 33333, 80, 1, 2, flags::SYN | flags::ACK, b"hi");
+        let tcp = TcpPacket::new_checked(check_l2_l3(&f, &a, ipproto::TCP)).unwrap();
+        assert_eq!(
+            TcpRepr::parse(&tcp, a.src_ip, a.dst_ip),
+            Ok(TcpRepr {
+                src_port: 33333,
+                dst_port: 80,
+                seq_number: 1,
+                ack_number: 2,
+                flags: flags::SYN | flags::ACK,
+                window_len: 64240,
+            })
+        );
+        assert_eq!(tcp.payload(), b"hi");
+    }
+
+    #[test]
+    fn icmp_echo_frames_are_valid() {
+        let a = addrs();
+        for (request, want) in [
+            (
+                true,
+                Icmpv4Repr::EchoRequest {
+                    ident: 9,
+                    seq_no: 10,
+                },
+            ),
+            (
+                false,
+                Icmpv4Repr::EchoReply {
+                    ident: 9,
+                    seq_no: 10,
+                },
+            ),
+        ] {
+            let f = icmp_echo_frame(&a, request, 9, 10, b"data");
+            let icmp = Icmpv4Packet::new_checked(check_l2_l3(&f, &a, ipproto::ICMP)).unwrap();
+            assert_eq!(Icmpv4Repr::parse(&icmp), Ok(want));
+            assert_eq!(icmp.data(), b"data");
+        }
+    }
+
+    #[test]
+    fn arp_frame_is_valid() {
+        let a = addrs();
+        let f = arp_frame(
             MacAddr::BROADCAST,
-            1,
+            op::REQUEST,
             a.src_mac,
             a.src_ip,
             MacAddr::ZERO,
             a.dst_ip,
         );
-        assert_eq!(p.len(), 42);
-        pad_to_min(&mut p);
-        assert_eq!(p.len(), 60);
+        assert_eq!(f.len(), 42);
+        let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+        assert_eq!(eth.dst_addr(), MacAddr::BROADCAST);
+        assert_eq!(eth.src_addr(), a.src_mac);
+        assert_eq!(eth.ethertype(), ethertype::ARP);
+        assert_eq!(
+            ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()),
+            Ok(ArpRepr {
+                operation: op::REQUEST,
+                sender_hardware_addr: a.src_mac,
+                sender_protocol_addr: a.src_ip,
+                target_hardware_addr: MacAddr::ZERO,
+                target_protocol_addr: a.dst_ip,
+            })
+        );
+    }
+
+    #[test]
+    fn vxlan_frame_layout() {
+        let a = addrs();
+        let inner = udp_frame(&a, 1, 2, b"abc");
+        let outer = Addrs::new(
+            MacAddr([0x52, 0x54, 0, 0, 0, 1]),
+            MacAddr([0x52, 0x54, 0, 0, 0, 2]),
+            Ipv4Addr::new(192, 168, 0, 1),
+            Ipv4Addr::new(192, 168, 0, 2),
+        );
+        for csum in [false, true] {
+            let v = vxlan_frame(&outer, 50000, 0xab_cdef, &inner, csum);
+            assert_eq!(v.len(), inner.len() + ENCAP_OVERHEAD);
+            let udp = UdpPacket::new_checked(check_l2_l3(&v, &outer, ipproto::UDP)).unwrap();
+            assert_eq!((udp.src_port(), udp.dst_port()), (50000, UDP_PORT));
+            assert_eq!(udp.checksum() != 0, csum);
+            assert!(udp.verify_checksum(outer.src_ip, outer.dst_ip));
+            let vx = VxlanHeader::new_checked(udp.payload()).unwrap();
+            assert_eq!(VxlanRepr::parse(&vx), Ok(VxlanRepr { vni: 0xab_cdef }));
+            assert_eq!(&udp.payload()[..8], &[0x08, 0, 0, 0, 0xab, 0xcd, 0xef, 0]);
+            assert_eq!(vx.payload(), &inner[..]);
+        }
+    }
+
+    #[test]
+    fn padding() {
+        let a = addrs();
+        let mut f = udp_frame(&a, 1, 2, b"x");
+        assert_eq!(f.len(), 43);
+        pad_to_min(&mut f);
+        assert_eq!(f.len(), 60);
+        assert!(f[43..].iter().all(|&b| b == 0));
+        // The padding is outside the IPv4 Total Length and the UDP Length.
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+        assert_eq!(udp.payload(), b"x");
+        assert!(udp.verify_checksum(a.src_ip, a.dst_ip));
+        let mut long = vec![1u8; 61];
+        pad_to_min(&mut long);
+        assert_eq!(long, vec![1u8; 61]);
     }
 }
