@@ -9,6 +9,8 @@ use core::str::FromStr;
 pub struct Ipv4Cidr {
     addr: Ipv4Addr,
     prefix_len: u8,
+    /// The netmask, host order (derived from `prefix_len`, kept for the hot path).
+    mask: u32,
 }
 
 /// Why a prefix was refused.
@@ -31,8 +33,9 @@ impl Ipv4Cidr {
         if prefix_len > 32 {
             return Err(CidrError::PrefixLen(prefix_len));
         }
-        let c = Ipv4Cidr { addr, prefix_len };
-        let net = Ipv4Addr::from(u32::from(addr) & c.mask());
+        let mask = if prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix_len)) };
+        let c = Ipv4Cidr { addr, prefix_len, mask };
+        let net = Ipv4Addr::from(u32::from(addr) & mask);
         if net != addr {
             return Err(CidrError::HostBits(
                 format!("{addr}/{prefix_len}"),
@@ -55,17 +58,13 @@ impl Ipv4Cidr {
     /// The netmask as a host-order integer.
     #[inline]
     pub const fn mask(&self) -> u32 {
-        if self.prefix_len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - self.prefix_len as u32)
-        }
+        self.mask
     }
 
     /// True if `ip` (host order) is inside.
-    #[inline]
+    #[inline(always)]
     pub const fn contains_u32(&self, ip: u32) -> bool {
-        ip & self.mask() == self.addr.to_bits()
+        ip & self.mask == self.addr.to_bits()
     }
 
     /// True if `ip` is inside.
