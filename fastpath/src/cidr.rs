@@ -33,8 +33,16 @@ impl Ipv4Cidr {
         if prefix_len > 32 {
             return Err(CidrError::PrefixLen(prefix_len));
         }
-        let mask = if prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix_len)) };
-        let c = Ipv4Cidr { addr, prefix_len, mask };
+        let mask = if prefix_len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(prefix_len))
+        };
+        let c = Ipv4Cidr {
+            addr,
+            prefix_len,
+            mask,
+        };
         let net = Ipv4Addr::from(u32::from(addr) & mask);
         if net != addr {
             return Err(CidrError::HostBits(

@@ -124,6 +124,15 @@ pub struct TableWriter {
     publisher: Publisher<Tables>,
 }
 
+/// A copy of a frontend's spec, to edit and upsert back.
+fn spec_of(svc: &ServiceTable, frontend: &FrontendKey) -> Result<ServiceSpec, ServiceError> {
+    Ok(svc
+        .get(frontend)
+        .ok_or(ServiceError::NotFound(*frontend))?
+        .spec
+        .clone())
+}
+
 /// Working copies during a batch.
 struct Work {
     pods: Option<PodTable>,
@@ -282,11 +291,7 @@ impl TableWriter {
             }
             Update::SetEndpoint { frontend, endpoint } => {
                 let svc = w.services.get_or_insert_with(|| (*self.services).clone());
-                let mut spec = svc
-                    .get(&frontend)
-                    .ok_or(ServiceError::NotFound(frontend))?
-                    .spec
-                    .clone();
+                let mut spec = spec_of(svc, &frontend)?;
                 match spec
                     .endpoints
                     .iter_mut()
@@ -299,11 +304,7 @@ impl TableWriter {
             }
             Update::RemoveEndpoint { frontend, ip, port } => {
                 let svc = w.services.get_or_insert_with(|| (*self.services).clone());
-                let mut spec = svc
-                    .get(&frontend)
-                    .ok_or(ServiceError::NotFound(frontend))?
-                    .spec
-                    .clone();
+                let mut spec = spec_of(svc, &frontend)?;
                 let before = spec.endpoints.len();
                 spec.endpoints.retain(|e| !(e.ip == ip && e.port == port));
                 if spec.endpoints.len() == before {

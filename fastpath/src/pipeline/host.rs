@@ -2,8 +2,7 @@
 
 use crate::buf::PacketBuf;
 use crate::counters::{Disposition, DropReason};
-use crate::pipeline::{arp, encap, parse_ipv4, route, tri, trim_padding, Ctx, MAX_FRAME_LEN};
-use crate::wire::ethernet::l3_offset;
+use crate::pipeline::{arp, encap, l2_prologue, parse_ipv4, route, tri, trim_padding, Ctx};
 use crate::wire::ethertype;
 
 /// One packet from the host path. The node's own traffic (ssh, kubelet) leaves through the
@@ -13,15 +12,7 @@ use crate::wire::ethertype;
 #[inline(always)]
 pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
     let d = pkt.data();
-    if d.len() < 14 {
-        return Disposition::Drop(DropReason::Runt);
-    }
-    if d.len() > MAX_FRAME_LEN {
-        return Disposition::Drop(DropReason::Jumbo);
-    }
-    let Some((et, l3)) = l3_offset(d) else {
-        return Disposition::Drop(DropReason::Runt);
-    };
+    let (et, l3) = tri!(l2_prologue(d));
     match et {
         ethertype::ARP => return arp::from_host(cx, pkt, l3),
         ethertype::IPV4 if l3 == 14 => {}

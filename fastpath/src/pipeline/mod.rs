@@ -200,6 +200,18 @@ pub(crate) fn parse_ipv4(d: &[u8], l3: usize) -> Result<Ip4, DropReason> {
     })
 }
 
+/// Checks a frame's size and finds its L3 header past up to two VLAN tags: `(ethertype, l3)`.
+#[inline(always)]
+pub(crate) fn l2_prologue(d: &[u8]) -> Result<(u16, usize), DropReason> {
+    if d.len() < 14 {
+        return Err(DropReason::Runt);
+    }
+    if d.len() > MAX_FRAME_LEN {
+        return Err(DropReason::Jumbo);
+    }
+    crate::wire::ethernet::l3_offset(d).ok_or(DropReason::Runt)
+}
+
 /// Drops Ethernet padding after the IPv4 packet (a 60-byte minimum frame carrying less), so it
 /// is not carried into a tunnel or counted as payload.
 #[inline(always)]

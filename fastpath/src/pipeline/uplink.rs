@@ -3,23 +3,14 @@
 
 use crate::buf::PacketBuf;
 use crate::counters::{Disposition, DropReason};
-use crate::pipeline::{arp, decap, nat, parse_ipv4, route, tri, trim_padding, Ctx, MAX_FRAME_LEN};
-use crate::wire::ethernet::l3_offset;
+use crate::pipeline::{arp, decap, l2_prologue, nat, parse_ipv4, route, tri, trim_padding, Ctx};
 use crate::wire::{ethertype, ipproto, vxlan, MacAddr};
 
 /// One packet from the uplink.
 #[inline(always)]
 pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
     let d = pkt.data();
-    if d.len() < 14 {
-        return Disposition::Drop(DropReason::Runt);
-    }
-    if d.len() > MAX_FRAME_LEN {
-        return Disposition::Drop(DropReason::Jumbo);
-    }
-    let Some((et, l3)) = l3_offset(d) else {
-        return Disposition::Drop(DropReason::Runt);
-    };
+    let (et, l3) = tri!(l2_prologue(d));
     match et {
         ethertype::ARP => return arp::from_uplink(cx, pkt, l3),
         // Tagged IPv4 is not the pod network's; the kernel may have a VLAN device for it.
