@@ -1,0 +1,19 @@
+//! The safe wrapper over DPDK: the one place besides `dpdk-sys` with `unsafe` code.
+//!
+//! Owning types release what they own: an [`Mbuf`] returns to its pool when dropped, a
+//! [`PktPool`] is freed when dropped, a [`Port`] is stopped and closed when dropped. Negative DPDK
+//! return codes become [`DpdkError`]s in one helper ([`error::check`]). [`Mbuf`] implements the
+//! fast-path core's [`fastpath::buf::PacketBuf`], so the same pipeline code runs on mbufs and
+//! on heap buffers.
+
+pub mod eal;
+pub mod error;
+pub mod mbuf;
+pub mod mempool;
+pub mod port;
+
+pub use eal::{Eal, EalConfig};
+pub use error::DpdkError;
+pub use mbuf::{Burst, Mbuf};
+pub use mempool::PktPool;
+pub use port::{Port, PortConfig, PortStats};
