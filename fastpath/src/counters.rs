@@ -90,6 +90,12 @@ drop_reasons! {
     Multicast => "multicast", "multicast or broadcast IPv4 destination";
     /// ICMP the gateway does not answer.
     IcmpIgnored => "icmp_ignored", "ICMP to the gateway that is not an echo request";
+    /// The destination port's transmit queue stayed full (I/O layer).
+    TxQueueFull => "tx_queue_full", "transmit queue full: packet freed (I/O layer)";
+    /// A multi-segment buffer (the pipeline handles single-segment packets; I/O layer).
+    MultiSegment => "multi_segment", "multi-segment packet buffer (I/O layer)";
+    /// The packet was for the host path or a pod port that is not attached (I/O layer).
+    NoSuchPort => "no_such_port", "destination port not attached (I/O layer)";
 }
 
 /// Where one packet goes. The pipeline fills one per packet of a burst (VPP's next-node array);
@@ -227,7 +233,7 @@ fn bump(c: &AtomicU64, n: u64) {
 impl Counters {
     /// Counts a drop (also counted under [`Event::Dropped`]).
     #[inline(always)]
-    pub fn drop(&self, reason: DropReason) {
+    pub fn count_drop(&self, reason: DropReason) {
         bump(&self.drops[reason as usize], 1);
         bump(&self.events[Event::Dropped as usize], 1);
     }
@@ -352,8 +358,8 @@ mod tests {
     fn summed_on_read() {
         let a = Counters::default();
         let b = Counters::default();
-        a.drop(DropReason::Runt);
-        b.drop(DropReason::Runt);
+        a.count_drop(DropReason::Runt);
+        b.count_drop(DropReason::Runt);
         b.add(Event::Encap, 5);
         let s = CounterSnapshot::sum([&a, &b]);
         assert_eq!(s.drop_count(DropReason::Runt), 2);

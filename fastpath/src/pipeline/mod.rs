@@ -330,7 +330,7 @@ fn count(c: &Counters, tx: &mut [u64; 3], d: Disposition) -> Disposition {
         Disposition::ToPod(_) => tx[0] += 1,
         Disposition::ToUplink => tx[1] += 1,
         Disposition::ToHost => tx[2] += 1,
-        Disposition::Drop(r) => c.drop(r),
+        Disposition::Drop(r) => c.count_drop(r),
     }
     d
 }
