@@ -32,11 +32,22 @@ pub enum WireError {
 /// Result of building a view.
 pub type Result<T> = core::result::Result<T, WireError>;
 
-/// A 48-bit Ethernet MAC address.
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+/// A 48-bit Ethernet MAC address. Serialised as text, `02:00:0a:01:00:0a`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct MacAddr(pub [u8; 6]);
+
+impl serde::Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 impl MacAddr {
     /// ff:ff:ff:ff:ff:ff

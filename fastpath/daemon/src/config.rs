@@ -1,0 +1,276 @@
+//! The daemon's configuration file (TOML). Every setting is documented here and in
+//! `deploy/fastpath.toml`, the sample.
+
+use std::path::PathBuf;
+
+use fastpath::tables::conntrack::Timeouts;
+use fastpath::tables::{Capacities, NodeConfig};
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// DPDK EAL settings.
+    pub eal: EalSection,
+    /// This node's identity and data-path settings.
+    pub node: NodeConfig,
+    /// Table capacities (fixed at start).
+    #[serde(default)]
+    pub capacities: Capacities,
+    /// Conntrack idle timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// The ports.
+    pub ports: Vec<PortSection>,
+    /// Queue and descriptor settings.
+    #[serde(default)]
+    pub queues: QueueSection,
+    /// A JSON file with the initial desired state (pods, nodes, Services) as an
+    /// `Update::Snapshot` body, applied at start. (The control socket, which replaces it, is
+    /// not built yet.)
+    pub state_file: Option<PathBuf>,
+}
+
+/// `[eal]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EalSection {
+    /// Lcore list (`-l`): the first is the main lcore (control), the next runs the worker.
+    /// With a single lcore the worker runs on the main lcore.
+    #[serde(default = "default_lcores")]
+    pub lcores: String,
+    /// Run without hugepages (anonymous memory of `memory_mb`): CI and small hosts.
+    #[serde(default)]
+    pub no_huge: bool,
+    /// Memory in MiB with `no_huge`.
+    #[serde(default = "default_memory")]
+    pub memory_mb: u32,
+    /// Use hugepages but no shared runtime directory (`--in-memory`). Does not combine with
+    /// `no_huge`.
+    #[serde(default)]
+    pub in_memory: bool,
+    /// A private runtime prefix, so several podlane processes (lab nodes) run side by side.
+    pub file_prefix: String,
+    /// EAL log level (`--log-level`), e.g. "notice" or "lib.eal:error".
+    #[serde(default)]
+    pub log_level: Option<String>,
+    /// Skip the PCI scan (virtual devices only).
+    #[serde(default)]
+    pub no_pci: bool,
+}
+
+fn default_lcores() -> String {
+    "0".into()
+}
+
+fn default_memory() -> u32 {
+    1024
+}
+
+/// What a port is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The underlay NIC.
+    Uplink,
+    /// The host-path port into the node's kernel.
+    Host,
+    /// A pod's port.
+    Pod,
+}
+
+/// `[[ports]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSection {
+    /// DPDK devargs: a PCI address or a vdev string (net_pcap, net_tap, net_ring, net_memif,
+    /// net_af_packet, net_null).
+    pub devargs: String,
+    /// uplink, host or pod.
+    pub role: Role,
+    /// For pods: the port id the tables use (`PodSpec.port`).
+    #[serde(default)]
+    pub pod_port: Option<u16>,
+}
+
+/// `[queues]`
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSection {
+    /// Receive descriptors per queue.
+    #[serde(default = "default_desc")]
+    pub rx_desc: u16,
+    /// Transmit descriptors per queue.
+    #[serde(default = "default_desc")]
+    pub tx_desc: u16,
+    /// Mbufs in the pool.
+    #[serde(default = "default_mbufs")]
+    pub mbufs: u32,
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        QueueSection {
+            rx_desc: default_desc(),
+            tx_desc: default_desc(),
+            mbufs: default_mbufs(),
+        }
+    }
+}
+
+fn default_desc() -> u16 {
+    1024
+}
+
+fn default_mbufs() -> u32 {
+    16383
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable file.
+    #[error("cannot read {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    /// Not valid TOML or not the expected shape.
+    #[error("{0}: {1}")]
+    Parse(PathBuf, String),
+    /// Valid TOML, inconsistent settings.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse(_, m) => ConfigError::Parse(path.to_path_buf(), m),
+            other => other,
+        })
+    }
+
+    /// Parses and checks configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let c: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(PathBuf::new(), e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.node
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("[node]: {e}")))?;
+        if self.eal.no_huge && self.eal.in_memory {
+            return Err(ConfigError::Invalid(
+                "[eal]: no_huge and in_memory do not combine (DPDK refuses --no-huge with --in-memory); pick one".into(),
+            ));
+        }
+        let uplinks = self.ports.iter().filter(|p| p.role == Role::Uplink).count();
+        if uplinks != 1 {
+            return Err(ConfigError::Invalid(format!(
+                "[[ports]]: exactly one uplink is needed, {uplinks} given"
+            )));
+        }
+        if self.ports.iter().filter(|p| p.role == Role::Host).count() > 1 {
+            return Err(ConfigError::Invalid(
+                "[[ports]]: at most one host port".into(),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &self.ports {
+            if p.devargs.trim().is_empty() {
+                return Err(ConfigError::Invalid("[[ports]]: empty devargs".into()));
+            }
+            match (p.role, p.pod_port) {
+                (Role::Pod, None) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "[[ports]] {}: a pod port needs pod_port",
+                        p.devargs
+                    )))
+                }
+                (Role::Pod, Some(n)) => {
+                    if n >= self.capacities.max_pod_ports {
+                        return Err(ConfigError::Invalid(format!(
+                            "[[ports]] {}: pod_port {n} is beyond capacities.max_pod_ports ({})",
+                            p.devargs, self.capacities.max_pod_ports
+                        )));
+                    }
+                    if !seen.insert(n) {
+                        return Err(ConfigError::Invalid(format!(
+                            "[[ports]]: pod_port {n} given twice"
+                        )));
+                    }
+                }
+                (_, Some(_)) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "[[ports]] {}: pod_port is only for pod ports",
+                        p.devargs
+                    )))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The EAL arguments.
+    pub fn eal_config(&self) -> dpdk::EalConfig {
+        let e = &self.eal;
+        dpdk::EalConfig {
+            program: "podlane-fastpath".into(),
+            lcores: e.lcores.clone(),
+            memory: if e.no_huge {
+                dpdk::eal::Memory::NoHuge { mb: e.memory_mb }
+            } else if e.in_memory {
+                dpdk::eal::Memory::InMemory
+            } else {
+                dpdk::eal::Memory::Hugepages
+            },
+            file_prefix: e.file_prefix.clone(),
+            vdevs: Vec::new(),
+            no_pci: e.no_pci,
+            log_level: e.log_level.clone(),
+            extra: vec!["--no-telemetry".into()],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../../../deploy/fastpath.toml");
+
+    #[test]
+    fn the_sample_config_parses() {
+        let c = Config::parse(SAMPLE).unwrap();
+        assert_eq!(c.ports.len(), 4);
+        assert_eq!(c.node.vni, 1);
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_wrong() {
+        let bad = SAMPLE.replace("in_memory = false", "in_memory = true");
+        assert!(Config::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("do not combine"));
+        let bad = SAMPLE.replace("role = \"uplink\"", "role = \"pod\"\npod_port = 9");
+        assert!(Config::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("exactly one uplink"));
+        let bad = SAMPLE.replace("vni = 1", "vni = 99999999");
+        assert!(Config::parse(&bad).unwrap_err().to_string().contains("VNI"));
+        let bad = SAMPLE.replace("[eal]", "[eal]\nbogus = 1");
+        assert!(Config::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("bogus"));
+        assert!(Config::parse("not toml at all ===").is_err());
+    }
+}

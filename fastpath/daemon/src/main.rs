@@ -1,0 +1,211 @@
+//! `podlane-fastpath`: the poll-mode daemon. Reads a TOML configuration, starts the EAL,
+//! attaches and starts the ports, programs the tables from the initial state file and runs the
+//! pipeline on a worker lcore until SIGINT/SIGTERM (or `--duration`), then stops the worker,
+//! closes the ports (flushing pcap outputs) and prints its counters.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use daemon::config::{Config, Role};
+use daemon::worker::{Ports, Worker};
+use dpdk::{Eal, PktPool, Port, PortConfig};
+use fastpath::counters::{CounterSnapshot, Event};
+use fastpath::pipeline::Pipeline;
+use fastpath::update::{FullState, TableWriter, Update};
+
+/// podlane's DPDK fast path: VXLAN, pod forwarding and Service NAT on dedicated cores.
+///
+/// Every configuration key is documented in deploy/fastpath.toml (a sample for node A of the
+/// lab) and fastpath/daemon/src/config.rs.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The configuration file (TOML).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Stop after this many seconds (benchmarks, tests); default: run until SIGINT/SIGTERM.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Write the final counters and throughput as JSON to this file.
+    #[arg(long)]
+    stats_json: Option<PathBuf>,
+    /// Check the configuration and the state file, then exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("podlane-fastpath: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let cfg = Config::load(&args.config).map_err(|e| e.to_string())?;
+    let state = match &cfg.state_file {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read state file {}: {e}", p.display()))?;
+            serde_json::from_str::<FullState>(&text)
+                .map_err(|e| format!("state file {}: {e}", p.display()))?
+        }
+        None => FullState::default(),
+    };
+    let mut writer =
+        TableWriter::new(cfg.node.clone(), cfg.capacities).map_err(|e| format!("[node]: {e}"))?;
+    writer
+        .apply(Update::Snapshot(state))
+        .map_err(|e| format!("state file: {e}"))?;
+    if args.check {
+        println!("configuration and state are valid");
+        return Ok(());
+    }
+
+    let eal = Eal::init(&cfg.eal_config()).map_err(|e| e.to_string())?;
+    let pool = Arc::new(PktPool::new("podlane", cfg.queues.mbufs, 256).map_err(|e| {
+        format!("{e} — with no_huge, raise [eal] memory_mb; else reserve more hugepages")
+    })?);
+    let pcfg = PortConfig {
+        rx_queues: 1,
+        tx_queues: 1,
+        rx_desc: cfg.queues.rx_desc,
+        tx_desc: cfg.queues.tx_desc,
+        promiscuous: true,
+    };
+    let mut uplink = None;
+    let mut host = None;
+    let mut pods: Vec<Option<Port>> = Vec::new();
+    for p in &cfg.ports {
+        let id = eal.attach(&p.devargs).map_err(|e| e.to_string())?;
+        let port = Port::start(id, &pcfg, &pool).map_err(|e| {
+            format!(
+                "{e} — check the device exists and is not in use (devargs {:?})",
+                p.devargs
+            )
+        })?;
+        match p.role {
+            Role::Uplink => uplink = Some(port),
+            Role::Host => host = Some(port),
+            Role::Pod => {
+                let n = usize::from(p.pod_port.unwrap_or(0));
+                if pods.len() <= n {
+                    pods.resize_with(n + 1, || None);
+                }
+                pods[n] = Some(port);
+            }
+        }
+    }
+    let uplink = uplink.ok_or("no uplink port")?;
+    let pipeline = Pipeline::new(
+        writer.reader(),
+        cfg.capacities.conntrack_entries,
+        cfg.timeouts,
+    );
+    let counters = Arc::clone(pipeline.counters());
+    let worker = Worker::new(
+        pipeline,
+        Ports {
+            uplink,
+            host,
+            pods,
+            queue: 0,
+        },
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
+    }
+    let hz = dpdk::eal::tsc_hz().max(1);
+    let started = Instant::now();
+    let deadline = args.duration.map(|s| started + Duration::from_secs_f64(s));
+    let worker = match eal.worker_lcores().first().copied() {
+        Some(lcore) => {
+            let (tx, rx) = mpsc::channel();
+            let stop_w = Arc::clone(&stop);
+            eal.launch(lcore, move || {
+                let w = poll_loop(worker, &stop_w, hz, None);
+                let _ = tx.send(w);
+                0
+            })
+            .map_err(|e| e.to_string())?;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            let w = rx
+                .recv()
+                .map_err(|_| "the worker lcore ended without handing back its ports")?;
+            eal.wait(lcore);
+            w
+        }
+        None => poll_loop(worker, &stop, hz, deadline),
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let stats = worker.stats();
+    let snap: CounterSnapshot = counters.snapshot();
+    let ports = worker.into_ports();
+    for mut p in [Some(ports.uplink), ports.host]
+        .into_iter()
+        .flatten()
+        .chain(ports.pods.into_iter().flatten())
+    {
+        p.close().map_err(|e| e.to_string())?;
+    }
+    let report = serde_json::json!({
+        "seconds": elapsed,
+        "rx_packets": stats.rx,
+        "tx_packets": stats.tx,
+        "rx_mpps": stats.rx as f64 / elapsed / 1e6,
+        "tx_mpps": stats.tx as f64 / elapsed / 1e6,
+        "polls": stats.polls,
+        "counters": snap.nonzero().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+    });
+    println!(
+        "podlane-fastpath: {:.2} s, rx {} ({:.2} Mpps), tx {} ({:.2} Mpps), encap {}, decap {}, dropped {}",
+        elapsed,
+        stats.rx,
+        stats.rx as f64 / elapsed / 1e6,
+        stats.tx,
+        stats.tx as f64 / elapsed / 1e6,
+        snap.event_count(Event::Encap),
+        snap.event_count(Event::Decap),
+        snap.event_count(Event::Dropped),
+    );
+    if let Some(p) = &args.stats_json {
+        std::fs::write(p, serde_json::to_string_pretty(&report).unwrap_or_default())
+            .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    }
+    drop(pool);
+    eal.cleanup();
+    Ok(())
+}
+
+/// Polls until `stop` (or the deadline, when the loop runs on the main lcore).
+fn poll_loop(mut w: Worker, stop: &AtomicBool, hz: u64, deadline: Option<Instant>) -> Worker {
+    let per_ms = (hz / 1000).max(1);
+    let mut n: u64 = 0;
+    loop {
+        let now_ms = dpdk::eal::rdtsc() / per_ms;
+        w.poll(now_ms);
+        n += 1;
+        if n.is_multiple_of(1024) {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                stop.store(true, Ordering::Relaxed);
+                break;
+            }
+        }
+    }
+    w
+}
