@@ -50,9 +50,9 @@ impl Mbuf {
     }
 
     /// True if the packet is in one segment (the only kind the pipeline handles).
+    #[inline(always)]
     pub fn is_contiguous(&self) -> bool {
-        // SAFETY: self owns a valid mbuf.
-        unsafe { sys::podlane_rte_pktmbuf_is_contiguous(self.ptr.as_ptr()) != 0 }
+        self.hdr().nb_segs == 1
     }
 
     /// Room after the data.
@@ -92,63 +92,95 @@ impl Drop for Mbuf {
     }
 }
 
+// The fast-path accessors read and write the mbuf's header fields directly (the same
+// arithmetic as DPDK's `rte_pktmbuf_mtod`, `_prepend`, `_adj` and `_trim` inlines for a
+// single-segment mbuf) instead of calling the C shim: a call per access cost more than the
+// access. Every Mbuf the pipeline sees is single-segment (the worker drops the others).
+impl Mbuf {
+    #[inline(always)]
+    fn hdr(&self) -> &sys::rte_mbuf {
+        // SAFETY: self owns a valid mbuf; &self gives shared access for the borrow.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    #[inline(always)]
+    fn hdr_mut(&mut self) -> &mut sys::rte_mbuf {
+        // SAFETY: self owns a valid mbuf; &mut self makes this the only reference.
+        unsafe { self.ptr.as_mut() }
+    }
+}
+
 impl PacketBuf for Mbuf {
-    #[inline]
+    #[inline(always)]
     fn data(&self) -> &[u8] {
-        let m = self.ptr.as_ptr();
-        // SAFETY: self owns a valid single-segment mbuf: mtod points at data_len initialised
-        // bytes, and &self prevents mutation for the slice's lifetime.
+        let h = self.hdr();
+        // SAFETY: buf_addr + data_off is the start of data_len initialised bytes inside the
+        // mbuf's buffer (DPDK's invariant data_off + data_len <= buf_len); &self prevents
+        // mutation for the slice's lifetime.
         unsafe {
-            let p = sys::podlane_rte_pktmbuf_mtod(m).cast::<u8>();
-            std::slice::from_raw_parts(p, usize::from(sys::podlane_rte_pktmbuf_data_len(m)))
+            std::slice::from_raw_parts(
+                h.buf_addr.cast::<u8>().add(usize::from(h.data_off)),
+                usize::from(h.data_len),
+            )
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
-        let m = self.ptr.as_ptr();
-        // SAFETY: as in `data`, and &mut self makes the slice the only reference.
+        let h = self.hdr_mut();
+        // SAFETY: as in `data`; &mut self makes the slice the only reference.
         unsafe {
-            let p = sys::podlane_rte_pktmbuf_mtod(m).cast::<u8>();
-            std::slice::from_raw_parts_mut(p, usize::from(sys::podlane_rte_pktmbuf_data_len(m)))
+            std::slice::from_raw_parts_mut(
+                h.buf_addr.cast::<u8>().add(usize::from(h.data_off)),
+                usize::from(h.data_len),
+            )
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn headroom(&self) -> usize {
-        // SAFETY: self owns a valid mbuf.
-        usize::from(unsafe { sys::podlane_rte_pktmbuf_headroom(self.ptr.as_ptr()) })
+        usize::from(self.hdr().data_off)
     }
 
-    #[inline]
+    #[inline(always)]
     fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
-        let n = u16::try_from(n).ok()?;
-        // SAFETY: self owns a valid mbuf; prepend returns NULL and changes nothing when the
-        // headroom is too small.
-        let p = unsafe { sys::podlane_rte_pktmbuf_prepend(self.ptr.as_ptr(), n) };
-        if p.is_null() {
+        let h = self.hdr_mut();
+        let n16 = u16::try_from(n).ok()?;
+        if n16 > h.data_off {
             return None;
         }
+        h.data_off -= n16;
+        h.data_len += n16;
+        h.pkt_len += u32::from(n16);
         Some(self.data_mut())
     }
 
-    #[inline]
+    #[inline(always)]
     fn adj(&mut self, n: usize) -> bool {
-        let Ok(n) = u16::try_from(n) else {
+        let h = self.hdr_mut();
+        let Ok(n16) = u16::try_from(n) else {
             return false;
         };
-        // SAFETY: self owns a valid mbuf; adj returns NULL and changes nothing when the packet
-        // is shorter than n.
-        !unsafe { sys::podlane_rte_pktmbuf_adj(self.ptr.as_ptr(), n) }.is_null()
+        if n16 > h.data_len {
+            return false;
+        }
+        h.data_off += n16;
+        h.data_len -= n16;
+        h.pkt_len -= u32::from(n16);
+        true
     }
 
-    #[inline]
+    #[inline(always)]
     fn trim(&mut self, n: usize) -> bool {
-        let Ok(n) = u16::try_from(n) else {
+        let h = self.hdr_mut();
+        let Ok(n16) = u16::try_from(n) else {
             return false;
         };
-        // SAFETY: self owns a valid mbuf; trim returns -1 and changes nothing when the last
-        // segment is shorter than n.
-        unsafe { sys::podlane_rte_pktmbuf_trim(self.ptr.as_ptr(), n) == 0 }
+        if n16 > h.data_len {
+            return false;
+        }
+        h.data_len -= n16;
+        h.pkt_len -= u32::from(n16);
+        true
     }
 }

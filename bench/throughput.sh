@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# One-lcore throughput of podlane's paths against dpdk-testpmd io forwarding, on the same
+# devices in the same run: 64-byte frames from net_pcap (infinite_rx=1) into net_null.
+#   bench/throughput.sh [SECONDS] [FLOWS]     (default 5 s, 1024 flows)
+# Prints a table and writes target/bench/throughput.json. No hugepages needed (--no-huge).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-5}
+flows=${2:-1024}
+out=target/bench
+mkdir -p "$out"
+cargo build --release -q -p podlane-bench -p podlane-daemon
+gen=target/release/podlane-benchgen
+fp=target/release/podlane-fastpath
+run_id=$$
+cleanup() { rm -rf "/var/run/dpdk/pl-tp-$run_id" "/var/run/dpdk/pl-fp-$run_id"-* 2>/dev/null || true; }
+trap cleanup EXIT
+
+# testpmd: the I/O ceiling. Median of its per-second Rx-pps reports on port 0 (the pcap).
+testpmd_mpps() {
+    local pcap=$1
+    { timeout -s INT "$((secs + 3))" dpdk-testpmd -l 0-1 --no-huge -m 1024 --no-pci --no-telemetry \
+        --file-prefix "pl-tp-$run_id" \
+        --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null0,no-rx=1 -- \
+        --forward-mode=io --no-flush-rx -a --stats-period 1 2>/dev/null || true; } |
+        awk '/Rx-pps:/ { n++; if (n % 2 == 1 && $2 > 0) print $2 }' |
+        python3 -c 'import sys, statistics; v = [float(x) for x in sys.stdin]; print("%.3f" % (statistics.median(v) / 1e6 if v else 0))'
+}
+
+# podlane: the pcap port is the ingress (a pod, or the uplink for decap), net_null the egress.
+podlane_mpps() {
+    local profile=$1 pcap=$2 state=$3 cfg="$out/$1.toml" stats="$out/$1-stats.json"
+    local in_role=pod out_role=uplink in_extra='pod_port = 0' out_extra=''
+    local more=''
+    if [ "$profile" = decap ]; then
+        in_role=uplink; out_role=pod; in_extra=''; out_extra='pod_port = 0'
+    elif [ "$profile" = local ]; then
+        # Pod A to pod B: pod B's port is the sink; the uplink is an idle null device.
+        out_extra='pod_port = 1'; out_role=pod
+        more=$'[[ports]]\ndevargs = "net_null1,no-rx=1"\nrole = "uplink"'
+    fi
+    sed -n '/^\[node\]/,/^host_mac/p' deploy/fastpath.toml > "$out/node.toml"
+    cat > "$cfg" <<TOML
+state_file = "$state"
+[eal]
+lcores = "0-1"
+no_huge = true
+memory_mb = 1024
+file_prefix = "pl-fp-$run_id-$profile"
+log_level = "lib.eal:error"
+no_pci = true
+$(cat "$out/node.toml")
+[[ports]]
+devargs = "net_pcap0,rx_pcap=$pcap,infinite_rx=1"
+role = "$in_role"
+$in_extra
+[[ports]]
+devargs = "net_null0,no-rx=1"
+role = "$out_role"
+$out_extra
+$more
+TOML
+    "$fp" --config "$cfg" --duration "$secs" --stats-json "$stats" >/dev/null
+    python3 -c "import json,sys; d=json.load(open('$stats')); print('%.3f' % d['tx_mpps'])"
+}
+
+printf '%-10s %10s %10s %8s\n' profile testpmd podlane ratio
+json="["
+for profile in encap decap dnat local; do
+    pcap="$(pwd)/$out/$profile.pcap"
+    state="$(pwd)/$out/$profile-state.json"
+    "$gen" --profile "$profile" --flows "$flows" --pcap "$pcap" --state "$state"
+    t=$(testpmd_mpps "$pcap")
+    p=$(podlane_mpps "$profile" "$pcap" "$state")
+    r=$(python3 -c "print('%.2f' % ($p / $t if $t > 0 else 0))")
+    printf '%-10s %10s %10s %8s\n' "$profile" "$t" "$p" "$r"
+    json="$json{\"profile\":\"$profile\",\"flows\":$flows,\"seconds\":$secs,\"testpmd_mpps\":$t,\"podlane_mpps\":$p,\"ratio\":$r},"
+done
+echo "${json%,}]" > "$out/throughput.json"
+echo "wrote $out/throughput.json"
