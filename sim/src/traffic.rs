@@ -1,0 +1,191 @@
+//! Flows: what the simulated pods send, and the simulator's record of each conversation.
+//!
+//! Three kinds:
+//! - **gateway ping**: once a pod has resolved its gateway by ARP it pings it (ICMP echo,
+//!   answered by the fast path's gateway responder);
+//! - **probes**: pod-to-pod request/answer pairs (UDP, TCP SYN or ICMP echo, chosen at random)
+//!   to the echo port of the target pod; a probe is resent (up to [`PROBE_ATTEMPTS`] times)
+//!   until answered, so that reachability can be judged under loss;
+//! - **Service flows**: a client pod talks to a ClusterIP:port — TCP: SYN, data segments, FIN;
+//!   UDP: a run of datagrams — one request every few ticks, each answered by the backend. Not
+//!   resent: a lost request is just lost, as a client's retransmission would be a new packet.
+//!
+//! Every request carries a [`Token`] naming its flow, so the checker can tell which flow a
+//! delivered frame belongs to and what its addresses must be.
+
+use core::net::Ipv4Addr;
+
+use fastpath::wire::ipproto;
+use fastpath::wire::tcp::flags as tf;
+
+use crate::packet::{Token, TokenKind};
+use crate::pod::Pod;
+use crate::topology;
+
+/// How many times a probe is sent before it is judged unanswered.
+pub const PROBE_ATTEMPTS: u32 = 8;
+
+/// Who a flow talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A pod (its uid, IP and echo port).
+    Pod {
+        /// The target pod's uid.
+        uid: u32,
+        /// Its IP (host order).
+        ip: u32,
+    },
+    /// A Service (its index).
+    Service {
+        /// The Service's index.
+        svc: u32,
+    },
+    /// The client's own gateway.
+    Gateway,
+}
+
+/// The kind of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowKind {
+    /// Ping to the gateway.
+    GatewayPing,
+    /// Pod-to-pod probe.
+    Probe,
+    /// Client to a Service.
+    Service,
+}
+
+/// One conversation.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    /// Its id (index in the flow list; carried in every token).
+    pub id: u32,
+    /// Kind.
+    pub kind: FlowKind,
+    /// The client pod's uid.
+    pub client: u32,
+    /// The client's IP (host order).
+    pub client_ip: u32,
+    /// The client's node.
+    pub client_node: u32,
+    /// IP protocol.
+    pub proto: u8,
+    /// Client port (ICMP: the echo identifier).
+    pub sport: u16,
+    /// Destination address the client sends to (pod IP, ClusterIP or gateway).
+    pub dst_ip: u32,
+    /// Destination port (ICMP: the identifier).
+    pub dport: u16,
+    /// Who it talks to.
+    pub target: Target,
+    /// Tick of the first request.
+    pub started: u64,
+    /// Requests in the flow.
+    pub requests: u32,
+    /// Requests sent so far (the next request's sequence number).
+    pub sent: u32,
+    /// Sending attempts of the current request (probes).
+    pub attempts: u32,
+    /// Some request reached its target.
+    pub request_delivered: bool,
+    /// Replies the client accepted.
+    pub replies: u32,
+    /// The backend (IP, port) the flow's requests reach (Service flows).
+    pub backend: Option<(u32, u16)>,
+    /// Times the backend changed legitimately (its endpoint went away, or the client node's
+    /// conntrack was lost).
+    pub rebalanced: u32,
+}
+
+impl Flow {
+    /// A new flow; `requests` requests, first sent at `now`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: u32,
+        kind: FlowKind,
+        client: &mut Pod,
+        proto: u8,
+        target: Target,
+        dst_ip: Ipv4Addr,
+        dport: u16,
+        requests: u32,
+        now: u64,
+    ) -> Flow {
+        let sport = client.ephemeral_port();
+        Flow {
+            id,
+            kind,
+            client: client.uid,
+            client_ip: client.ip.to_bits(),
+            client_node: client.node,
+            proto,
+            sport,
+            dst_ip: dst_ip.to_bits(),
+            dport: if proto == ipproto::ICMP { sport } else { dport },
+            target,
+            started: now,
+            requests,
+            sent: 0,
+            attempts: 0,
+            request_delivered: false,
+            replies: 0,
+            backend: None,
+            rebalanced: 0,
+        }
+    }
+
+    /// The next request's bytes (`extra` filler bytes after the token), built by `client`.
+    pub fn request(&self, client: &Pod, seq: u32, attempt: u32, extra: usize) -> Vec<u8> {
+        let tok = Token {
+            kind: TokenKind::Request,
+            flow: self.id,
+            seq,
+            attempt,
+        };
+        let payload = tok.encode(extra);
+        let dst = Ipv4Addr::from(self.dst_ip);
+        match self.proto {
+            ipproto::UDP => client.udp(dst, self.sport, self.dport, &payload),
+            ipproto::TCP => {
+                let flags = if self.kind == FlowKind::Probe || seq == 0 {
+                    tf::SYN
+                } else if seq + 1 == self.requests {
+                    tf::FIN | tf::ACK
+                } else {
+                    tf::PSH | tf::ACK
+                };
+                let ack = if flags == tf::SYN { 0 } else { 1001 };
+                client.tcp(dst, self.sport, self.dport, 1 + seq * 100, ack, flags, &payload)
+            }
+            _ => client.icmp_echo(dst, true, self.sport, (seq * 16 + attempt) as u16, &payload),
+        }
+    }
+
+    /// The address and port replies must come from: the target pod, the VIP, the gateway.
+    pub fn expected_reply_source(&self) -> (u32, u16) {
+        (self.dst_ip, self.dport)
+    }
+
+    /// True when the flow's target is the pod `uid`.
+    pub fn targets_pod(&self, uid: u32) -> bool {
+        matches!(self.target, Target::Pod { uid: u, .. } if u == uid)
+    }
+}
+
+/// A protocol for a probe, by a draw in `0..3`.
+pub fn probe_protocol(draw: u64) -> u8 {
+    match draw {
+        0 => ipproto::UDP,
+        1 => ipproto::TCP,
+        _ => ipproto::ICMP,
+    }
+}
+
+/// The echo port probes go to.
+pub fn probe_port(proto: u8) -> u16 {
+    if proto == ipproto::ICMP {
+        0
+    } else {
+        topology::ECHO_PORT
+    }
+}
