@@ -95,7 +95,7 @@ impl EalConfig {
 /// The initialised EAL. One per process; it cannot be initialised again after [`Eal::cleanup`].
 #[derive(Debug)]
 pub struct Eal {
-    _private: (),
+    file_prefix: String,
 }
 
 impl Eal {
@@ -132,7 +132,7 @@ impl Eal {
             }
             return Err(e);
         }
-        Ok(Eal { _private: () })
+        Ok(Eal { file_prefix: cfg.file_prefix.clone() })
     }
 
     /// Attaches a device by its devargs (a PCI address, or a vdev string such as
@@ -237,11 +237,23 @@ impl Eal {
         unsafe { sys::rte_eal_wait_lcore(lcore) }
     }
 
-    /// Releases the EAL's resources. Every port, pool and mbuf must be gone.
+    /// Releases the EAL's resources and removes this process's runtime directory
+    /// (`/var/run/dpdk/<file_prefix>`, or under `$XDG_RUNTIME_DIR` when not root), so a run
+    /// leaves nothing behind. Every port, pool and mbuf must be gone.
     pub fn cleanup(self) {
         // SAFETY: called once, consuming the handle; the caller dropped every DPDK object.
         unsafe {
             sys::rte_eal_cleanup();
+        }
+        if self.file_prefix.is_empty() || self.file_prefix.contains('/') {
+            return;
+        }
+        let mut dirs = vec![std::path::PathBuf::from("/var/run/dpdk")];
+        if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR") {
+            dirs.push(std::path::PathBuf::from(x).join("dpdk"));
+        }
+        for d in dirs {
+            let _ = std::fs::remove_dir_all(d.join(&self.file_prefix));
         }
     }
 }
