@@ -14,6 +14,7 @@ pub mod fixtures;
 pub mod fuzz;
 pub mod pcap;
 pub mod pipeline;
+pub mod proto;
 pub mod rcu;
 pub mod tables;
 pub mod update;

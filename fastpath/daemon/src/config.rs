@@ -30,6 +30,10 @@ pub struct Config {
     /// `Update::Snapshot` body, applied at start. (The control socket, which replaces it, is
     /// not built yet.)
     pub state_file: Option<PathBuf>,
+    /// The local control socket (unix, mode 0600) the control daemon programs the tables
+    /// through. None: the tables stay as the state file set them.
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
 }
 
 /// `[eal]`

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use daemon::config::{Config, Role};
+use daemon::control::ControlServer;
 use daemon::worker::{Ports, Worker};
 use dpdk::{Eal, PktPool, Port, PortConfig};
 use fastpath::counters::{CounterSnapshot, Event};
@@ -122,6 +123,30 @@ fn run(args: &Args) -> Result<(), String> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| e.to_string())?;
     }
+    // The control socket runs on its own (non-forwarding) thread, which owns the table writer.
+    let control = match &cfg.control_socket {
+        Some(path) => {
+            let epoch = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64);
+            let server = ControlServer::bind(path, epoch)
+                .map_err(|e| format!("control socket {}: {e}", path.display()))?;
+            let stop_c = Arc::clone(&stop);
+            let workers = vec![Arc::clone(&counters)];
+            Some(
+                std::thread::Builder::new()
+                    .name("podlane-control".into())
+                    .spawn(move || {
+                        while !stop_c.load(Ordering::Relaxed) {
+                            server.serve_pending(&mut writer, &workers);
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                    })
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None => None,
+    };
     let hz = dpdk::eal::tsc_hz().max(1);
     let started = Instant::now();
     let deadline = args.duration.map(|s| started + Duration::from_secs_f64(s));
@@ -149,6 +174,9 @@ fn run(args: &Args) -> Result<(), String> {
         }
         None => poll_loop(worker, &stop, hz, deadline),
     };
+    if let Some(c) = control {
+        let _ = c.join();
+    }
     let elapsed = started.elapsed().as_secs_f64();
     let stats = worker.stats();
     let snap: CounterSnapshot = counters.snapshot();

@@ -132,7 +132,9 @@ impl Eal {
             }
             return Err(e);
         }
-        Ok(Eal { file_prefix: cfg.file_prefix.clone() })
+        Ok(Eal {
+            file_prefix: cfg.file_prefix.clone(),
+        })
     }
 
     /// Attaches a device by its devargs (a PCI address, or a vdev string such as

@@ -1,0 +1,216 @@
+//! The fast path's local control protocol: what the control daemon (and `podlanectl`) send over
+//! the fast path's unix socket.
+//!
+//! Framing (all integers big-endian):
+//!
+//! ```text
+//! +--------+--------+--------+--------+
+//! |  'P'   |  'L'   |  'F'   |  'P'   |   magic
+//! +--------+--------+--------+--------+
+//! |     version     |    reserved     |   version = 1, reserved = 0
+//! +--------+--------+--------+--------+
+//! |              length               |   body bytes, at most MAX_BODY
+//! +--------+--------+--------+--------+
+//! |  body: one JSON Request or Response ...
+//! ```
+//!
+//! One request, one response, in order, on a connection. A frame with a bad magic, version or
+//! length cannot be resynchronised: the server answers with an error and closes the
+//! connection. A well-framed body that is not a valid request gets an error answer and the
+//! connection stays open. Either way the fast path counts it and keeps forwarding.
+
+use std::io::{Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::counters::CounterSnapshot;
+use crate::update::{FullState, Update};
+
+/// The frame magic.
+pub const MAGIC: [u8; 4] = *b"PLFP";
+/// The protocol version this build speaks.
+pub const VERSION: u16 = 1;
+/// The largest body accepted (a full snapshot of 10,000 Services with 100,000 endpoints is
+/// about 10 MB of JSON).
+pub const MAX_BODY: u32 = 64 << 20;
+/// Header length.
+pub const HEADER_LEN: usize = 12;
+
+/// A request to the fast path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Who are you: the process epoch and the table generation.
+    Hello,
+    /// Applies updates, all or nothing, as one new table version.
+    Apply {
+        /// The updates.
+        updates: Vec<Update>,
+    },
+    /// Replaces the whole state (a resync), applied as a difference.
+    Snapshot {
+        /// The state.
+        state: FullState,
+    },
+    /// The current desired state the fast path holds.
+    GetState,
+    /// Counters.
+    Stats,
+}
+
+/// The fast path's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    /// Done. `epoch` changes when the fast path restarts (the control side then resyncs);
+    /// `generation` is the table version now in force.
+    Ok {
+        /// Process epoch.
+        epoch: u64,
+        /// Table generation.
+        generation: u64,
+    },
+    /// The state.
+    State {
+        /// Process epoch.
+        epoch: u64,
+        /// Table generation.
+        generation: u64,
+        /// The state.
+        state: FullState,
+    },
+    /// Counters summed over workers.
+    Stats {
+        /// Process epoch.
+        epoch: u64,
+        /// Table generation.
+        generation: u64,
+        /// Counters.
+        counters: CounterSnapshot,
+    },
+    /// The request was refused; nothing changed.
+    Error {
+        /// What was wrong, for a person.
+        message: String,
+    },
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The connection ended cleanly before a frame.
+    #[error("connection closed")]
+    Closed,
+    /// I/O failure or a frame cut short.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// Not this protocol.
+    #[error("bad magic {0:02x?}: not a podlane control frame")]
+    Magic([u8; 4]),
+    /// Another version.
+    #[error("protocol version {0} not supported (this fast path speaks {VERSION})")]
+    Version(u16),
+    /// Too long.
+    #[error("frame body of {0} bytes is over the {MAX_BODY}-byte limit")]
+    TooLong(u32),
+}
+
+/// Writes one frame carrying `msg`.
+pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> std::io::Result<()> {
+    let body = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    let len = u32::try_from(body.len()).map_err(|_| std::io::Error::other("message too large"))?;
+    let mut head = [0u8; HEADER_LEN];
+    head[..4].copy_from_slice(&MAGIC);
+    head[4..6].copy_from_slice(&VERSION.to_be_bytes());
+    head[8..12].copy_from_slice(&len.to_be_bytes());
+    w.write_all(&head)?;
+    w.write_all(&body)?;
+    w.flush()
+}
+
+/// Reads one frame's body (checked header; the body is not parsed).
+pub fn read_frame<R: Read>(r: &mut R) -> Result<Vec<u8>, FrameError> {
+    let mut head = [0u8; HEADER_LEN];
+    let mut got = 0;
+    while got < HEADER_LEN {
+        match r.read(&mut head[got..]) {
+            Ok(0) if got == 0 => return Err(FrameError::Closed),
+            Ok(0) => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let magic = [head[0], head[1], head[2], head[3]];
+    if magic != MAGIC {
+        return Err(FrameError::Magic(magic));
+    }
+    let version = u16::from_be_bytes([head[4], head[5]]);
+    if version != VERSION {
+        return Err(FrameError::Version(version));
+    }
+    let len = u32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+    if len > MAX_BODY {
+        return Err(FrameError::TooLong(len));
+    }
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// Sends a request and reads the answer (a client helper for the control daemon and tests).
+pub fn call<S: Read + Write>(s: &mut S, req: &Request) -> Result<Response, FrameError> {
+    write_frame(s, req)?;
+    let body = read_frame(s)?;
+    serde_json::from_slice(&body).map_err(|e| FrameError::Io(std::io::Error::other(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn frames_round_trip_byte_exact() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &Request::Hello).unwrap();
+        #[rustfmt::skip]
+        let head = [b'P', b'L', b'F', b'P', 0, 1, 0, 0, 0, 0, 0, 14];
+        assert_eq!(&buf[..12], &head);
+        assert_eq!(&buf[12..], br#"{"op":"hello"}"#);
+        let body = read_frame(&mut Cursor::new(&buf)).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Request>(&body).unwrap(),
+            Request::Hello
+        );
+        let mut buf = Vec::new();
+        let req = Request::Apply {
+            updates: vec![Update::RemovePod {
+                ip: "10.244.1.2".parse().unwrap(),
+            }],
+        };
+        write_frame(&mut buf, &req).unwrap();
+        let body = read_frame(&mut Cursor::new(&buf)).unwrap();
+        assert_eq!(serde_json::from_slice::<Request>(&body).unwrap(), req);
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let err = |b: &[u8]| {
+            read_frame(&mut Cursor::new(b.to_vec()))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(b"GET / HTTP/1.1\r\n").contains("bad magic"));
+        assert!(err(&[b'P', b'L', b'F', b'P', 0, 9, 0, 0, 0, 0, 0, 0]).contains("version 9"));
+        assert!(
+            err(&[b'P', b'L', b'F', b'P', 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff]).contains("limit")
+        );
+        assert!(err(&[b'P', b'L', b'F', b'P', 0, 1, 0, 0, 0, 0, 0, 10, b'{']).contains("i/o"));
+        assert!(matches!(
+            read_frame(&mut Cursor::new(Vec::new())),
+            Err(FrameError::Closed)
+        ));
+        assert!(serde_json::from_slice::<Request>(br#"{"op":"launch_missiles"}"#).is_err());
+    }
+}
