@@ -68,7 +68,24 @@ fn run(args: &Args) -> Result<(), String> {
         return Ok(());
     }
 
-    let eal = Eal::init(&cfg.eal_config()).map_err(|e| e.to_string())?;
+    let eal = match Eal::init(&cfg.eal_config()) {
+        Ok(e) => e,
+        Err(e) => {
+            // DPDK's IPC thread may still be creating files after a failed init: remove the
+            // runtime directory once more, as late as possible.
+            std::thread::sleep(Duration::from_millis(100));
+            dpdk::eal::remove_runtime_dir(&cfg.eal.file_prefix);
+            return Err(e.to_string());
+        }
+    };
+    let result = run_dpdk(args, &cfg, &eal, writer);
+    // Whatever happened, leave no DPDK runtime files behind.
+    eal.cleanup();
+    result
+}
+
+/// Everything that needs the EAL: ports, the worker, the control socket, the final report.
+fn run_dpdk(args: &Args, cfg: &Config, eal: &Eal, mut writer: TableWriter) -> Result<(), String> {
     let pool = Arc::new(PktPool::new("podlane", cfg.queues.mbufs, 256).map_err(|e| {
         format!("{e} — with no_huge, raise [eal] memory_mb; else reserve more hugepages")
     })?);
@@ -213,7 +230,6 @@ fn run(args: &Args) -> Result<(), String> {
             .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
     drop(pool);
-    eal.cleanup();
     Ok(())
 }
 

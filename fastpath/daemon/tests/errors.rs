@@ -97,5 +97,11 @@ fn bad_setups_give_one_clear_line() {
             "{err}"
         );
     }
+    for p in [format!("podlane-err-{id}"), format!("podlane-err-hp-{id}")] {
+        assert!(
+            !std::path::Path::new("/var/run/dpdk").join(&p).exists(),
+            "{p} left behind"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

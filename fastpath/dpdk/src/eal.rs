@@ -247,16 +247,21 @@ impl Eal {
         unsafe {
             sys::rte_eal_cleanup();
         }
-        if self.file_prefix.is_empty() || self.file_prefix.contains('/') {
-            return;
-        }
-        let mut dirs = vec![std::path::PathBuf::from("/var/run/dpdk")];
-        if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR") {
-            dirs.push(std::path::PathBuf::from(x).join("dpdk"));
-        }
-        for d in dirs {
-            let _ = std::fs::remove_dir_all(d.join(&self.file_prefix));
-        }
+        remove_runtime_dir(&self.file_prefix);
+    }
+}
+
+/// Removes the DPDK runtime directory of `file_prefix` (ours alone: the prefix is private).
+pub fn remove_runtime_dir(file_prefix: &str) {
+    if file_prefix.is_empty() || file_prefix.contains('/') || file_prefix.starts_with('.') {
+        return;
+    }
+    let mut dirs = vec![std::path::PathBuf::from("/var/run/dpdk")];
+    if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR") {
+        dirs.push(std::path::PathBuf::from(x).join("dpdk"));
+    }
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d.join(file_prefix));
     }
 }
 
