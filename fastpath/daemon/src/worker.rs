@@ -40,6 +40,7 @@ pub struct LoopStats {
 #[derive(Debug)]
 pub struct Worker {
     pipeline: Pipeline,
+    counters: Arc<Counters>,
     ports: Ports,
     /// One transmit buffer per destination: [uplink, host, pod 0, pod 1, ...].
     tx: Vec<Burst>,
@@ -56,8 +57,10 @@ impl Worker {
         let tx = (0..TX_POD0 + ports.pods.len())
             .map(|_| Burst::new())
             .collect();
+        let counters = Arc::clone(pipeline.counters());
         Worker {
             pipeline,
+            counters,
             ports,
             tx,
             stats: LoopStats::default(),
@@ -120,16 +123,22 @@ impl Worker {
             return 0;
         }
         self.stats.rx += n as u64;
-        let c = Arc::clone(self.pipeline.counters());
-        // Multi-segment packets cannot go through the pipeline; drop them first.
-        let mut burst = Burst::new();
-        for m in rx {
-            if m.is_contiguous() {
-                let _ = burst.push(m);
-            } else {
-                c.count_drop(DropReason::MultiSegment);
+        let c = &*self.counters;
+        // Multi-segment packets cannot go through the pipeline. Ports are set up without
+        // scatter, so they do not arrive; should one, it is dropped and counted here.
+        let mut burst = if rx.iter().all(|m| m.is_contiguous()) {
+            rx
+        } else {
+            let mut b = Burst::new();
+            for m in rx {
+                if m.is_contiguous() {
+                    let _ = b.push(m);
+                } else {
+                    c.count_drop(DropReason::MultiSegment);
+                }
             }
-        }
+            b
+        };
         let mut out = [Disposition::Drop(DropReason::Runt); BURST];
         let len = burst.len();
         self.pipeline
@@ -150,13 +159,14 @@ impl Worker {
                 c.count_drop(DropReason::TxQueueFull);
             }
         }
-        self.flush(&c);
+        self.flush();
         n
     }
 
     /// Sends every transmit buffer; what a full queue refuses after one retry is freed and
     /// counted.
-    fn flush(&mut self, c: &Counters) {
+    fn flush(&mut self) {
+        let c = &*self.counters;
         let q = self.ports.queue;
         for slot in 0..self.tx.len() {
             if self.tx[slot].is_empty() {
