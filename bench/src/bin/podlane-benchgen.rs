@@ -46,7 +46,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let b = NodeConfig::example_node_b();
     let payload = [0x5au8; 18];
     let from_a = |dst, sport, dport| {
-        frame::udp_frame(&Addrs::new(POD_A_MAC, a.gateway_mac, POD_A_IP, dst), sport, dport, &payload)
+        frame::udp_frame(
+            &Addrs::new(POD_A_MAC, a.gateway_mac, POD_A_IP, dst),
+            sport,
+            dport,
+            &payload,
+        )
     };
     let frames: Vec<Vec<u8>> = (0..args.flows.max(1))
         .map(|i| {
@@ -57,7 +62,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Profile::Dnat => from_a(DNS_VIP, sport, 53),
                 Profile::Decap => {
                     let inner = frame::udp_frame(
-                        &Addrs { ttl: 63, ..Addrs::new(b.vtep_mac, a.vtep_mac, POD_C_IP, POD_A_IP) },
+                        &Addrs {
+                            ttl: 63,
+                            ..Addrs::new(b.vtep_mac, a.vtep_mac, POD_C_IP, POD_A_IP)
+                        },
                         sport,
                         7777,
                         &payload,
@@ -78,7 +86,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut state = node_a_state();
     for s in &mut state.services {
         if s.frontend == DNS {
-            s.endpoints = vec![EndpointSpec { ip: POD_C_IP, port: 5353, state: EndpointState::Ready }];
+            s.endpoints = vec![EndpointSpec {
+                ip: POD_C_IP,
+                port: 5353,
+                state: EndpointState::Ready,
+            }];
         }
     }
     std::fs::write(&args.state, serde_json::to_string_pretty(&state)?)?;
