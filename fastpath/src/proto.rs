@@ -56,6 +56,19 @@ pub enum Request {
     GetState,
     /// Counters.
     Stats,
+    /// Attaches a DPDK device (e.g. `net_tap3,iface=pl-pod-x`) and starts it as pod port
+    /// `pod_port`, while the workers keep polling the other ports.
+    AddPort {
+        /// DPDK devargs.
+        devargs: String,
+        /// The pod port id the tables use.
+        pod_port: u16,
+    },
+    /// Stops, closes and detaches pod port `pod_port` once no worker uses it.
+    RemovePort {
+        /// The pod port id.
+        pod_port: u16,
+    },
 }
 
 /// The fast path's answer.

@@ -11,7 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use dpdk::{Eal, PktPool, Port, PortConfig};
 use fastpath::counters::{CounterSnapshot, Counters};
+use fastpath::rcu::Publisher;
+
+use crate::worker::PortSet;
 use fastpath::proto::{read_frame, write_frame, FrameError, Request, Response};
 use fastpath::update::{TableWriter, Update};
 
@@ -26,6 +30,77 @@ pub struct ControlStats {
     pub bad_requests: AtomicU64,
     /// Valid requests refused (invalid updates).
     pub refused: AtomicU64,
+}
+
+/// Run-time pod ports: attaches and starts devices, publishes port sets, closes removed ports
+/// once no worker reads the set that held them.
+#[derive(Debug)]
+pub struct PortManager {
+    /// The EAL (device attach/detach).
+    pub eal: Arc<Eal>,
+    /// The pool new ports' receive queues fill from.
+    pub pool: Arc<PktPool>,
+    /// Queue settings for new ports.
+    pub config: PortConfig,
+    /// The published port set.
+    pub ports: Publisher<PortSet>,
+    /// Pod port ids run from 0 to this (exclusive).
+    pub max_pod_ports: u16,
+}
+
+impl PortManager {
+    fn add(&mut self, devargs: &str, pod_port: u16) -> Result<(), String> {
+        if pod_port >= self.max_pod_ports {
+            return Err(format!(
+                "pod port {pod_port} is beyond the configured {} pod ports",
+                self.max_pod_ports
+            ));
+        }
+        let cur = self.ports.current();
+        if cur
+            .pods
+            .get(usize::from(pod_port))
+            .is_some_and(|p| p.is_some())
+        {
+            return Err(format!("pod port {pod_port} is already attached"));
+        }
+        let id = self.eal.attach(devargs).map_err(|e| e.to_string())?;
+        let port = Port::start(id, &self.config, &self.pool).map_err(|e| e.to_string())?;
+        let mut next = (*cur).clone();
+        if next.pods.len() <= usize::from(pod_port) {
+            next.pods.resize(usize::from(pod_port) + 1, None);
+        }
+        next.pods[usize::from(pod_port)] = Some(Arc::new(port));
+        self.ports.publish(next);
+        Ok(())
+    }
+
+    fn remove(&mut self, pod_port: u16) -> Result<(), String> {
+        let cur = self.ports.current();
+        let Some(port) = cur.pods.get(usize::from(pod_port)).cloned().flatten() else {
+            return Err(format!("pod port {pod_port} is not attached"));
+        };
+        let mut next = (*cur).clone();
+        next.pods[usize::from(pod_port)] = None;
+        drop(cur);
+        self.ports.publish(next);
+        // Wait until no worker holds a set with the port (each takes the new set at its next
+        // poll, microseconds away), then close it: the driver frees what its queues held.
+        let t0 = std::time::Instant::now();
+        while Arc::strong_count(&port) > 1 {
+            self.ports.reclaim();
+            if t0.elapsed() > Duration::from_secs(2) {
+                return Err(format!(
+                    "pod port {pod_port}: a worker still uses it after 2 s; not closed"
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let name = port.name().to_string();
+        port.close().map_err(|e| e.to_string())?;
+        drop(port);
+        self.eal.detach_vdev(&name).map_err(|e| e.to_string())
+    }
 }
 
 /// The server.
@@ -71,17 +146,28 @@ impl ControlServer {
     }
 
     /// Serves every pending connection to its end; returns when no client is waiting.
-    pub fn serve_pending(&self, writer: &mut TableWriter, workers: &[Arc<Counters>]) {
+    pub fn serve_pending(
+        &self,
+        writer: &mut TableWriter,
+        ports: &mut PortManager,
+        workers: &[Arc<Counters>],
+    ) {
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) => self.serve(stream, writer, workers),
+                Ok((stream, _)) => self.serve(stream, writer, ports, workers),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => return,
             }
         }
     }
 
-    fn serve(&self, mut s: UnixStream, writer: &mut TableWriter, workers: &[Arc<Counters>]) {
+    fn serve(
+        &self,
+        mut s: UnixStream,
+        writer: &mut TableWriter,
+        ports: &mut PortManager,
+        workers: &[Arc<Counters>],
+    ) {
         if s.set_nonblocking(false).is_err()
             || s.set_read_timeout(Some(Duration::from_secs(5))).is_err()
             || s.set_write_timeout(Some(Duration::from_secs(5))).is_err()
@@ -105,7 +191,7 @@ impl ControlServer {
                 }
             };
             let resp = match serde_json::from_slice::<Request>(&body) {
-                Ok(req) => self.handle(req, writer, workers),
+                Ok(req) => self.handle(req, writer, ports, workers),
                 Err(e) => {
                     self.stats.bad_requests.fetch_add(1, Ordering::Relaxed);
                     Response::Error {
@@ -124,6 +210,7 @@ impl ControlServer {
         &self,
         req: Request,
         writer: &mut TableWriter,
+        ports: &mut PortManager,
         workers: &[Arc<Counters>],
     ) -> Response {
         let epoch = self.epoch;
@@ -145,6 +232,12 @@ impl ControlServer {
                     counters: CounterSnapshot::sum(workers.iter().map(|c| &**c)),
                 }
             }
+            Request::AddPort { devargs, pod_port } => {
+                return self.port_result(writer, ports.add(&devargs, pod_port));
+            }
+            Request::RemovePort { pod_port } => {
+                return self.port_result(writer, ports.remove(pod_port));
+            }
         };
         writer.reclaim();
         match applied {
@@ -154,6 +247,21 @@ impl ControlServer {
                 Response::Error {
                     message: e.to_string(),
                 }
+            }
+        }
+    }
+}
+
+impl ControlServer {
+    fn port_result(&self, writer: &TableWriter, r: Result<(), String>) -> Response {
+        match r {
+            Ok(()) => Response::Ok {
+                epoch: self.epoch,
+                generation: writer.generation(),
+            },
+            Err(message) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                Response::Error { message }
             }
         }
     }

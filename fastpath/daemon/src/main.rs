@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use daemon::config::{Config, Role};
-use daemon::control::ControlServer;
-use daemon::worker::{Ports, Worker};
+use daemon::control::{ControlServer, PortManager};
+use daemon::worker::{PortSet, Worker};
 use dpdk::{Eal, PktPool, Port, PortConfig};
-use fastpath::counters::{CounterSnapshot, Event};
+use fastpath::counters::{CounterSnapshot, Counters, Event};
 use fastpath::pipeline::Pipeline;
+use fastpath::rcu::Publisher;
 use fastpath::update::{FullState, TableWriter, Update};
 
 /// podlane's DPDK fast path: VXLAN, pod forwarding and Service NAT on dedicated cores.
@@ -78,14 +79,22 @@ fn run(args: &Args) -> Result<(), String> {
             return Err(e.to_string());
         }
     };
+    let eal = Arc::new(eal);
     let result = run_dpdk(args, &cfg, &eal, writer);
     // Whatever happened, leave no DPDK runtime files behind.
-    eal.cleanup();
+    if let Ok(eal) = Arc::try_unwrap(eal) {
+        eal.cleanup();
+    }
     result
 }
 
 /// Everything that needs the EAL: ports, the worker, the control socket, the final report.
-fn run_dpdk(args: &Args, cfg: &Config, eal: &Eal, mut writer: TableWriter) -> Result<(), String> {
+fn run_dpdk(
+    args: &Args,
+    cfg: &Config,
+    eal: &Arc<Eal>,
+    mut writer: TableWriter,
+) -> Result<(), String> {
     let pool = Arc::new(PktPool::new("podlane", cfg.queues.mbufs, 256).map_err(|e| {
         format!("{e} — with no_huge, raise [eal] memory_mb; else reserve more hugepages")
     })?);
@@ -98,7 +107,7 @@ fn run_dpdk(args: &Args, cfg: &Config, eal: &Eal, mut writer: TableWriter) -> Re
     };
     let mut uplink = None;
     let mut host = None;
-    let mut pods: Vec<Option<Port>> = Vec::new();
+    let mut pods: Vec<Option<Arc<Port>>> = Vec::new();
     for p in &cfg.ports {
         let id = eal.attach(&p.devargs).map_err(|e| e.to_string())?;
         let port = Port::start(id, &pcfg, &pool).map_err(|e| {
@@ -107,6 +116,7 @@ fn run_dpdk(args: &Args, cfg: &Config, eal: &Eal, mut writer: TableWriter) -> Re
                 p.devargs
             )
         })?;
+        let port = Arc::new(port);
         match p.role {
             Role::Uplink => uplink = Some(port),
             Role::Host => host = Some(port),
@@ -126,15 +136,15 @@ fn run_dpdk(args: &Args, cfg: &Config, eal: &Eal, mut writer: TableWriter) -> Re
         cfg.timeouts,
     );
     let counters = Arc::clone(pipeline.counters());
-    let worker = Worker::new(
-        pipeline,
-        Ports {
-            uplink,
-            host,
-            pods,
-            queue: 0,
-        },
-    );
+    let ports = Publisher::new(PortSet { uplink, host, pods });
+    let worker = Worker::new(pipeline, ports.reader(), 0, cfg.capacities.max_pod_ports);
+    let mut manager = PortManager {
+        eal: Arc::clone(eal),
+        pool: Arc::clone(&pool),
+        config: pcfg,
+        ports,
+        max_pod_ports: cfg.capacities.max_pod_ports,
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -155,22 +165,50 @@ fn run_dpdk(args: &Args, cfg: &Config, eal: &Eal, mut writer: TableWriter) -> Re
                     .name("podlane-control".into())
                     .spawn(move || {
                         while !stop_c.load(Ordering::Relaxed) {
-                            server.serve_pending(&mut writer, &workers);
+                            server.serve_pending(&mut writer, &mut manager, &workers);
                             std::thread::sleep(Duration::from_millis(2));
                         }
+                        manager
                     })
                     .map_err(|e| e.to_string())?,
             )
         }
-        None => None,
+        None => {
+            drop(writer);
+            let m = manager;
+            return finish(
+                args,
+                eal,
+                run_worker(args, eal, worker, &stop)?,
+                m,
+                &counters,
+                pool,
+            );
+        }
     };
+    let (worker, started) = run_worker(args, eal, worker, &stop)?;
+    let manager = control
+        .ok_or("control thread missing")?
+        .join()
+        .map_err(|_| "the control thread panicked")?;
+    finish(args, eal, (worker, started), manager, &counters, pool)
+}
+
+/// Runs the worker on the first worker lcore (or on this thread with a single lcore) until
+/// stopped; returns it and when it started.
+fn run_worker(
+    args: &Args,
+    eal: &Eal,
+    worker: Worker,
+    stop: &Arc<AtomicBool>,
+) -> Result<(Worker, Instant), String> {
     let hz = dpdk::eal::tsc_hz().max(1);
     let started = Instant::now();
     let deadline = args.duration.map(|s| started + Duration::from_secs_f64(s));
     let worker = match eal.worker_lcores().first().copied() {
         Some(lcore) => {
             let (tx, rx) = mpsc::channel();
-            let stop_w = Arc::clone(&stop);
+            let stop_w = Arc::clone(stop);
             eal.launch(lcore, move || {
                 let w = poll_loop(worker, &stop_w, hz, None);
                 let _ = tx.send(w);
@@ -185,26 +223,33 @@ fn run_dpdk(args: &Args, cfg: &Config, eal: &Eal, mut writer: TableWriter) -> Re
             }
             let w = rx
                 .recv()
-                .map_err(|_| "the worker lcore ended without handing back its ports")?;
+                .map_err(|_| "the worker lcore ended without handing back")?;
             eal.wait(lcore);
             w
         }
-        None => poll_loop(worker, &stop, hz, deadline),
+        None => poll_loop(worker, stop, hz, deadline),
     };
-    if let Some(c) = control {
-        let _ = c.join();
-    }
+    Ok((worker, started))
+}
+
+/// Stops everything in order: the worker is gone, so every port is closed (pcap outputs
+/// flushed), then the final report.
+fn finish(
+    args: &Args,
+    _eal: &Eal,
+    (worker, started): (Worker, Instant),
+    manager: PortManager,
+    counters: &Counters,
+    pool: Arc<PktPool>,
+) -> Result<(), String> {
     let elapsed = started.elapsed().as_secs_f64();
     let stats = worker.stats();
+    drop(worker);
     let snap: CounterSnapshot = counters.snapshot();
-    let ports = worker.into_ports();
-    for mut p in [Some(ports.uplink), ports.host]
-        .into_iter()
-        .flatten()
-        .chain(ports.pods.into_iter().flatten())
-    {
+    for p in manager.ports.current().all() {
         p.close().map_err(|e| e.to_string())?;
     }
+    drop(manager);
     let report = serde_json::json!({
         "seconds": elapsed,
         "rx_packets": stats.rx,

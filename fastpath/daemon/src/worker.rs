@@ -11,18 +11,44 @@ use std::sync::Arc;
 use dpdk::{Burst, Port};
 use fastpath::counters::{Counters, Disposition, DropReason};
 use fastpath::pipeline::{Ingress, Pipeline, BURST};
+use fastpath::rcu::Reader;
 
-/// The ports a worker serves, and the queue it uses on each.
-#[derive(Debug)]
-pub struct Ports {
+/// The ports the workers serve. Published RCU-style like the tables: the control thread adds
+/// and removes pod ports by publishing a new set, and closes a removed port only once no
+/// worker reads the set that held it.
+#[derive(Debug, Clone)]
+pub struct PortSet {
     /// The uplink (underlay NIC).
-    pub uplink: Port,
+    pub uplink: Arc<Port>,
     /// The host-path port (a TAP into the node's kernel), if configured.
-    pub host: Option<Port>,
+    pub host: Option<Arc<Port>>,
     /// Pod ports, indexed by the pod port id the tables use.
-    pub pods: Vec<Option<Port>>,
-    /// The queue this worker polls and sends on.
-    pub queue: u16,
+    pub pods: Vec<Option<Arc<Port>>>,
+}
+
+impl PortSet {
+    /// Every port, uplink first.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Port>> {
+        std::iter::once(&self.uplink)
+            .chain(self.host.iter())
+            .chain(self.pods.iter().flatten())
+    }
+
+    fn get(&self, ingress: Ingress) -> Option<&Port> {
+        match ingress {
+            Ingress::Uplink => Some(&self.uplink),
+            Ingress::Host => self.host.as_deref(),
+            Ingress::Pod(p) => self.pods.get(p as usize)?.as_deref(),
+        }
+    }
+
+    fn for_slot(&self, slot: usize) -> Option<&Port> {
+        match slot {
+            TX_UPLINK => Some(&self.uplink),
+            TX_HOST => self.host.as_deref(),
+            s => self.pods.get(s - TX_POD0)?.as_deref(),
+        }
+    }
 }
 
 /// Totals of one worker's loop (beyond the pipeline's counters).
@@ -41,8 +67,10 @@ pub struct LoopStats {
 pub struct Worker {
     pipeline: Pipeline,
     counters: Arc<Counters>,
-    ports: Ports,
-    /// One transmit buffer per destination: [uplink, host, pod 0, pod 1, ...].
+    ports: Reader<PortSet>,
+    queue: u16,
+    /// One transmit buffer per destination: [uplink, host, pod 0, pod 1, ...], sized once for
+    /// the configured number of pod ports.
     tx: Vec<Burst>,
     stats: LoopStats,
 }
@@ -52,9 +80,15 @@ const TX_HOST: usize = 1;
 const TX_POD0: usize = 2;
 
 impl Worker {
-    /// A worker over `ports` running `pipeline`.
-    pub fn new(pipeline: Pipeline, ports: Ports) -> Worker {
-        let tx = (0..TX_POD0 + ports.pods.len())
+    /// A worker polling queue `queue` of the ports `ports` publishes, for up to `max_pod_ports`
+    /// pod ports, running `pipeline`.
+    pub fn new(
+        pipeline: Pipeline,
+        ports: Reader<PortSet>,
+        queue: u16,
+        max_pod_ports: u16,
+    ) -> Worker {
+        let tx = (0..TX_POD0 + usize::from(max_pod_ports))
             .map(|_| Burst::new())
             .collect();
         let counters = Arc::clone(pipeline.counters());
@@ -62,6 +96,7 @@ impl Worker {
             pipeline,
             counters,
             ports,
+            queue,
             tx,
             stats: LoopStats::default(),
         }
@@ -82,116 +117,132 @@ impl Worker {
         self.stats
     }
 
-    /// Gives the ports back (to close them after the loop stopped).
-    pub fn into_ports(self) -> Ports {
-        self.ports
-    }
-
-    /// One poll of every port. Returns the packets received.
+    /// One poll of every port of the current port set. Returns the packets received.
     pub fn poll(&mut self, now_ms: u64) -> usize {
-        let mut got = 0;
-        got += self.poll_port(Ingress::Uplink, now_ms);
-        if self.ports.host.is_some() {
-            got += self.poll_port(Ingress::Host, now_ms);
+        let Worker {
+            pipeline,
+            counters,
+            ports,
+            queue,
+            tx,
+            stats,
+        } = self;
+        let set = ports.refresh();
+        let mut got = poll_port(
+            pipeline,
+            counters,
+            set,
+            *queue,
+            tx,
+            stats,
+            Ingress::Uplink,
+            now_ms,
+        );
+        if set.host.is_some() {
+            got += poll_port(
+                pipeline,
+                counters,
+                set,
+                *queue,
+                tx,
+                stats,
+                Ingress::Host,
+                now_ms,
+            );
         }
-        for p in 0..self.ports.pods.len() {
-            if self.ports.pods[p].is_some() {
-                got += self.poll_port(Ingress::Pod(p as u16), now_ms);
+        for (p, port) in set.pods.iter().enumerate() {
+            if port.is_some() {
+                let ing = Ingress::Pod(p as u16);
+                got += poll_port(pipeline, counters, set, *queue, tx, stats, ing, now_ms);
             }
         }
-        self.pipeline.maintain(now_ms, 32);
-        self.stats.polls += 1;
+        pipeline.maintain(now_ms, 32);
+        stats.polls += 1;
         got
     }
+}
 
-    fn port(&self, ingress: Ingress) -> Option<&Port> {
-        match ingress {
-            Ingress::Uplink => Some(&self.ports.uplink),
-            Ingress::Host => self.ports.host.as_ref(),
-            Ingress::Pod(p) => self.ports.pods.get(p as usize)?.as_ref(),
+/// Receives one burst from `ingress`, runs it through the pipeline, sends it on.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn poll_port(
+    pipeline: &mut Pipeline,
+    c: &Counters,
+    set: &PortSet,
+    q: u16,
+    tx: &mut [Burst],
+    stats: &mut LoopStats,
+    ingress: Ingress,
+    now_ms: u64,
+) -> usize {
+    let mut rx = Burst::new();
+    let n = match set.get(ingress) {
+        Some(port) => port.rx_burst(q, &mut rx),
+        None => 0,
+    };
+    if n == 0 {
+        return 0;
+    }
+    stats.rx += n as u64;
+    // Multi-segment packets cannot go through the pipeline. Ports are set up without
+    // scatter, so they do not arrive; should one, it is dropped and counted here.
+    let mut burst = if rx.iter().all(|m| m.is_contiguous()) {
+        rx
+    } else {
+        let mut b = Burst::new();
+        for m in rx {
+            if m.is_contiguous() {
+                let _ = b.push(m);
+            } else {
+                c.count_drop(DropReason::MultiSegment);
+            }
+        }
+        b
+    };
+    let mut out = [Disposition::Drop(DropReason::Runt); BURST];
+    let len = burst.len();
+    pipeline.process(ingress, burst.as_mut_slice(), &mut out[..len], now_ms);
+    for (m, d) in burst.into_iter().zip(out.iter()) {
+        let slot = match *d {
+            Disposition::ToUplink => TX_UPLINK,
+            Disposition::ToHost => TX_HOST,
+            Disposition::ToPod(p) => TX_POD0 + p as usize,
+            Disposition::Drop(_) => continue, // counted by the pipeline; `m` is freed here
+        };
+        let Some(buf) = tx.get_mut(slot) else {
+            c.count_drop(DropReason::NoSuchPort);
+            continue;
+        };
+        // A buffer holds at most one burst: it is flushed after every received burst.
+        if buf.push(m).is_err() {
+            c.count_drop(DropReason::TxQueueFull);
         }
     }
+    flush(c, set, q, tx, stats);
+    n
+}
 
-    fn poll_port(&mut self, ingress: Ingress, now_ms: u64) -> usize {
-        let mut rx = Burst::new();
-        let q = self.ports.queue;
-        let n = match self.port(ingress) {
-            Some(port) => port.rx_burst(q, &mut rx),
-            None => 0,
-        };
-        if n == 0 {
-            return 0;
+/// Sends every transmit buffer; what a full queue refuses after one retry is freed and
+/// counted, and so is what is addressed to a port the set does not have (a pod port being
+/// removed).
+fn flush(c: &Counters, set: &PortSet, q: u16, tx: &mut [Burst], stats: &mut LoopStats) {
+    for (slot, buf) in tx.iter_mut().enumerate() {
+        if buf.is_empty() {
+            continue;
         }
-        self.stats.rx += n as u64;
-        let c = &*self.counters;
-        // Multi-segment packets cannot go through the pipeline. Ports are set up without
-        // scatter, so they do not arrive; should one, it is dropped and counted here.
-        let mut burst = if rx.iter().all(|m| m.is_contiguous()) {
-            rx
-        } else {
-            let mut b = Burst::new();
-            for m in rx {
-                if m.is_contiguous() {
-                    let _ = b.push(m);
-                } else {
-                    c.count_drop(DropReason::MultiSegment);
-                }
-            }
-            b
-        };
-        let mut out = [Disposition::Drop(DropReason::Runt); BURST];
-        let len = burst.len();
-        self.pipeline
-            .process(ingress, burst.as_mut_slice(), &mut out[..len], now_ms);
-        for (m, d) in burst.into_iter().zip(out.iter()) {
-            let slot = match *d {
-                Disposition::ToUplink => TX_UPLINK,
-                Disposition::ToHost => TX_HOST,
-                Disposition::ToPod(p) => TX_POD0 + p as usize,
-                Disposition::Drop(_) => continue, // counted by the pipeline; `m` is freed here
-            };
-            let Some(buf) = self.tx.get_mut(slot) else {
-                c.count_drop(DropReason::NoSuchPort);
-                continue;
-            };
-            // A buffer holds at most one burst: it is flushed after every received burst.
-            if buf.push(m).is_err() {
-                c.count_drop(DropReason::TxQueueFull);
-            }
-        }
-        self.flush();
-        n
-    }
-
-    /// Sends every transmit buffer; what a full queue refuses after one retry is freed and
-    /// counted.
-    fn flush(&mut self) {
-        let c = &*self.counters;
-        let q = self.ports.queue;
-        for slot in 0..self.tx.len() {
-            if self.tx[slot].is_empty() {
-                continue;
-            }
-            let port = match slot {
-                TX_UPLINK => Some(&self.ports.uplink),
-                TX_HOST => self.ports.host.as_ref(),
-                s => self.ports.pods.get(s - TX_POD0).and_then(|p| p.as_ref()),
-            };
-            let buf = &mut self.tx[slot];
-            let Some(port) = port else {
-                for _ in buf.drain_all() {
-                    c.count_drop(DropReason::NoSuchPort);
-                }
-                continue;
-            };
-            let mut sent = port.tx_burst(q, buf);
-            if !buf.is_empty() {
-                sent += port.tx_burst(q, buf);
-            }
-            self.stats.tx += sent as u64;
+        let Some(port) = set.for_slot(slot) else {
             for _ in buf.drain_all() {
-                c.count_drop(DropReason::TxQueueFull);
+                c.count_drop(DropReason::NoSuchPort);
             }
+            continue;
+        };
+        let mut sent = port.tx_burst(q, buf);
+        if !buf.is_empty() {
+            sent += port.tx_burst(q, buf);
+        }
+        stats.tx += sent as u64;
+        for _ in buf.drain_all() {
+            c.count_drop(DropReason::TxQueueFull);
         }
     }
 }

@@ -155,6 +155,73 @@ fn daemon_is_programmed_through_its_socket_and_survives_garbage() {
     };
     assert_eq!(state.pods.len(), 2);
 
+    // Pod ports come and go at run time while the worker keeps polling: pod B's port is a
+    // pcap device whose input is one ARP request; its answer must be in the output once the
+    // port is removed (closing flushes it).
+    let b_in = dir.join("podb_in.pcap");
+    let b_out = dir.join("podb_out.pcap");
+    let arp = fastpath::wire::frame::arp_frame(
+        fastpath::wire::MacAddr::BROADCAST,
+        fastpath::wire::arp::op::REQUEST,
+        POD_B_MAC,
+        POD_B_IP,
+        fastpath::wire::MacAddr::ZERO,
+        "10.244.1.1".parse().unwrap(),
+    );
+    fastpath::pcap::write_file(&b_in, &[(0, &arp[..])]).unwrap();
+    let devargs = format!(
+        "net_pcap9,rx_pcap={},tx_pcap={}",
+        b_in.display(),
+        b_out.display()
+    );
+    let r = call(
+        &mut s2,
+        &Request::AddPort {
+            devargs: devargs.clone(),
+            pod_port: 1,
+        },
+    )
+    .unwrap();
+    assert!(matches!(r, Response::Ok { .. }), "{r:?}");
+    let r = call(
+        &mut s2,
+        &Request::AddPort {
+            devargs: "net_null7".into(),
+            pod_port: 1,
+        },
+    )
+    .unwrap();
+    assert!(
+        matches!(&r, Response::Error { message } if message.contains("already attached")),
+        "{r:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let r = call(&mut s2, &Request::RemovePort { pod_port: 1 }).unwrap();
+    assert!(matches!(r, Response::Ok { .. }), "{r:?}");
+    let out = fastpath::pcap::read_file(&b_out).unwrap();
+    assert_eq!(
+        out.len(),
+        1,
+        "the ARP answer went out of the hot-added port"
+    );
+    assert_eq!(&out[0].data[12..14], &[0x08, 0x06]);
+    assert_eq!(&out[0].data[20..22], &[0, 2], "an ARP reply");
+    let r = call(&mut s2, &Request::RemovePort { pod_port: 1 }).unwrap();
+    assert!(
+        matches!(&r, Response::Error { message } if message.contains("not attached")),
+        "{r:?}"
+    );
+    // The same device name can be attached again after its removal.
+    let r = call(
+        &mut s2,
+        &Request::AddPort {
+            devargs,
+            pod_port: 1,
+        },
+    )
+    .unwrap();
+    assert!(matches!(r, Response::Ok { .. }), "{r:?}");
+
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

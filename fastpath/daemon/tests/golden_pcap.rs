@@ -12,12 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use daemon::worker::{Ports, Worker};
+use daemon::worker::{PortSet, Worker};
 use dpdk::{Eal, EalConfig, PktPool, Port, PortConfig};
 use fastpath::counters::{DropReason, Event};
 use fastpath::fixtures::*;
 use fastpath::pcap;
 use fastpath::pipeline::Pipeline;
+use fastpath::rcu::Publisher;
 use fastpath::tables::conntrack::Timeouts;
 use fastpath::tables::services::{EndpointSpec, EndpointState};
 use fastpath::tables::NodeConfig;
@@ -201,9 +202,9 @@ fn pipeline_on_net_pcap_ports_matches_golden_output() {
     ));
     let pool = Arc::new(PktPool::new("golden", 8191, 256).unwrap());
     let cfg = PortConfig::default();
-    let mut ports: Vec<Option<Port>> = ids
+    let mut ports: Vec<Option<Arc<Port>>> = ids
         .iter()
-        .map(|&id| Some(Port::start(id, &cfg, &pool).expect("port start")))
+        .map(|&id| Some(Arc::new(Port::start(id, &cfg, &pool).expect("port start"))))
         .collect();
     assert_eq!(ports[0].as_ref().unwrap().driver(), "net_pcap");
 
@@ -219,15 +220,12 @@ fn pipeline_on_net_pcap_ports_matches_golden_output() {
         w.apply(Update::AddService(s)).unwrap();
     }
     let pipeline = Pipeline::new(w.reader(), 4096, Timeouts::default());
-    let mut worker = Worker::new(
-        pipeline,
-        Ports {
-            uplink: ports[0].take().unwrap(),
-            host: ports[1].take(),
-            pods: vec![ports[2].take(), ports[3].take()],
-            queue: 0,
-        },
-    );
+    let set = Publisher::new(PortSet {
+        uplink: ports[0].take().unwrap(),
+        host: ports[1].take(),
+        pods: vec![ports[2].take(), ports[3].take()],
+    });
+    let mut worker = Worker::new(pipeline, set.reader(), 0, 16);
     let mut idle = 0;
     let mut now = 1000;
     while idle < 100 {
@@ -241,12 +239,8 @@ fn pipeline_on_net_pcap_ports_matches_golden_output() {
     let counters = worker.counters().snapshot();
     let stats = worker.stats();
     let ct_len = worker.pipeline().conntrack().len();
-    let p = worker.into_ports();
-    for mut port in [Some(p.uplink), p.host]
-        .into_iter()
-        .flatten()
-        .chain(p.pods.into_iter().flatten())
-    {
+    drop(worker);
+    for port in set.current().all() {
         port.close().unwrap();
     }
     assert_eq!(pool.in_use(), 0, "every mbuf back in the pool");
@@ -436,6 +430,8 @@ fn pipeline_on_net_pcap_ports_matches_golden_output() {
             "{l}"
         );
     }
+    // Every DPDK object goes before the EAL does (ports hold the pool).
+    drop(set);
     drop(pool);
     eal.cleanup();
     let _ = std::fs::remove_dir_all(&dir);

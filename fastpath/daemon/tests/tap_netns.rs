@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use daemon::worker::{Ports, Worker};
+use daemon::worker::{PortSet, Worker};
 use dpdk::{Eal, EalConfig, PktPool, Port, PortConfig};
 use fastpath::counters::Event;
 use fastpath::fixtures::*;
 use fastpath::pipeline::Pipeline;
+use fastpath::rcu::Publisher;
 use fastpath::tables::conntrack::Timeouts;
 
 fn sh(args: &[&str]) -> std::process::Output {
@@ -63,7 +64,7 @@ fn two_pods_in_namespaces_ping_and_exchange_udp_through_the_fast_path() {
         let pid = eal
             .attach(devargs)
             .unwrap_or_else(|e| panic!("{devargs}: {e}"));
-        Port::start(pid, &cfg, &pool).unwrap()
+        Arc::new(Port::start(pid, &cfg, &pool).unwrap())
     };
     let uplink = start("net_null0,no-rx=1");
     let port_a = start(&format!("net_tap0,iface={tap_a}"));
@@ -100,15 +101,12 @@ fn two_pods_in_namespaces_ping_and_exchange_udp_through_the_fast_path() {
     let w = node_a_writer();
     let pipeline = Pipeline::new(w.reader(), 4096, Timeouts::default());
     let counters = Arc::clone(pipeline.counters());
-    let mut worker = Worker::new(
-        pipeline,
-        Ports {
-            uplink,
-            host: None,
-            pods: vec![Some(port_a), Some(port_b)],
-            queue: 0,
-        },
-    );
+    let set = Publisher::new(PortSet {
+        uplink,
+        host: None,
+        pods: vec![Some(port_a), Some(port_b)],
+    });
+    let mut worker = Worker::new(pipeline, set.reader(), 0, 16);
     let stop = Arc::new(AtomicBool::new(false));
     let stop_w = Arc::clone(&stop);
     let th = std::thread::spawn(move || {
@@ -149,13 +147,9 @@ fn two_pods_in_namespaces_ping_and_exchange_udp_through_the_fast_path() {
     stop.store(true, Ordering::Relaxed);
     let worker = th.join().unwrap();
     let snap = counters.snapshot();
-    let ports = worker.into_ports();
-    for mut p in [Some(ports.uplink)]
-        .into_iter()
-        .flatten()
-        .chain(ports.pods.into_iter().flatten())
-    {
-        p.close().unwrap();
+    drop(worker);
+    for port in set.current().all() {
+        port.close().unwrap();
     }
 
     let out = |o: &std::process::Output| {
@@ -181,6 +175,8 @@ fn two_pods_in_namespaces_ping_and_exchange_udp_through_the_fast_path() {
     );
     assert!(snap.event_count(Event::IcmpEchoReplied) >= 3);
     assert!(snap.event_count(Event::TxPod) >= 14, "{:?}", snap.nonzero());
+    // Every DPDK object goes before the EAL does (ports hold the pool).
+    drop(set);
     drop(pool);
     eal.cleanup();
 }

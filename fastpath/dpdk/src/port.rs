@@ -68,7 +68,7 @@ pub struct Port {
     driver: String,
     rx_queues: u16,
     tx_queues: u16,
-    open: bool,
+    open: std::sync::atomic::AtomicBool,
     _pool: Arc<PktPool>,
 }
 
@@ -147,7 +147,7 @@ impl Port {
             driver,
             rx_queues: cfg.rx_queues,
             tx_queues: cfg.tx_queues,
-            open: true,
+            open: std::sync::atomic::AtomicBool::new(true),
             _pool: Arc::clone(pool),
         })
     }
@@ -257,12 +257,13 @@ impl Port {
         MacAddr(a.addr_bytes)
     }
 
-    /// Stops and closes the port (flushing what a pcap port wrote). Further calls do nothing.
-    pub fn close(&mut self) -> Result<(), DpdkError> {
-        if !self.open {
+    /// Stops and closes the port (flushing what a pcap port wrote; the driver frees what its
+    /// queues still hold). Further calls do nothing. No worker may be using the port: the
+    /// daemon closes a port only after the port-set version holding it is no longer read.
+    pub fn close(&self) -> Result<(), DpdkError> {
+        if !self.open.swap(false, std::sync::atomic::Ordering::AcqRel) {
             return Ok(());
         }
-        self.open = false;
         // SAFETY: the port is started; after stop no lcore may use its queues (the caller
         // stopped its workers first — a Port is not shared with running workers by value).
         let rc = unsafe { sys::rte_eth_dev_stop(self.id) };
