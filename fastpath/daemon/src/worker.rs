@@ -202,6 +202,9 @@ fn poll_port(
     let mut out = [Disposition::Drop(DropReason::Runt); BURST];
     let len = burst.len();
     pipeline.process(ingress, burst.as_mut_slice(), &mut out[..len], now_ms);
+    // The transmit buffers this burst filled (at most one per packet), so the flush visits
+    // those and not every configured port.
+    let mut touched: heapless::Vec<usize, BURST> = heapless::Vec::new();
     for (m, d) in burst.into_iter().zip(out.iter()) {
         let slot = match *d {
             Disposition::ToUplink => TX_UPLINK,
@@ -213,23 +216,33 @@ fn poll_port(
             c.count_drop(DropReason::NoSuchPort);
             continue;
         };
+        if buf.is_empty() {
+            let _ = touched.push(slot);
+        }
         // A buffer holds at most one burst: it is flushed after every received burst.
         if buf.push(m).is_err() {
             c.count_drop(DropReason::TxQueueFull);
         }
     }
-    flush(c, set, q, tx, stats);
+    flush(c, set, q, tx, &touched, stats);
     n
 }
 
 /// Sends every transmit buffer; what a full queue refuses after one retry is freed and
 /// counted, and so is what is addressed to a port the set does not have (a pod port being
 /// removed).
-fn flush(c: &Counters, set: &PortSet, q: u16, tx: &mut [Burst], stats: &mut LoopStats) {
-    for (slot, buf) in tx.iter_mut().enumerate() {
-        if buf.is_empty() {
+fn flush(
+    c: &Counters,
+    set: &PortSet,
+    q: u16,
+    tx: &mut [Burst],
+    touched: &[usize],
+    stats: &mut LoopStats,
+) {
+    for &slot in touched {
+        let Some(buf) = tx.get_mut(slot) else {
             continue;
-        }
+        };
         let Some(port) = set.for_slot(slot) else {
             for _ in buf.drain_all() {
                 c.count_drop(DropReason::NoSuchPort);
