@@ -122,7 +122,9 @@ impl ClusterState {
                     endpoint: *e,
                 }]
             }
-            Change::RemoveEndpoint(f, ip, port) if role.services && self.has_endpoint(f, *ip, *port) => {
+            Change::RemoveEndpoint(f, ip, port)
+                if role.services && self.has_endpoint(f, *ip, *port) =>
+            {
                 vec![Update::RemoveEndpoint {
                     frontend: *f,
                     ip: *ip,
@@ -167,9 +169,7 @@ impl ClusterState {
                 self.services.insert(s.frontend, s);
             }
             Change::RemoveService(f) => {
-                self.services
-                    .remove(&f)
-                    .ok_or(DesiredError::NoService(f))?;
+                self.services.remove(&f).ok_or(DesiredError::NoService(f))?;
             }
             Change::SetEndpoint(f, e) => {
                 let s = self
@@ -309,11 +309,36 @@ mod tests {
             .map(|i| TableWriter::new(topology::node_config(i), caps).unwrap())
             .collect();
         for i in 0..3 {
-            step(&mut state, &mut writers, Change::AddNode(topology::remote_spec(i)));
+            step(
+                &mut state,
+                &mut writers,
+                Change::AddNode(topology::remote_spec(i)),
+            );
         }
-        step(&mut state, &mut writers, Change::AddPod { node: topology::underlay_ip(0), pod: pod(0, 2, 0) });
-        step(&mut state, &mut writers, Change::AddPod { node: topology::underlay_ip(1), pod: pod(1, 2, 0) });
-        step(&mut state, &mut writers, Change::AddPod { node: topology::underlay_ip(1), pod: pod(1, 3, 1) });
+        step(
+            &mut state,
+            &mut writers,
+            Change::AddPod {
+                node: topology::underlay_ip(0),
+                pod: pod(0, 2, 0),
+            },
+        );
+        step(
+            &mut state,
+            &mut writers,
+            Change::AddPod {
+                node: topology::underlay_ip(1),
+                pod: pod(1, 2, 0),
+            },
+        );
+        step(
+            &mut state,
+            &mut writers,
+            Change::AddPod {
+                node: topology::underlay_ip(1),
+                pod: pod(1, 3, 1),
+            },
+        );
         let f = topology::frontend(0);
         step(
             &mut state,
@@ -332,9 +357,21 @@ mod tests {
         };
         step(&mut state, &mut writers, Change::SetEndpoint(f, ep(0, 2)));
         step(&mut state, &mut writers, Change::SetEndpoint(f, ep(1, 3)));
-        step(&mut state, &mut writers, Change::RemoveEndpoint(f, topology::pod_ip(0, 2), 8080));
-        step(&mut state, &mut writers, Change::RemovePod(topology::pod_ip(1, 2)));
-        step(&mut state, &mut writers, Change::RemoveNode(topology::underlay_ip(2)));
+        step(
+            &mut state,
+            &mut writers,
+            Change::RemoveEndpoint(f, topology::pod_ip(0, 2), 8080),
+        );
+        step(
+            &mut state,
+            &mut writers,
+            Change::RemovePod(topology::pod_ip(1, 2)),
+        );
+        step(
+            &mut state,
+            &mut writers,
+            Change::RemoveNode(topology::underlay_ip(2)),
+        );
         for (i, w) in writers.iter().take(2).enumerate() {
             let want = canonical(state.full_state(role(i as u32)));
             assert_eq!(canonical(w.full_state()), want, "node {i}");
@@ -346,13 +383,17 @@ mod tests {
             services: false,
             ..role(0)
         };
-        assert!(state.plan(light, &Change::SetEndpoint(f, ep(0, 2))).is_empty());
+        assert!(state
+            .plan(light, &Change::SetEndpoint(f, ep(0, 2)))
+            .is_empty());
         assert!(state.full_state(light).services.is_empty());
         // Errors.
         assert_eq!(
             state.apply(Change::RemovePod(topology::pod_ip(0, 99))),
             Err(DesiredError::NoPod(topology::pod_ip(0, 99)))
         );
-        assert!(state.apply(Change::RemoveEndpoint(f, topology::pod_ip(0, 2), 8080)).is_err());
+        assert!(state
+            .apply(Change::RemoveEndpoint(f, topology::pod_ip(0, 2), 8080))
+            .is_err());
     }
 }

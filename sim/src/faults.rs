@@ -623,7 +623,9 @@ mod tests {
         let mut sorted = order.clone();
         sorted.sort_unstable();
         assert_ne!(order, sorted, "some frames overtook others");
-        assert!(got.iter().all(|&(t, tag)| t >= u64::from(tag) && t <= u64::from(tag) + 4));
+        assert!(got
+            .iter()
+            .all(|&(t, tag)| t >= u64::from(tag) && t <= u64::from(tag) + 4));
     }
 
     #[test]
@@ -680,8 +682,8 @@ mod tests {
 
     #[test]
     fn parse_plans() {
-        let p = FaultPlan::parse("loss=0.01,underlay:corrupt=0.001,pod-rx:delay=2,reorder=3")
-            .unwrap();
+        let p =
+            FaultPlan::parse("loss=0.01,underlay:corrupt=0.001,pod-rx:delay=2,reorder=3").unwrap();
         assert_eq!(p.underlay.loss, 0.01);
         assert_eq!(p.pod_tx.loss, 0.01);
         assert_eq!(p.underlay.corrupt, 0.001);

@@ -150,7 +150,10 @@ impl Checker {
     /// A checker keeping up to `max_examples` examples per invariant.
     pub fn new(max_examples: usize) -> Checker {
         Checker {
-            tallies: Invariant::ALL.iter().map(|&i| (i, Tally::default())).collect(),
+            tallies: Invariant::ALL
+                .iter()
+                .map(|&i| (i, Tally::default()))
+                .collect(),
             max_examples,
         }
     }
@@ -213,8 +216,9 @@ impl Checker {
     }
 }
 
-/// One stretch of time during which an endpoint belonged to a Service. Ticks are half-open:
-/// a change made at tick `t` is in the tables for every packet processed at `t` or later.
+/// One stretch of time during which an endpoint belonged to a Service. A change made at tick
+/// `t` happens in the middle of the tick (see `sim`), so packets processed at `t` may have seen
+/// either version of the tables: both ends of a stretch count as inside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Membership {
     /// Endpoint IP (host order).
@@ -308,19 +312,25 @@ impl ServiceHistory {
     /// A member at some tick of `[t0, t1]`.
     pub fn member_during(&self, ip: u32, port: u16, t0: u64, t1: u64) -> bool {
         self.spans_of(ip, port)
-            .any(|m| m.added <= t1 && m.removed.is_none_or(|r| r > t0))
+            .any(|m| m.added <= t1 && m.removed.is_none_or(|r| r >= t0))
     }
 
     /// A ready member at some tick of `[t0, t1]`.
     pub fn ready_during(&self, ip: u32, port: u16, t0: u64, t1: u64) -> bool {
         self.spans_of(ip, port)
-            .any(|m| m.added <= t1 && m.ready_until.is_none_or(|r| r > t0))
+            .any(|m| m.added <= t1 && m.ready_until.is_none_or(|r| r >= t0))
     }
 
     /// A member without interruption over all of `[t0, t1]`.
     pub fn member_throughout(&self, ip: u32, port: u16, t0: u64, t1: u64) -> bool {
         self.spans_of(ip, port)
             .any(|m| m.added <= t0 && m.removed.is_none_or(|r| r > t1))
+    }
+
+    /// Removed at some tick of `[t0, t1]`.
+    pub fn removed_between(&self, ip: u32, port: u16, t0: u64, t1: u64) -> bool {
+        self.spans_of(ip, port)
+            .any(|m| m.removed.is_some_and(|r| r >= t0 && r <= t1))
     }
 
     /// Removed at some tick at or after `t0`.
@@ -370,10 +380,14 @@ mod tests {
         h.remove(1, 8080, 30);
         h.add(1, 8080, 40);
         assert!(h.member_during(1, 8080, 25, 26));
-        assert!(!h.member_during(1, 8080, 30, 39));
-        assert!(h.member_during(1, 8080, 30, 40));
+        assert!(
+            h.member_during(1, 8080, 30, 39),
+            "the removal tick counts as inside"
+        );
+        assert!(!h.member_during(1, 8080, 31, 39));
+        assert!(h.member_during(1, 8080, 31, 40));
         assert!(h.ready_during(1, 8080, 0, 10));
-        assert!(!h.ready_during(1, 8080, 20, 39));
+        assert!(!h.ready_during(1, 8080, 21, 39));
         assert!(h.member_throughout(1, 8080, 10, 29));
         assert!(!h.member_throughout(1, 8080, 10, 30));
         assert!(h.removed_since(1, 8080, 30));

@@ -139,7 +139,9 @@ pub fn estimate(t: &Tables, caps: &Capacities, ct: &Conntrack) -> TableBytes {
     b.pods = (t.pods.slots() * size_of::<PodSlot>()
         + usize::from(caps.max_pod_ports) * size_of::<Option<PortOwner>>()) as u64;
     let cap = ct.capacity();
-    b.conntrack = (cap * size_of::<Entry>() + (cap * 4).next_power_of_two() * 8 + cap * 4
+    b.conntrack = (cap * size_of::<Entry>()
+        + (cap * 4).next_power_of_two() * 8
+        + cap * 4
         + 2 * t.pods.slots() * 4) as u64;
     b.endpoint_liveness = u64::from(caps.max_endpoints) * 4;
     b.total = b.services + b.maglev + b.routes + b.pods + b.conntrack + b.endpoint_liveness;
@@ -206,7 +208,8 @@ pub fn measure_node(
     let mut w = TableWriter::new(topology::node_config(node), caps)
         .expect("topology produces valid node configs");
     let t0 = Instant::now();
-    w.apply(Update::Snapshot(state)).expect("desired state is valid");
+    w.apply(Update::Snapshot(state))
+        .expect("desired state is valid");
     m.full_sync_ms = t0.elapsed().as_secs_f64() * 1e3;
     let mut p = Pipeline::new(w.reader(), ct_capacity, Timeouts::default());
     m.rss_delta_bytes = match (before, rss_bytes()) {
@@ -215,7 +218,8 @@ pub fn measure_node(
     };
     m.estimate = estimate(&w.tables(), &caps, p.conntrack());
     let t0 = Instant::now();
-    w.apply(Update::Snapshot(resync)).expect("desired state is valid");
+    w.apply(Update::Snapshot(resync))
+        .expect("desired state is valid");
     m.resync_ms = t0.elapsed().as_secs_f64() * 1e3;
     let mut samples = Vec::with_capacity(updates as usize);
     let refresh = |p: &mut Pipeline| {
@@ -259,7 +263,10 @@ mod tests {
     fn percentiles() {
         let d: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
         let s = summarize(&d);
-        assert_eq!((s.n, s.min_us, s.p50_us, s.p99_us, s.max_us), (100, 1.0, 50.0, 99.0, 100.0));
+        assert_eq!(
+            (s.n, s.min_us, s.p50_us, s.p99_us, s.max_us),
+            (100, 1.0, 50.0, 99.0, 100.0)
+        );
         assert_eq!(summarize(&[]).n, 0);
     }
 }

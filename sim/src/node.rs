@@ -205,9 +205,19 @@ impl SimNode {
         None
     }
 
+    /// Forgets where the IPAM cursor was (a node that rejoins starts afresh, so it hands out the
+    /// addresses of the pods it had before it left again: in-flight frames for those pods then
+    /// meet the new owners of their IPs).
+    pub fn reset_ipam(&mut self) {
+        self.ipam_next = 2;
+    }
+
     /// The lowest free port.
     pub fn alloc_port(&self) -> Option<u16> {
-        self.ports.iter().position(Option::is_none).map(|p| p as u16)
+        self.ports
+            .iter()
+            .position(Option::is_none)
+            .map(|p| p as u16)
     }
 
     /// Number of pods on the node.

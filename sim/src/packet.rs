@@ -185,7 +185,10 @@ mod tests {
         let mut b = t.encode(20);
         assert_eq!(b.len(), 36);
         assert_eq!(Token::decode(&b), Some(t));
-        assert_eq!(Token::decode(&t.reply().encode(0)).unwrap().kind, TokenKind::Reply);
+        assert_eq!(
+            Token::decode(&t.reply().encode(0)).unwrap().kind,
+            TokenKind::Reply
+        );
         b[30] ^= 1;
         assert_eq!(Token::decode(&b), None);
         assert_eq!(Token::decode(b"short"), None);

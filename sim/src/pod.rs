@@ -51,7 +51,7 @@ pub struct Pod {
     pub arp_tries: u32,
     /// Frames waiting for the gateway's MAC (destination MAC still zero).
     pub held: Vec<Vec<u8>>,
-    next_ephemeral: u16,
+    used_ports: std::collections::BTreeSet<u16>,
     /// Pods (uids) this pod still has to probe.
     pub probe_queue: Vec<u32>,
     /// Service flows this pod still has to start.
@@ -258,7 +258,7 @@ impl Pod {
             gw_mac: None,
             arp_tries: 0,
             held: Vec::new(),
-            next_ephemeral: 32768 + (uid.wrapping_mul(7919) % 28000) as u16,
+            used_ports: std::collections::BTreeSet::new(),
             probe_queue: Vec::new(),
             service_flows_left: 0,
         }
@@ -278,11 +278,23 @@ impl Pod {
         topology::gateway_ip(self.node)
     }
 
-    /// A fresh ephemeral port (32768–60999, Linux's range, wrapping).
-    pub fn ephemeral_port(&mut self) -> u16 {
-        let p = self.next_ephemeral;
-        self.next_ephemeral = if p >= 60999 { 32768 } else { p + 1 };
-        p
+    /// A fresh ephemeral port in Linux's range (32768–60999): a random one, as Linux picks
+    /// (RFC 6056), that this pod has not used before (`draw` is a random number). A pod never
+    /// reuses a port, so two of its flows never share a tuple.
+    pub fn ephemeral_port(&mut self, draw: u64) -> u16 {
+        const LO: u64 = 32768;
+        const SPAN: u64 = 60999 - 32768 + 1;
+        let start = draw % SPAN;
+        for k in 0..SPAN {
+            let p = (LO + (start + k) % SPAN) as u16;
+            if self.used_ports.insert(p) {
+                return p;
+            }
+        }
+        // Every port used: start over (a pod would need 28,232 flows for this).
+        self.used_ports.clear();
+        self.used_ports.insert(LO as u16);
+        LO as u16
     }
 
     /// The ARP request for the gateway (broadcast).
@@ -401,7 +413,7 @@ mod tests {
             seq: 1,
             attempt: 0,
         };
-        let sport = a.ephemeral_port();
+        let sport = a.ephemeral_port(12345);
         let reqs = [
             a.udp(b.ip, sport, 7, &tok.encode(5)),
             a.tcp(b.ip, sport, 7, 1, 0, tf::SYN, &tok.encode(0)),

@@ -37,7 +37,11 @@ impl PortLinks {
     fn link(&mut self, id: u32) -> &mut Box<dyn Link> {
         let (faults, seed, dir) = (self.faults, self.seed, self.dir);
         self.links[id as usize].get_or_insert_with(|| {
-            faults.build(Rng::stream(seed, streams::POD_LINK, u64::from(id) * 2 + dir))
+            faults.build(Rng::stream(
+                seed,
+                streams::POD_LINK,
+                u64::from(id) * 2 + dir,
+            ))
         })
     }
 

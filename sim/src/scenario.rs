@@ -10,7 +10,7 @@
 //! | pod create | a new pod on a random node (next free IP, lowest free port, new MAC); its node gets `AddPod` |
 //! | pod delete | a random pod goes, with frames in flight to and from it: its endpoints are removed from every Service, its node gets `RemovePod`, its port's queues are flushed |
 //! | endpoint churn | on a random Service: add a ready endpoint, mark one terminating, or remove one |
-//! | node leave | a random node goes: its pods are deleted, every other node gets `RemoveNode`; it rejoins 50–200 ms later (node join: `AddNode` everywhere, a full sync for it, new pods) |
+//! | node leave | a random node goes: its pods are deleted, every other node gets `RemoveNode`; it rejoins 50–200 ms later (node join: `AddNode` everywhere, a full sync for it, new pods on the old pods' addresses — its IPAM starts afresh) |
 //! | control restart | the control side restarts and resyncs every node (`Snapshot` of the desired state, applied as a difference; conntrack survives) |
 //! | fast-path restart | a random node's fast path restarts: tables rebuilt from a snapshot of its old tables, conntrack lost, 5 ms without forwarding, then a control resync |
 
@@ -142,8 +142,18 @@ pub fn schedule(spec: &ChurnSpec, duration: u64, rng: &mut Rng) -> Agenda {
     put(&mut agenda, EventKind::PodCreate, spec.pods, rng);
     put(&mut agenda, EventKind::EndpointChurn, spec.endpoints, rng);
     put(&mut agenda, EventKind::NodeLeave, spec.nodes, rng);
-    put(&mut agenda, EventKind::ControlRestart, spec.control_restarts, rng);
-    put(&mut agenda, EventKind::FastpathRestart, spec.fastpath_restarts, rng);
+    put(
+        &mut agenda,
+        EventKind::ControlRestart,
+        spec.control_restarts,
+        rng,
+    );
+    put(
+        &mut agenda,
+        EventKind::FastpathRestart,
+        spec.fastpath_restarts,
+        rng,
+    );
     agenda
 }
 

@@ -115,7 +115,7 @@ pub fn cluster_ip(j: u32) -> Ipv4Addr {
 
 /// Service `j`'s frontend.
 pub fn frontend(j: u32) -> FrontendKey {
-    let (port, protocol) = if j % 2 == 0 {
+    let (port, protocol) = if j & 1 == 0 {
         (80, Protocol::Tcp)
     } else {
         (53, Protocol::Udp)
@@ -129,7 +129,7 @@ pub fn frontend(j: u32) -> FrontendKey {
 
 /// Service `j`'s target port (the port its endpoints listen on).
 pub fn target_port(j: u32) -> u16 {
-    if j % 2 == 0 {
+    if j & 1 == 0 {
         8080
     } else {
         5353

@@ -4,8 +4,9 @@
 //! - **gateway ping**: once a pod has resolved its gateway by ARP it pings it (ICMP echo,
 //!   answered by the fast path's gateway responder);
 //! - **probes**: pod-to-pod request/answer pairs (UDP, TCP SYN or ICMP echo, chosen at random)
-//!   to the echo port of the target pod; a probe is resent (up to [`PROBE_ATTEMPTS`] times)
-//!   until answered, so that reachability can be judged under loss;
+//!   to the echo port of the target pod; a probe is resent (at least [`PROBE_ATTEMPTS`] times,
+//!   more under heavy faults: [`probe_attempts`]) until answered, so that reachability can be
+//!   judged under loss;
 //! - **Service flows**: a client pod talks to a ClusterIP:port — TCP: SYN, data segments, FIN;
 //!   UDP: a run of datagrams — one request every few ticks, each answered by the backend. Not
 //!   resent: a lost request is just lost, as a client's retransmission would be a new packet.
@@ -22,8 +23,26 @@ use crate::packet::{Token, TokenKind};
 use crate::pod::Pod;
 use crate::topology;
 
-/// How many times a probe is sent before it is judged unanswered.
+/// The fewest times a probe is sent before it is judged unanswered.
 pub const PROBE_ATTEMPTS: u32 = 8;
+
+/// How many times a probe is sent before it is judged unanswered, under `faults`: enough that
+/// a healthy pair fails by bad luck with a probability below 10⁻⁹. A round trip crosses up to
+/// six lossy links (pod → node, underlay, node → pod, and back); a lost or corrupted frame
+/// fails the attempt.
+pub fn probe_attempts(faults: &crate::faults::FaultPlan) -> u32 {
+    let ok = |f: &crate::faults::Faults| (1.0 - f.loss - f.corrupt).clamp(0.0, 1.0);
+    let through = (ok(&faults.pod_tx) * ok(&faults.underlay) * ok(&faults.pod_rx)).powi(2);
+    let fail = 1.0 - through;
+    if fail <= 0.0 {
+        return PROBE_ATTEMPTS;
+    }
+    if fail >= 1.0 {
+        return 200;
+    }
+    let n = (1e-9f64.ln() / fail.ln()).ceil();
+    (n as u32).clamp(PROBE_ATTEMPTS, 200)
+}
 
 /// Who a flow talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,15 +114,18 @@ pub struct Flow {
     /// Times the backend changed legitimately (its endpoint went away, or the client node's
     /// conntrack was lost).
     pub rebalanced: u32,
+    /// Backends the flow moved away from, with the tick the move was seen.
+    pub left: Vec<((u32, u16), u64)>,
 }
 
 impl Flow {
-    /// A new flow; `requests` requests, first sent at `now`.
+    /// A new flow from `client` port `sport`; `requests` requests, first sent at `now`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: u32,
         kind: FlowKind,
-        client: &mut Pod,
+        client: &Pod,
+        sport: u16,
         proto: u8,
         target: Target,
         dst_ip: Ipv4Addr,
@@ -111,7 +133,6 @@ impl Flow {
         requests: u32,
         now: u64,
     ) -> Flow {
-        let sport = client.ephemeral_port();
         Flow {
             id,
             kind,
@@ -131,6 +152,7 @@ impl Flow {
             replies: 0,
             backend: None,
             rebalanced: 0,
+            left: Vec::new(),
         }
     }
 
@@ -155,7 +177,15 @@ impl Flow {
                     tf::PSH | tf::ACK
                 };
                 let ack = if flags == tf::SYN { 0 } else { 1001 };
-                client.tcp(dst, self.sport, self.dport, 1 + seq * 100, ack, flags, &payload)
+                client.tcp(
+                    dst,
+                    self.sport,
+                    self.dport,
+                    1 + seq * 100,
+                    ack,
+                    flags,
+                    &payload,
+                )
             }
             _ => client.icmp_echo(dst, true, self.sport, (seq * 16 + attempt) as u16, &payload),
         }
