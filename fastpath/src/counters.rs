@@ -60,6 +60,8 @@ drop_reasons! {
     TtlExpired => "ttl_expired", "TTL expired in transit";
     /// A truncated or inconsistent TCP/UDP/ICMP header.
     L4Malformed => "l4_malformed", "TCP/UDP header truncated or inconsistent";
+    /// A new Service flow whose TCP/UDP checksum is wrong: it creates no conntrack state.
+    L4Checksum => "l4_checksum", "TCP/UDP checksum wrong on a packet that would create a conntrack entry";
     /// A fragment of a packet whose handling needs ports (Service, NodePort, VXLAN).
     Fragment => "fragment", "IPv4 fragment where ports are needed (Service, NodePort, VXLAN)";
     /// Destination is nowhere the node knows and unknown destinations are dropped.

@@ -988,6 +988,33 @@ fn hairpin_pod_reaches_itself_through_its_service() {
 }
 
 #[test]
+fn a_corrupted_new_flow_creates_no_conntrack_state() {
+    let mut n = Node::a();
+    let mut q = frame::udp_frame(&pod_a_to(DNS_VIP), 41000, 53, b"query");
+    q[34] ^= 0x01; // a source-port bit flipped in transit: the UDP checksum no longer matches
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &q).0,
+        Disposition::Drop(DropReason::L4Checksum)
+    );
+    assert!(n.p.conntrack().is_empty());
+    let mut s = frame::tcp_frame(&pod_a_to(WEB_VIP), 42000, 80, 1, 0, tf::SYN, b"");
+    s[50] ^= 0x80;
+    assert_eq!(
+        n.run(Ingress::Pod(POD_A_PORT), &s).0,
+        Disposition::Drop(DropReason::L4Checksum)
+    );
+    // A UDP packet without a checksum (zero) is fine.
+    let mut z = frame::udp_frame(&pod_a_to(DNS_VIP), 41001, 53, b"query");
+    z[40] = 0;
+    z[41] = 0;
+    assert!(!matches!(
+        n.run(Ingress::Pod(POD_A_PORT), &z).0,
+        Disposition::Drop(_)
+    ));
+    assert_eq!(n.p.conntrack().len(), 1);
+}
+
+#[test]
 fn service_edge_cases() {
     let mut n = Node::a();
     // A ClusterIP port with no Service.

@@ -76,6 +76,26 @@ pub(crate) fn apply<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &mut Ip4) -
     Some(hit)
 }
 
+/// Verifies the TCP or UDP checksum (a zero UDP checksum means none, RFC 768).
+fn l4_checksum_ok(d: &[u8], ip: &Ip4) -> bool {
+    let Some(l4) = d.get(ip.l4..ip.end) else {
+        return false;
+    };
+    let (src, dst) = (
+        core::net::Ipv4Addr::from(ip.src),
+        core::net::Ipv4Addr::from(ip.dst),
+    );
+    match ip.proto {
+        ipproto::UDP => {
+            crate::wire::udp::UdpPacket::new_checked(l4).is_ok_and(|u| u.verify_checksum(src, dst))
+        }
+        ipproto::TCP => {
+            crate::wire::tcp::TcpPacket::new_checked(l4).is_ok_and(|t| t.verify_checksum(src, dst))
+        }
+        _ => true,
+    }
+}
+
 /// Ephemeral ports SNAT may use when the client's own port is taken (Linux's default
 /// `ip_local_port_range`).
 const SNAT_PORT_MIN: u16 = 32768;
@@ -101,6 +121,13 @@ pub(crate) fn new_flow<B: PacketBuf>(
     }
     if ip.ports.is_none() {
         return Err(DropReason::L4Malformed);
+    }
+    // A packet that would create state must be intact: a corrupted tuple would otherwise leave
+    // an entry for a flow nobody opened, which a later real flow with that tuple would inherit
+    // (Linux conntrack marks such packets invalid the same way). Established flows are not
+    // re-checked: their NAT is decided, and the end host checks the checksum.
+    if !l4_checksum_ok(pkt.data(), ip) {
+        return Err(DropReason::L4Checksum);
     }
     let orig = ip.key();
     let hash = orig.hash();
