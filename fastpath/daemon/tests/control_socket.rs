@@ -1,6 +1,8 @@
 //! The daemon end to end on virtual devices: start `podlane-fastpath`, program it through its
 //! control socket, feed it garbage, stop it with SIGTERM.
 
+mod common;
+
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -18,17 +20,7 @@ fn daemon_is_programmed_through_its_socket_and_survives_garbage() {
     let dir = std::env::temp_dir().join(format!("podlane-ctl-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("fastpath.sock");
-    let sample = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/fastpath.toml"
-    ))
-    .unwrap();
-    let node: String = sample
-        .lines()
-        .skip_while(|l| !l.starts_with("[node]"))
-        .take_while(|l| !l.starts_with("[capacities]"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let node = common::node_section();
     let cfg = format!(
         "control_socket = \"{}\"\n[eal]\nlcores = \"0\"\nno_huge = true\nmemory_mb = 512\nfile_prefix = \"podlane-ctl-{id}\"\nlog_level = \"lib.eal:error\"\nno_pci = true\n{node}\n\
          [[ports]]\ndevargs = \"net_null0,no-rx=1\"\nrole = \"uplink\"\n[[ports]]\ndevargs = \"net_null1,no-rx=1\"\nrole = \"pod\"\npod_port = 0\n",

@@ -1,19 +1,11 @@
 //! Bad setups end with one clear line that says what to do, and a non-zero exit.
 
+mod common;
+
 use std::process::Command;
 
 fn config(dir: &std::path::Path, eal: &str, ports: &str) -> std::path::PathBuf {
-    let sample = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/fastpath.toml"
-    ))
-    .unwrap();
-    let node: String = sample
-        .lines()
-        .skip_while(|l| !l.starts_with("[node]"))
-        .take_while(|l| !l.starts_with("[capacities]"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let node = common::node_section();
     let p = dir.join(format!("c{}.toml", eal.len() + ports.len()));
     std::fs::write(&p, format!("[eal]\n{eal}\n{node}\n{ports}\n")).unwrap();
     p
