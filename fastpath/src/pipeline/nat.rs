@@ -103,7 +103,7 @@ const SNAT_PORT_SPAN: u32 = 60999 - 32768 + 1;
 /// Ports tried before giving up on a flow.
 const SNAT_TRIES: u32 = 16;
 
-/// Starts a new flow to `svc`: picks a backend by Maglev on the flow hash, decides SNAT, inserts
+/// Starts a new flow to `svc` (the caller has just missed `ip`'s tuple in conntrack): picks a backend by Maglev on the flow hash, decides SNAT, inserts
 /// conntrack, rewrites the packet. `snat` is the address to SNAT to when the backend is remote
 /// (NodePort); hairpin (a pod reaching itself through its Service) always SNATs to the gateway
 /// so the pod does not receive a packet from its own address (which Linux drops as martian).
@@ -164,7 +164,7 @@ pub(crate) fn new_flow<B: PacketBuf>(
     }
     let mut tries = 0;
     let idx = loop {
-        match cx.ct.insert(orig, reply, nf, ip.tcp_flags, cx.now, cx.c) {
+        match cx.ct.insert_after_miss(orig, reply, nf, ip.tcp_flags, cx.now, cx.c) {
             Ok(i) => break i,
             Err(InsertError::ReplyCollision) if snat.is_some() && tries < SNAT_TRIES => {
                 // The translated tuple is some other flow's: try another source port.

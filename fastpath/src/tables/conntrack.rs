@@ -427,11 +427,40 @@ impl Conntrack {
         now: u64,
         c: &Counters,
     ) -> Result<u32, InsertError> {
+        self.insert_inner(orig, reply, nf, tcp_flags, now, c, true)
+    }
+
+    /// [`Conntrack::insert`] for a caller that has just looked `orig` up and missed, in the
+    /// same packet (the pipeline's new-flow path): skips the second lookup of `orig`.
+    pub fn insert_after_miss(
+        &mut self,
+        orig: FlowKey,
+        reply: FlowKey,
+        nf: NewFlow,
+        tcp_flags: u8,
+        now: u64,
+        c: &Counters,
+    ) -> Result<u32, InsertError> {
+        self.insert_inner(orig, reply, nf, tcp_flags, now, c, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn insert_inner(
+        &mut self,
+        orig: FlowKey,
+        reply: FlowKey,
+        nf: NewFlow,
+        tcp_flags: u8,
+        now: u64,
+        c: &Counters,
+        check_orig: bool,
+    ) -> Result<u32, InsertError> {
         let po = orig.pack();
         let pr = reply.pack();
         let ho = hash_packed(&po);
         let hr = hash_packed(&pr);
-        if self.find(&po, ho).is_some() {
+        if check_orig && self.find(&po, ho).is_some() {
             return Err(InsertError::Exists);
         }
         if self.find(&pr, hr).is_some() {

@@ -46,23 +46,34 @@ const BLOCK: usize = 1 << 16;
 /// at the end.
 #[inline]
 pub fn sum(data: &[u8]) -> u32 {
+    // Short buffers (headers, small packets: the fast path's case) skip the block loop.
+    if data.len() < BLOCK {
+        return u32::from(fold(fold64(sum_block(data))));
+    }
     let mut acc: u64 = 0;
     for block in data.chunks(BLOCK) {
-        let mut words = block.chunks_exact(4);
-        let mut s: u64 = 0;
-        for w in &mut words {
-            s += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
-        }
-        let rem = words.remainder();
-        if !rem.is_empty() {
-            // Zero-padding on the right keeps every 16-bit word in place (RFC 1071 §1).
-            let mut last = [0u8; 4];
-            last[..rem.len()].copy_from_slice(rem);
-            s += u64::from(u32::from_be_bytes(last));
-        }
-        acc = add64(acc, s);
+        acc = add64(acc, sum_block(block));
     }
     u32::from(fold(fold64(acc)))
+}
+
+/// The partial sum of up to `BLOCK` bytes as 32-bit big-endian words in a 64-bit accumulator
+/// (cannot overflow: at most 2^14 words below 2^32).
+#[inline(always)]
+fn sum_block(block: &[u8]) -> u64 {
+    let mut words = block.chunks_exact(4);
+    let mut s: u64 = 0;
+    for w in &mut words {
+        s += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    let rem = words.remainder();
+    if !rem.is_empty() {
+        // Zero-padding on the right keeps every 16-bit word in place (RFC 1071 §1).
+        let mut last = [0u8; 4];
+        last[..rem.len()].copy_from_slice(rem);
+        s += u64::from(u32::from_be_bytes(last));
+    }
+    s
 }
 
 /// [`sum`] for a fixed-size block whose length is a multiple of 4 (an IPv4 header without
