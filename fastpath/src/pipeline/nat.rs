@@ -164,7 +164,10 @@ pub(crate) fn new_flow<B: PacketBuf>(
     }
     let mut tries = 0;
     let idx = loop {
-        match cx.ct.insert_after_miss(orig, reply, nf, ip.tcp_flags, cx.now, cx.c) {
+        match cx
+            .ct
+            .insert_after_miss(orig, reply, nf, ip.tcp_flags, cx.now, cx.c)
+        {
             Ok(i) => break i,
             Err(InsertError::ReplyCollision) if snat.is_some() && tries < SNAT_TRIES => {
                 // The translated tuple is some other flow's: try another source port.
