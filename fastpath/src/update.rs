@@ -124,6 +124,26 @@ pub struct TableWriter {
     publisher: Publisher<Tables>,
 }
 
+impl Work {
+    /// The working copy of the pods, made from `cur` on first use.
+    fn pods(&mut self, cur: &PodTable) -> &mut PodTable {
+        self.pods.get_or_insert_with(|| cur.clone())
+    }
+
+    /// The working copy of the nodes, made from `cur` on first use.
+    fn nodes(
+        &mut self,
+        cur: &BTreeMap<Ipv4Addr, RemoteNodeSpec>,
+    ) -> &mut BTreeMap<Ipv4Addr, RemoteNodeSpec> {
+        self.nodes.get_or_insert_with(|| cur.clone())
+    }
+
+    /// The working copy of the Services, made from `cur` on first use.
+    fn services(&mut self, cur: &ServiceTable) -> &mut ServiceTable {
+        self.services.get_or_insert_with(|| cur.clone())
+    }
+}
+
 /// A copy of a frontend's spec, to edit and upsert back.
 fn spec_of(svc: &ServiceTable, frontend: &FrontendKey) -> Result<ServiceSpec, ServiceError> {
     Ok(svc
@@ -261,36 +281,29 @@ impl TableWriter {
     fn apply_one(&mut self, w: &mut Work, u: Update) -> Result<(), UpdateError> {
         match u {
             Update::AddPod(p) => {
-                w.pods
-                    .get_or_insert_with(|| (*self.pods).clone())
-                    .insert(p)?;
+                w.pods(&self.pods).insert(p)?;
             }
             Update::RemovePod { ip } => {
-                w.pods
-                    .get_or_insert_with(|| (*self.pods).clone())
-                    .remove(ip)?;
+                w.pods(&self.pods).remove(ip)?;
             }
             Update::AddNode(n) => {
-                w.nodes
-                    .get_or_insert_with(|| self.nodes.clone())
-                    .insert(n.underlay_ip, n);
+                w.nodes(&self.nodes).insert(n.underlay_ip, n);
             }
             Update::RemoveNode { underlay_ip } => {
-                w.nodes
-                    .get_or_insert_with(|| self.nodes.clone())
+                w.nodes(&self.nodes)
                     .remove(&underlay_ip)
                     .ok_or(RouteError::NotFound(underlay_ip))?;
             }
             Update::AddService(s) => {
-                let svc = w.services.get_or_insert_with(|| (*self.services).clone());
+                let svc = w.services(&self.services);
                 svc.upsert(&self.node, self.caps.max_services, &mut self.slots, s)?;
             }
             Update::RemoveService { frontend } => {
-                let svc = w.services.get_or_insert_with(|| (*self.services).clone());
+                let svc = w.services(&self.services);
                 svc.remove(&mut self.slots, &frontend)?;
             }
             Update::SetEndpoint { frontend, endpoint } => {
-                let svc = w.services.get_or_insert_with(|| (*self.services).clone());
+                let svc = w.services(&self.services);
                 let mut spec = spec_of(svc, &frontend)?;
                 match spec
                     .endpoints
@@ -303,7 +316,7 @@ impl TableWriter {
                 svc.upsert(&self.node, self.caps.max_services, &mut self.slots, spec)?;
             }
             Update::RemoveEndpoint { frontend, ip, port } => {
-                let svc = w.services.get_or_insert_with(|| (*self.services).clone());
+                let svc = w.services(&self.services);
                 let mut spec = spec_of(svc, &frontend)?;
                 let before = spec.endpoints.len();
                 spec.endpoints.retain(|e| !(e.ip == ip && e.port == port));
@@ -326,7 +339,7 @@ impl TableWriter {
         w.pods = Some(pods);
         w.nodes = Some(full.nodes.into_iter().map(|n| (n.underlay_ip, n)).collect());
         // Services: as a difference, so unchanged endpoints keep their liveness slots.
-        let svc = w.services.get_or_insert_with(|| (*self.services).clone());
+        let svc = w.services(&self.services);
         let wanted: BTreeMap<FrontendKey, ServiceSpec> =
             full.services.into_iter().map(|s| (s.frontend, s)).collect();
         let stale: Vec<FrontendKey> = svc

@@ -178,7 +178,6 @@ fn run_dpdk(
             let m = manager;
             return finish(
                 args,
-                eal,
                 run_worker(args, eal, worker, &stop)?,
                 m,
                 &counters,
@@ -191,7 +190,7 @@ fn run_dpdk(
         .ok_or("control thread missing")?
         .join()
         .map_err(|_| "the control thread panicked")?;
-    finish(args, eal, (worker, started), manager, &counters, pool)
+    finish(args, (worker, started), manager, &counters, pool)
 }
 
 /// Runs the worker on the first worker lcore (or on this thread with a single lcore) until
@@ -236,7 +235,6 @@ fn run_worker(
 /// flushed), then the final report.
 fn finish(
     args: &Args,
-    _eal: &Eal,
     (worker, started): (Worker, Instant),
     manager: PortManager,
     counters: &Counters,

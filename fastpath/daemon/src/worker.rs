@@ -244,7 +244,7 @@ fn flush(
             continue;
         };
         let Some(port) = set.for_slot(slot) else {
-            for _ in buf.drain_all() {
+            for _ in core::mem::take(buf) {
                 c.count_drop(DropReason::NoSuchPort);
             }
             continue;
@@ -254,19 +254,8 @@ fn flush(
             sent += port.tx_burst(q, buf);
         }
         stats.tx += sent as u64;
-        for _ in buf.drain_all() {
+        for _ in core::mem::take(buf) {
             c.count_drop(DropReason::TxQueueFull);
         }
-    }
-}
-
-/// Empties a burst, yielding its mbufs (each freed when dropped).
-trait DrainAll {
-    fn drain_all(&mut self) -> heapless::Vec<dpdk::Mbuf, BURST>;
-}
-
-impl DrainAll for Burst {
-    fn drain_all(&mut self) -> heapless::Vec<dpdk::Mbuf, BURST> {
-        core::mem::take(self)
     }
 }

@@ -606,6 +606,9 @@ impl Conntrack {
     /// Advances the clock hand over up to `budget` entries, removing expired ones. The worker
     /// calls this once per poll with a small budget, so aging costs a bounded few cycles.
     pub fn expire(&mut self, now: u64, budget: usize, c: &Counters) -> usize {
+        if self.len == 0 {
+            return 0; // nothing to age: no per-poll work for pod-to-pod-only traffic
+        }
         let cap = self.entries.len();
         let mut removed = 0;
         for _ in 0..budget.min(cap) {
