@@ -1,5 +1,19 @@
-//! podlane control plane: desired state, IPAM, persistence, the CNI endpoint and fast-path sync.
+//! podlane control plane: the CNI plugin's logic, the control daemon (IPAM, persistent state,
+//! cluster file and HTTP API, live sync to the fast path, metrics) and `podlanectl`.
 //!
-//! Not built yet (issue 4). The fast path's update messages it will send are
-//! `fastpath::update::Update`.
+//! The data path never waits for anything here: the fast path keeps forwarding with the tables
+//! it has while this daemon is down, and catches up (deltas, or a full resync on a new fast-path
+//! epoch) when it returns.
 #![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod cni;
+pub mod cniwire;
+pub mod config;
+pub mod daemon;
+pub mod desired;
+pub mod endpoint;
+pub mod fpclient;
+pub mod http;
+pub mod netns;
+pub mod store;

@@ -100,12 +100,42 @@ pub enum Response {
         generation: u64,
         /// Counters.
         counters: CounterSnapshot,
+        /// Per-port device counters.
+        #[serde(default)]
+        ports: Vec<PortCounters>,
     },
     /// The request was refused; nothing changed.
     Error {
         /// What was wrong, for a person.
         message: String,
     },
+}
+
+/// One port's device counters (`rte_eth_stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortCounters {
+    /// The DPDK device name.
+    pub name: String,
+    /// `uplink`, `host` or `pod`.
+    pub role: String,
+    /// The pod port id, for pod ports.
+    #[serde(default)]
+    pub pod_port: Option<u16>,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Dropped by the device for lack of receive descriptors.
+    pub rx_missed: u64,
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Transmit errors.
+    pub tx_errors: u64,
 }
 
 /// Why a frame could not be read.

@@ -16,7 +16,7 @@ use fastpath::counters::{CounterSnapshot, Counters};
 use fastpath::rcu::Publisher;
 
 use crate::worker::PortSet;
-use fastpath::proto::{read_frame, write_frame, FrameError, Request, Response};
+use fastpath::proto::{read_frame, write_frame, FrameError, PortCounters, Request, Response};
 use fastpath::update::{TableWriter, Update};
 
 /// Counters of the control socket.
@@ -131,7 +131,6 @@ impl ControlServer {
         }
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        listener.set_nonblocking(true)?;
         Ok(ControlServer {
             listener,
             path: path.to_path_buf(),
@@ -145,20 +144,23 @@ impl ControlServer {
         &self.stats
     }
 
-    /// Serves every pending connection to its end; returns when no client is waiting.
-    pub fn serve_pending(
+    /// Waits for the next connection and serves it to its end. The caller wakes a waiting
+    /// server for shutdown by connecting to the socket ([`ControlServer::wake`]); waiting in
+    /// `accept` rather than polling keeps a change's latency at the cost of the work itself.
+    pub fn serve_next(
         &self,
         writer: &mut TableWriter,
         ports: &mut PortManager,
         workers: &[Arc<Counters>],
     ) {
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => self.serve(stream, writer, ports, workers),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => return,
-            }
+        if let Ok((stream, _)) = self.listener.accept() {
+            self.serve(stream, writer, ports, workers);
         }
+    }
+
+    /// Wakes a server waiting in [`ControlServer::serve_next`] at `path`.
+    pub fn wake(path: &Path) {
+        let _ = UnixStream::connect(path);
     }
 
     fn serve(
@@ -230,6 +232,7 @@ impl ControlServer {
                     epoch,
                     generation: writer.generation(),
                     counters: CounterSnapshot::sum(workers.iter().map(|c| &**c)),
+                    ports: port_counters(&ports.ports.current()),
                 }
             }
             Request::AddPort { devargs, pod_port } => {
@@ -250,6 +253,34 @@ impl ControlServer {
             }
         }
     }
+}
+
+fn port_counters(set: &PortSet) -> Vec<PortCounters> {
+    let one = |p: &Port, role: &str, pod_port: Option<u16>| {
+        let s = p.stats();
+        PortCounters {
+            name: p.name().to_string(),
+            role: role.to_string(),
+            pod_port,
+            rx_packets: s.rx_packets,
+            tx_packets: s.tx_packets,
+            rx_bytes: s.rx_bytes,
+            tx_bytes: s.tx_bytes,
+            rx_missed: s.rx_missed,
+            rx_errors: s.rx_errors,
+            tx_errors: s.tx_errors,
+        }
+    };
+    let mut v = vec![one(&set.uplink, "uplink", None)];
+    if let Some(h) = &set.host {
+        v.push(one(h, "host", None));
+    }
+    for (i, p) in set.pods.iter().enumerate() {
+        if let Some(p) = p {
+            v.push(one(p, "pod", u16::try_from(i).ok()));
+        }
+    }
+    v
 }
 
 impl ControlServer {

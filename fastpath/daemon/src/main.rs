@@ -165,8 +165,7 @@ fn run_dpdk(
                     .name("podlane-control".into())
                     .spawn(move || {
                         while !stop_c.load(Ordering::Relaxed) {
-                            server.serve_pending(&mut writer, &mut manager, &workers);
-                            std::thread::sleep(Duration::from_millis(2));
+                            server.serve_next(&mut writer, &mut manager, &workers);
                         }
                         manager
                     })
@@ -185,7 +184,13 @@ fn run_dpdk(
             );
         }
     };
-    let (worker, started) = run_worker(args, eal, worker, &stop)?;
+    let ran = run_worker(args, eal, worker, &stop);
+    // Whether the worker ended well or not, the control thread must stop.
+    stop.store(true, Ordering::Relaxed);
+    if let Some(path) = &cfg.control_socket {
+        ControlServer::wake(path);
+    }
+    let (worker, started) = ran?;
     let manager = control
         .ok_or("control thread missing")?
         .join()

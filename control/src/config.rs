@@ -1,0 +1,80 @@
+//! `podlane-control`'s configuration file (TOML; sample `deploy/control.toml`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The daemon's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's name: its entry in the cluster state gives the pod CIDR and underlay.
+    pub node_name: String,
+    /// Directory of the state database (`state.redb`).
+    pub state_dir: PathBuf,
+    /// The declarative cluster file (YAML or JSON), watched for changes; API edits are
+    /// written back to it. Without it the cluster state lives in the database only.
+    #[serde(default)]
+    pub cluster_file: Option<PathBuf>,
+    /// The CNI endpoint (unix socket, mode 0600) the plugin talks to.
+    #[serde(default = "default_cni_socket")]
+    pub cni_socket: PathBuf,
+    /// The fast path's control socket.
+    #[serde(default = "default_fastpath_socket")]
+    pub fastpath_socket: PathBuf,
+    /// The HTTP API and `/metrics` (keep it on loopback: the API has no authentication).
+    #[serde(default = "default_http")]
+    pub http_listen: SocketAddr,
+    /// The pods' interface MTU: the underlay MTU minus the 50 bytes of VXLAN.
+    #[serde(default = "default_mtu")]
+    pub pod_mtu: u16,
+    /// Pod port ids 0..max_pod_ports (must equal the fast path's `capacities.max_pod_ports`).
+    #[serde(default = "default_ports")]
+    pub max_pod_ports: u16,
+}
+
+fn default_cni_socket() -> PathBuf {
+    PathBuf::from("/run/podlane/cni.sock")
+}
+fn default_fastpath_socket() -> PathBuf {
+    PathBuf::from("/run/podlane/fastpath.sock")
+}
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9475))
+}
+fn default_mtu() -> u16 {
+    1450
+}
+fn default_ports() -> u16 {
+    1024
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    /// Parses and checks config text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        if c.node_name.is_empty() {
+            return Err("node_name is empty".into());
+        }
+        if !(576..=9000).contains(&c.pod_mtu) {
+            return Err(format!("pod_mtu {} is outside 576-9000", c.pod_mtu));
+        }
+        if c.max_pod_ports == 0 {
+            return Err("max_pod_ports is 0".into());
+        }
+        Ok(c)
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.state_dir.join("state.redb")
+    }
+}
