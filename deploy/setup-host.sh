@@ -5,7 +5,7 @@
 set -euo pipefail
 
 need_pkgs=(build-essential pkg-config clang libclang-dev libpcap-dev dpdk-dev libdpdk-dev
-           tshark iproute2 iputils-ping python3)
+           tshark iproute2 iputils-ping python3 util-linux procps containernetworking-plugins)
 missing=()
 for p in "${need_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,6 +25,16 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "podlane: cargo not found; install a Rust toolchain (rustup, 1.85 or newer)" >&2
     exit 1
+fi
+# The reference CNI client (libcni's cnitool), as container runtimes drive plugins; Debian
+# ships libcni but not cnitool, so it is built from Debian's own source package.
+if ! command -v cnitool >/dev/null 2>&1; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "podlane: cnitool missing — run this script as root" >&2
+        exit 1
+    fi
+    echo "podlane: building cnitool (libcni's reference client) from Debian's packages"
+    "$(dirname "$0")/tools/build-cnitool.sh" /usr/local/bin/cnitool >/dev/null
 fi
 pkg-config --exists libdpdk || { echo "podlane: pkg-config cannot find libdpdk" >&2; exit 1; }
 echo "podlane: host ready (DPDK $(pkg-config --modversion libdpdk), $(cargo --version))"

@@ -111,7 +111,7 @@ impl Node {
                 "control_socket = \"{d}/fastpath.sock\"\n\
                  [eal]\nlcores = \"0-1\"\nno_huge = true\nmemory_mb = 1024\nfile_prefix = \"{tag}\"\nlog_level = \"error\"\nno_pci = true\n\
                  {node_section}\n\
-                 [capacities]\nmax_pod_ports = {max_pod_ports}\nmax_nodes = 64\nmax_services = 1024\nmax_endpoints = 8192\nconntrack_entries = 16384\n\
+                 [capacities]\nmax_pod_ports = {max_pod_ports}\nmax_nodes = 64\nmax_services = 16384\nmax_endpoints = 131072\nconntrack_entries = 16384\n\
                  [queues]\nrx_desc = 64\ntx_desc = 64\nmbufs = 32767\n\
                  [[ports]]\ndevargs = \"net_null_{tag},no-rx=1\"\nrole = \"uplink\"\n",
                 d = dir.display()
@@ -212,7 +212,10 @@ impl Node {
     /// Creates a pod network namespace; returns its path.
     pub fn netns(&mut self, name: &str) -> String {
         let ns = format!("{}-{name}", self.tag);
-        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &ns])
+            .stderr(Stdio::null())
+            .status();
         let ok = Command::new("ip")
             .args(["netns", "add", &ns])
             .status()
