@@ -740,20 +740,23 @@ impl Daemon {
         self.release(rec)
     }
 
-    /// Tears an attachment down: pod table, port (its TAP, wherever it is, goes with it), the
-    /// interface if something is left, then the IP.
+    /// Tears an attachment down: out of the desired state first (so no resync brings it
+    /// back), then the pod table entry and the port (its TAP, wherever it is, goes with it),
+    /// the interface if anything is left, and last the IP and port id — so neither is handed
+    /// to a new pod while the fast path still uses it.
     fn release(&self, rec: PodRecord) -> Result<(), CniError> {
+        let io = |e: StoreError| cni_err(code::IO_FAILURE, e.to_string());
+        self.store
+            .set_state(&rec.key, PodState::Releasing)
+            .map_err(io)?;
         {
             let cluster = self.cluster();
             let mut s = lock(&self.sync);
-            let removed = self.push(&mut s, &cluster, vec![Update::RemovePod { ip: rec.ip }]);
-            match removed {
-                Ok(()) => {}
-                // The pod was never programmed (a Pending record): nothing to remove.
-                Err(FpError::Refused(_)) => {}
-                Err(_) => {
-                    s.stale_ports.insert(rec.port);
-                }
+            match self.push(&mut s, &cluster, vec![Update::RemovePod { ip: rec.ip }]) {
+                // Refused: it was never programmed (a Pending record).
+                Ok(()) | Err(FpError::Refused(_)) => {}
+                // The next contact resyncs without it.
+                Err(_) => s.dirty = true,
             }
             match self.fp.call(&Request::RemovePort { pod_port: rec.port }) {
                 Ok(_) | Err(FpError::Refused(_)) => {}
@@ -766,11 +769,7 @@ impl Daemon {
         if let Some(ns) = &rec.netns {
             let _ = netns::detach(ns, &rec.key.ifname);
         }
-        self.store
-            .release(&rec.key)
-            .map_err(|e| cni_err(code::IO_FAILURE, e.to_string()))?;
-        // The pod left the desired state; if the fast path could not be told, the next
-        // contact resyncs without it.
+        self.store.release(&rec.key).map_err(io)?;
         Ok(())
     }
 

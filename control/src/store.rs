@@ -38,6 +38,9 @@ pub enum PodState {
     Pending,
     /// Attached: interface in the pod, pod table programmed.
     Ready,
+    /// Being torn down: out of the desired state, IP and port still held until the fast path
+    /// has let go of the port (so neither is handed out while still in use).
+    Releasing,
 }
 
 /// One pod attachment.
@@ -218,6 +221,11 @@ impl Store {
 
     /// Marks an attachment ready.
     pub fn set_ready(&self, key: &AttachmentKey) -> Result<(), StoreError> {
+        self.set_state(key, PodState::Ready)
+    }
+
+    /// Moves an attachment to `state`.
+    pub fn set_state(&self, key: &AttachmentKey, state: PodState) -> Result<(), StoreError> {
         let k = key.store_key();
         let w = self.db.begin_write().map_err(db)?;
         {
@@ -226,7 +234,7 @@ impl Store {
                 Some(v) => parse(&k, v.value())?,
                 None => return Err(StoreError::Db(format!("attachment {k} vanished"))),
             };
-            rec.state = PodState::Ready;
+            rec.state = state;
             let body = serde_json::to_vec(&rec).map_err(|e| StoreError::Db(e.to_string()))?;
             pods.insert(k.as_str(), body.as_slice()).map_err(db)?;
             let mut meta = w.open_table(META).map_err(db)?;
