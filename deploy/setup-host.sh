@@ -5,7 +5,8 @@
 set -euo pipefail
 
 need_pkgs=(build-essential pkg-config clang libclang-dev libpcap-dev dpdk-dev libdpdk-dev
-           tshark iproute2 iputils-ping python3 util-linux procps containernetworking-plugins)
+           tshark iproute2 iputils-ping python3 util-linux procps ethtool containernetworking-plugins
+           openvswitch-switch-dpdk)
 missing=()
 for p in "${need_pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: host dependencies, formatting, lints, every crate's tests.
+# The whole test suite: host dependencies, formatting, lints, every crate's tests, the lab.
 # This is the README's test command and exactly what CI (.ci/run) runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,4 +20,7 @@ set -e
 # run with nothing in it).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
-exit "$status"
+[ "$status" -eq 0 ] || exit "$status"
+# The product's integration test: the two-node lab, end to end, on the binaries just built.
+echo "== the lab (deploy/lab.sh)"
+deploy/lab.sh --no-setup --no-build

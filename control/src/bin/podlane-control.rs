@@ -12,6 +12,9 @@ use clap::Parser;
 use control::config::Config;
 use control::daemon::Daemon;
 
+/// Threads serving the HTTP API.
+const HTTP_THREADS: usize = 2;
+
 /// The podlane control daemon.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -67,7 +70,7 @@ fn run(args: Args) -> Result<(), String> {
         let h = Arc::clone(&http);
         std::thread::Builder::new()
             .name("podlane-http".into())
-            .spawn(move || control::http::serve(h, d, 2))
+            .spawn(move || control::http::serve(h, d, HTTP_THREADS))
             .map_err(|e| e.to_string())?
     };
     tracing::info!(
@@ -89,7 +92,10 @@ fn run(args: Args) -> Result<(), String> {
         }
     }
     tracing::info!("stopping");
-    http.unblock();
+    // One unblock per serving thread (each wakes one waiting receiver).
+    for _ in 0..HTTP_THREADS {
+        http.unblock();
+    }
     let _ = http_thread.join();
     let _ = std::fs::remove_file(&cfg.cni_socket);
     Ok(())

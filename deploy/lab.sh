@@ -1,0 +1,337 @@
+#!/usr/bin/env bash
+# The podlane lab: a two-node cluster on one machine, in network namespaces, end to end.
+#
+#   deploy/lab.sh            set up the host, build (release), run the lab, report, clean up
+#   deploy/lab.sh --keep     leave the lab up afterwards and print how to poke at it
+#   deploy/lab.sh --clean    only remove what a previous (kept or killed) run left
+#   --no-setup / --no-build  skip deploy/setup-host.sh / the cargo build (CI runs the lab after
+#                            the test suite has built everything)
+#
+# Topology (everything lives in namespaces this script creates; the root namespace gets no
+# address, route or interface):
+#
+#   pl-lab-pod-a  pl-lab-pod-b             pl-lab-pod-c
+#   10.244.1.2    10.244.1.3               10.244.2.2
+#      eth0 (TAP)    eth0 (TAP)               eth0 (TAP)
+#        \          /                          |
+#   [pl-lab-node-a: podlane-fastpath     [pl-lab-node-b: podlane-fastpath
+#    + podlane-control, uplink            + podlane-control, uplink
+#    net_af_packet on eth0 = 10.1.0.10]   net_af_packet on eth0 = 10.1.0.11]
+#             \                                   /
+#              a-ul ---- [pl-lab-underlay: br0] ---- b-ul
+#                                 |
+#                               x-ul --- [pl-lab-ext: eth0 10.1.0.99, a client on the underlay]
+#
+# Pods are created the way a container runtime does it: libcni's `cnitool` runs the `podlane`
+# CNI plugin (chained with Debian's `tuning` plugin) against each pod's namespace.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RUN=/run/podlane-lab
+PFX=pl-lab
+NS_UL=$PFX-underlay; NS_EXT=$PFX-ext; NS_A=$PFX-node-a; NS_B=$PFX-node-b
+PODS=(pod-a pod-b pod-c)
+KEEP=0; SETUP=1; BUILD=1; CLEAN_ONLY=0
+for a in "$@"; do
+    case $a in
+        --keep) KEEP=1 ;;
+        --no-setup) SETUP=0 ;;
+        --no-build) BUILD=0 ;;
+        --clean) CLEAN_ONLY=1 ;;
+        -h|--help) sed -n 2,9p "$0"; exit 0 ;;
+        *) echo "lab: unknown option $a (see --help)" >&2; exit 2 ;;
+    esac
+done
+[ "$(id -u)" -eq 0 ] || { echo "lab: run as root (it creates network namespaces)" >&2; exit 1; }
+
+cnitool_id() { printf '%s' "/var/run/netns/$PFX-$1" | sha512sum | cut -c1-20; }
+
+cleanup() {
+    if [ -d "$RUN/pids" ]; then
+        for f in "$RUN"/pids/*; do
+            [ -e "$f" ] || continue
+            kill -TERM "$(cat "$f")" 2>/dev/null || true
+        done
+        sleep 0.5
+        for f in "$RUN"/pids/*; do
+            [ -e "$f" ] || continue
+            kill -KILL "$(cat "$f")" 2>/dev/null || true
+        done
+    fi
+    # Anything else still running inside the lab's namespaces (pod servers, captures).
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$PFX-" || true); do
+        for pid in $(ip netns pids "$ns" 2>/dev/null || true); do kill -KILL "$pid" 2>/dev/null || true; done
+    done
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$PFX-" || true); do
+        ip netns del "$ns" 2>/dev/null || true
+    done
+    rm -rf /var/run/dpdk/$PFX-node-a /var/run/dpdk/$PFX-node-b
+    for p in "${PODS[@]}"; do
+        rm -f "/var/lib/cni/results/podlane-cnitool-$(cnitool_id "$p")-eth0"
+    done
+    rm -rf "$RUN"
+}
+
+cleanup   # a stale or killed run first
+[ $CLEAN_ONLY -eq 1 ] && { echo "lab: cleaned up"; exit 0; }
+
+if [ $SETUP -eq 1 ]; then "$ROOT/deploy/setup-host.sh"; fi
+if [ $BUILD -eq 1 ]; then
+    echo "== building (release)"
+    (cd "$ROOT" && cargo build --release --locked -p podlane-daemon -p podlane-control)
+fi
+BIN="$ROOT/target/release"
+for b in podlane-fastpath podlane-control podlanectl podlane-cni; do
+    [ -x "$BIN/$b" ] || { echo "lab: $BIN/$b missing (build first)" >&2; exit 1; }
+done
+
+finish() {
+    local rc=$?
+    if [ $KEEP -eq 1 ] && [ $rc -eq 0 ]; then
+        cat <<EOF
+
+The lab is up. Poke at it:
+  ip netns exec $PFX-pod-a ping 10.244.2.2
+  ip netns exec $NS_A $BIN/podlanectl counters
+  ip netns exec $NS_B $BIN/podlanectl services
+  ip netns exec $NS_UL tshark -i a-ul -f 'udp port 4789'
+  logs: $RUN/node-a/*.log $RUN/node-b/*.log
+Remove it with: $0 --clean
+EOF
+    else
+        cleanup
+    fi
+    exit $rc
+}
+trap finish EXIT
+trap 'echo "lab: interrupted; cleaning up"; exit 130' INT TERM
+
+mkdir -p "$RUN/pids" "$RUN/bin" "$RUN/node-a" "$RUN/node-b"
+ln -s "$BIN/podlane-cni" "$RUN/bin/podlane"
+cp "$ROOT/deploy/cluster.yaml" "$RUN/cluster.yaml"
+
+# ---- the underlay --------------------------------------------------------------------------
+for ns in $NS_UL $NS_EXT $NS_A $NS_B; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+ip -n $NS_UL link add br0 type bridge
+ip -n $NS_UL link set br0 up
+for n in a b x; do
+    case $n in a) ns=$NS_A mac=02:00:0a:01:00:0a ;; b) ns=$NS_B mac=02:00:0a:01:00:0b ;;
+               x) ns=$NS_EXT mac=02:00:0a:01:00:63 ;; esac
+    ip -n $NS_UL link add $n-ul type veth peer name eth0 netns "$ns"
+    ip -n $NS_UL link set $n-ul master br0 up
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    ip -n "$ns" link set eth0 address $mac up
+done
+ip netns exec $NS_UL sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+ip -n $NS_EXT addr add 10.1.0.99/24 dev eth0
+# The underlay client is a kernel behind a veth: without this its TCP/UDP checksums would be
+# left to an offload that never happens (CHECKSUM_PARTIAL), and the fast path, which checks
+# them on new Service flows as a NIC-fed host would see them complete, drops such frames.
+ip netns exec $NS_EXT ethtool -K eth0 tx off >/dev/null
+
+# ---- hugepages if the host has them, else anonymous memory ------------------------------------
+free_huge=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
+if [ "${free_huge:-0}" -ge 1024 ]; then MEM="no_huge = false\nin_memory = true"; else MEM="no_huge = true\nmemory_mb = 1024"; fi
+
+# ---- the nodes --------------------------------------------------------------------------------
+start_node() { # name ns underlay_ip underlay_mac vtep_last pod_cidr gw_last
+    local name=$1 ns=$2 d=$RUN/$1
+    mkdir -p "$d/net.d"
+    sed -n '/^\[node\]/,/^\[capacities\]/p' "$ROOT/deploy/fastpath.toml" | sed '$d' \
+        | sed -e "s/^name = .*/name = \"$name\"/" \
+              -e "s/^underlay_ip = .*/underlay_ip = \"$3\"/" \
+              -e "s/^underlay_mac = .*/underlay_mac = \"$4\"/" \
+              -e "s/^host_mac = .*/host_mac = \"$4\"/" \
+              -e "s/^vtep_mac = .*/vtep_mac = \"02:76:74:65:70:$5\"/" \
+              -e "s#^pod_cidr = .*#pod_cidr = \"$6\"#" > "$d/node.toml"
+    {
+        echo "control_socket = \"$d/fastpath.sock\""
+        printf '[eal]\nlcores = "0-1"\n%b\nfile_prefix = "%s"\nlog_level = "error"\nno_pci = true\n' "$MEM" "$PFX-$name"
+        cat "$d/node.toml"
+        printf '[queues]\nrx_desc = 256\ntx_desc = 256\nmbufs = 16383\n'
+        printf '[[ports]]\ndevargs = "net_af_packet0,iface=eth0"\nrole = "uplink"\n'
+    } > "$d/fastpath.toml"
+    cat > "$d/control.toml" <<EOF
+node_name = "$name"
+state_dir = "$d/state"
+cluster_file = "$RUN/cluster.yaml"
+cni_socket = "$d/cni.sock"
+fastpath_socket = "$d/fastpath.sock"
+http_listen = "127.0.0.1:9475"
+pod_mtu = 1450
+max_pod_ports = 1024
+EOF
+    sed "s#/run/podlane/cni.sock#$d/cni.sock#" "$ROOT/deploy/cni/10-podlane.conflist" > "$d/net.d/10-podlane.conflist"
+    ip netns exec "$ns" "$BIN/podlane-fastpath" --config "$d/fastpath.toml" > "$d/fastpath.log" 2>&1 &
+    echo $! > "$RUN/pids/$name-fastpath"; disown $!
+    for _ in $(seq 300); do [ -S "$d/fastpath.sock" ] && break; sleep 0.1; done
+    [ -S "$d/fastpath.sock" ] || { echo "lab: $name's fast path did not start:"; cat "$d/fastpath.log"; exit 1; }
+    ip netns exec "$ns" "$BIN/podlane-control" --config "$d/control.toml" > "$d/control.log" 2>&1 &
+    echo $! > "$RUN/pids/$name-control"; disown $!
+    for _ in $(seq 300); do ip netns exec "$ns" "$BIN/podlanectl" status >/dev/null 2>&1 && break; sleep 0.1; done
+    ip netns exec "$ns" "$BIN/podlanectl" status >/dev/null || { echo "lab: $name's control daemon did not start:"; cat "$d/control.log"; exit 1; }
+}
+echo "== starting node-a and node-b"
+start_node node-a $NS_A 10.1.0.10 02:00:0a:01:00:0a 0a 10.244.1.0/24
+start_node node-b $NS_B 10.1.0.11 02:00:0a:01:00:0b 0b 10.244.2.0/24
+
+ctl() { local n=$1; shift; ip netns exec "$PFX-$n" "$BIN/podlanectl" "$@"; }
+cni() { # cmd node pod
+    ip netns exec "$PFX-$2" env NETCONFPATH="$RUN/$2/net.d" CNI_PATH="$RUN/bin:/usr/lib/cni" \
+        CNI_IFNAME=eth0 CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=lab;K8S_POD_NAME=$3" \
+        cnitool "$1" podlane "/var/run/netns/$PFX-$3"
+}
+
+# ---- pods through the CNI path ---------------------------------------------------------------
+echo "== creating pods through CNI (cnitool → podlane → tuning)"
+declare -A POD_NODE=([pod-a]=node-a [pod-b]=node-a [pod-c]=node-b)
+for p in "${PODS[@]}"; do
+    ip netns add "$PFX-$p"
+    cni add "${POD_NODE[$p]}" "$p" > "$RUN/$p.result.json"
+    printf '   %s on %s: %s\n' "$p" "${POD_NODE[$p]}" \
+        "$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["ips"][0]["address"], r["interfaces"][0]["mac"])' "$RUN/$p.result.json")"
+done
+inpod() { local p=$1; shift; ip netns exec "$PFX-$p" "$@"; }
+
+# Backends: pod B (node-a) and pod C (node-b) answer UDP 5353 and TCP 5353 and HTTP 8080 with
+# their own name.
+for p in pod-b pod-c; do
+    inpod $p python3 - "$p" > "$RUN/$p.server.log" 2>&1 <<'EOF' &
+import socket, sys, threading, http.server
+name = sys.argv[1].encode()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 5353))
+def udp():
+    while True:
+        d, a = u.recvfrom(2048); u.sendto(name + b" " + d, a)
+def tcp53():
+    t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    t.bind(("0.0.0.0", 5353)); t.listen(16)
+    while True:
+        c, _ = t.accept(); c.sendall(name); c.close()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", str(len(name)))
+        self.end_headers(); self.wfile.write(name)
+    def log_message(self, *a): pass
+threading.Thread(target=udp, daemon=True).start()
+threading.Thread(target=tcp53, daemon=True).start()
+http.server.HTTPServer(("0.0.0.0", 8080), H).serve_forever()
+EOF
+    echo $! > "$RUN/pids/$p-server"; disown $!
+done
+sleep 1
+
+# ---- checks ------------------------------------------------------------------------------------
+REPORT=(); FAILED=0
+report() { # status name figure
+    REPORT+=("$(printf '%-4s  %-44s %s' "$1" "$2" "$3")")
+    [ "$1" = PASS ] || FAILED=1
+    printf '%-4s  %-44s %s\n' "$1" "$2" "$3"
+}
+uplink_tx() { ctl "$1" counters --json | python3 -c 'import json,sys; v=json.load(sys.stdin); print(sum(p["tx_packets"] for p in v["ports"] if p["role"]=="uplink"))'; }
+rtt() { awk -F'/' '/^rtt|^round-trip/ {print $5 " ms avg"}'; }
+capture() { # iface count seconds -> tshark field lines (started in the background)
+    ip netns exec $NS_UL tshark -l -n -i "$1" -a duration:"$3" -c "$2" -f "udp port 4789" \
+        -T fields -E separator=' ' -e ip.src -e ip.dst -e udp.dstport -e vxlan.vni -e icmp.type 2>/dev/null
+}
+echo "== checks"
+
+# 1. pod A → pod B, same node: never on the underlay.
+before=$(uplink_tx node-a)
+capture a-ul 1 4 > "$RUN/cap-local.txt" & cpid=$!
+sleep 1.5
+if out=$(inpod pod-a ping -c 3 -i 0.2 -W 2 10.244.1.3 2>&1); then
+    wait $cpid || true
+    after=$(uplink_tx node-a)
+    if [ ! -s "$RUN/cap-local.txt" ] && [ "$before" = "$after" ]; then
+        report PASS "pod A → pod B (same node)" "$(echo "$out" | rtt); underlay: 0 frames, node-a uplink tx +$((after - before))"
+    else
+        report FAIL "pod A → pod B (same node)" "touched the underlay: $(cat "$RUN/cap-local.txt") uplink tx +$((after - before))"
+    fi
+else wait $cpid || true; report FAIL "pod A → pod B (same node)" "ping failed"; fi
+
+# 2. pod A → pod C, across nodes: VXLAN on the underlay.
+capture a-ul 2 6 > "$RUN/cap-cross.txt" & cpid=$!
+sleep 1.5
+if out=$(inpod pod-a ping -c 3 -i 0.2 -W 2 10.244.2.2 2>&1); then
+    wait $cpid || true
+    line=$(head -n1 "$RUN/cap-cross.txt")
+    # fields: outer,inner src; outer,inner dst; udp port; vni; icmp type
+    read -r srcs dsts port vni _ <<<"$line" || true
+    if [ "$srcs" = "10.1.0.10,10.244.1.2" ] && [ "$dsts" = "10.1.0.11,10.244.2.2" ] && [ "$port" = 4789 ] && [ "$vni" = 1 ]; then
+        report PASS "pod A → pod C (cross-node)" "$(echo "$out" | rtt); underlay: ${srcs%%,*} → ${dsts%%,*} UDP 4789 VNI $vni, inner ${srcs##*,} → ${dsts##*,} ICMP"
+    else
+        report FAIL "pod A → pod C (cross-node)" "underlay capture: '$line'"
+    fi
+else wait $cpid || true; report FAIL "pod A → pod C (cross-node)" "ping failed"; fi
+
+# 3. pod → ClusterIP (UDP 53), answered by a backend, reply from the VIP.
+if out=$(inpod pod-a python3 - <<'EOF' 2>&1
+import socket, time
+seen = {}; worst = 0
+for i in range(20):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+    t = time.perf_counter(); s.sendto(b"q%d" % i, ("10.96.0.10", 53)); d, a = s.recvfrom(2048)
+    worst = max(worst, time.perf_counter() - t)
+    assert a == ("10.96.0.10", 53), "reply from %s" % (a,)
+    b = d.split()[0].decode(); seen[b] = seen.get(b, 0) + 1
+print("20 queries, replies from 10.96.0.10:53, backends %s, max %.2f ms" % (seen, worst * 1e3))
+EOF
+); then report PASS "pod A → ClusterIP 10.96.0.10:53/udp" "$out"
+else report FAIL "pod A → ClusterIP 10.96.0.10:53/udp" "$(echo "$out" | tail -n1)"; fi
+
+# 4. TCP through the Service: an HTTP exchange with a ClusterIP.
+if out=$(inpod pod-a python3 - <<'EOF' 2>&1
+import http.client, time
+seen = {}; t0 = time.perf_counter()
+for i in range(10):
+    c = http.client.HTTPConnection("10.96.0.20", 80, timeout=3); c.request("GET", "/")
+    r = c.getresponse(); body = r.read().decode(); assert r.status == 200; c.close()
+    seen[body] = seen.get(body, 0) + 1
+print("10 HTTP GETs via 10.96.0.20:80, backends %s, %.2f ms each" % (seen, (time.perf_counter() - t0) * 100))
+EOF
+); then report PASS "pod A → ClusterIP 10.96.0.20:80/tcp (HTTP)" "$out"
+else report FAIL "pod A → ClusterIP 10.96.0.20:80/tcp (HTTP)" "$(echo "$out" | tail -n1)"; fi
+
+# 5. NodePort from the underlay (a client at 10.1.0.99), on both nodes.
+if out=$(ip netns exec $NS_EXT python3 - <<'EOF' 2>&1
+import http.client, time
+res = []
+for node in ("10.1.0.10", "10.1.0.11"):
+    seen = {}
+    for i in range(6):
+        t = time.perf_counter()
+        c = http.client.HTTPConnection(node, 30080, timeout=3); c.request("GET", "/")
+        r = c.getresponse(); body = r.read().decode(); assert r.status == 200; c.close()
+        seen[body] = seen.get(body, 0) + 1
+    res.append("%s:30080 → %s" % (node, seen))
+print("; ".join(res))
+EOF
+); then report PASS "10.1.0.99 → NodePort 30080 (underlay)" "$out"
+else report FAIL "10.1.0.99 → NodePort 30080 (underlay)" "$(echo "$out" | tail -n1)"; fi
+
+# 6. CNI DEL: pod B stops receiving, its IP returns to the pool.
+if cni del node-a pod-b >/dev/null 2>"$RUN/del.err"; then
+    if inpod pod-a ping -c 2 -i 0.2 -W 1 10.244.1.3 >/dev/null 2>&1; then
+        report FAIL "CNI DEL pod B" "pod B still answers"
+    elif ctl node-a ipam --json | python3 -c 'import json,sys; v=json.load(sys.stdin); ips=[a["ip"] for a in v["allocated"]]; assert "10.244.1.3" not in ips, ips; print("free", v["free"], "allocated", ips)' > "$RUN/ipam.txt" 2>&1; then
+        report PASS "CNI DEL pod B" "no reply from 10.244.1.3; 10.244.1.3 back in the pool ($(cat "$RUN/ipam.txt"))"
+    else report FAIL "CNI DEL pod B" "$(cat "$RUN/ipam.txt")"; fi
+else report FAIL "CNI DEL pod B" "$(cat "$RUN/del.err")"; fi
+
+echo
+echo "== fast-path counters"
+for n in node-a node-b; do
+    echo "-- $n"
+    ctl $n counters | sed 's/^/   /'
+done
+echo
+echo "== report"
+printf '%s\n' "${REPORT[@]}"
+if [ $FAILED -eq 0 ]; then
+    echo "lab: all ${#REPORT[@]} checks passed"
+else
+    for f in "$RUN"/node-*/*.log; do echo "--- $f"; tail -n 20 "$f"; done
+    echo "lab: FAILED"
+    exit 1
+fi
