@@ -407,10 +407,11 @@ impl ClusterSpec {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const SAMPLE: &str = r#"
+    /// The lab's cluster, for this crate's unit tests.
+    pub(crate) const SAMPLE: &str = r#"
 service_cidr: 10.96.0.0/12
 nodes:
   - {name: node-a, underlay_ip: 10.1.0.10, underlay_mac: "02:00:0a:01:00:0a", vtep_mac: "02:76:74:65:70:0a", pod_cidr: 10.244.1.0/24}

@@ -88,25 +88,8 @@ pub fn diff_cluster(old: &ClusterSpec, new: &ClusterSpec, me: &str) -> Vec<Updat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fastpath::update::TableWriter;
+    use crate::cluster::tests::SAMPLE;
 
-    const A: &str = r#"
-service_cidr: 10.96.0.0/12
-nodes:
-  - {name: node-a, underlay_ip: 10.1.0.10, underlay_mac: "02:00:0a:01:00:0a", vtep_mac: "02:76:74:65:70:0a", pod_cidr: 10.244.1.0/24}
-  - {name: node-b, underlay_ip: 10.1.0.11, underlay_mac: "02:00:0a:01:00:0b", vtep_mac: "02:76:74:65:70:0b", pod_cidr: 10.244.2.0/24}
-services:
-  - namespace: kube-system
-    name: kube-dns
-    cluster_ip: 10.96.0.10
-    ports: [{name: dns, port: 53, protocol: UDP, target_port: 5353}]
-    endpoints: [{ip: 10.244.1.3}, {ip: 10.244.2.2}]
-  - namespace: default
-    name: web
-    cluster_ip: 10.96.0.20
-    ports: [{port: 80, protocol: TCP, target_port: 8080, node_port: 30080}]
-    endpoints: [{ip: 10.244.1.3}]
-"#;
 
     /// Applying the diff to a fast path holding `old` gives exactly the full state of `new`.
     fn check(old: &ClusterSpec, new: &ClusterSpec) -> Vec<Update> {
@@ -129,18 +112,17 @@ services:
         s
     }
 
-    fn _writer_type(_: &TableWriter) {}
-
     #[test]
     fn diffs_are_minimal_and_exact() {
-        let a = ClusterSpec::parse(A).unwrap();
+        let a = ClusterSpec::parse(SAMPLE).unwrap();
         assert!(check(&a, &a).is_empty());
-        // One endpoint goes terminating, one is removed: two endpoint updates, no replace.
+        // One endpoint goes terminating (in both of kube-dns's frontends), web's one endpoint
+        // is removed: three endpoint updates, no frontend replaced.
         let mut b = a.clone();
         b.services[0].endpoints[0].terminating = true;
         b.services[1].endpoints.clear();
         let ups = check(&a, &b);
-        assert_eq!(ups.len(), 2, "{ups:?}");
+        assert_eq!(ups.len(), 3, "{ups:?}");
         assert!(ups.iter().all(|u| matches!(
             u,
             Update::SetEndpoint { .. } | Update::RemoveEndpoint { .. }
@@ -154,7 +136,7 @@ services:
         assert!(ups.contains(&Update::RemoveNode {
             underlay_ip: Ipv4Addr::new(10, 1, 0, 11)
         }));
-        assert_eq!(ups.len(), 3, "{ups:?}");
+        assert_eq!(ups.len(), 4, "{ups:?}"); // web replaced, node-b gone, kube-dns's 2 gone
         // And back.
         check(&c, &a);
     }
