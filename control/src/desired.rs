@@ -90,7 +90,6 @@ mod tests {
     use super::*;
     use crate::cluster::tests::SAMPLE;
 
-
     /// Applying the diff to a fast path holding `old` gives exactly the full state of `new`.
     fn check(old: &ClusterSpec, new: &ClusterSpec) -> Vec<Update> {
         let mut w = fastpath::fixtures::node_a_writer();
@@ -137,7 +136,7 @@ mod tests {
             underlay_ip: Ipv4Addr::new(10, 1, 0, 11)
         }));
         assert_eq!(ups.len(), 4, "{ups:?}"); // web replaced, node-b gone, kube-dns's 2 gone
-        // And back.
+                                             // And back.
         check(&c, &a);
     }
 }

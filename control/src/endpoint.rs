@@ -2,7 +2,6 @@
 //! on its own thread (ADDs of many pods proceed in parallel; the store serialises allocation).
 
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -11,24 +10,9 @@ use std::time::Duration;
 use crate::cniwire::{code, read_message, write_message, CniError, CniReply, CniRequest};
 use crate::daemon::Daemon;
 
-/// Binds the socket (replacing a stale socket, never another kind of file).
+/// Binds the socket (mode 0600; a stale socket is replaced, never another kind of file).
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    if let Ok(m) = std::fs::symlink_metadata(path) {
-        if m.file_type().is_socket() {
-            std::fs::remove_file(path)?;
-        } else {
-            return Err(io::Error::other(format!(
-                "{} exists and is not a socket; refusing to replace it",
-                path.display()
-            )));
-        }
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let l = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(l)
+    fastpath::proto::bind_private_socket(path)
 }
 
 /// Accepts forever, one thread per request.

@@ -1,20 +1,23 @@
 //! Pod interface plumbing: moves the fast path's TAP into the pod's network namespace and
 //! configures it (name, MAC, MTU, address, default route), verifies it (CHECK) and removes it.
 //!
-//! Decision: the pod port is a DPDK `net_tap` device whose kernel end is moved into the pod's
-//! netns. The PMD keeps the TAP's file descriptor, which stays bound to the device whichever
-//! namespace it lives in (proven by `fastpath/daemon/tests/tap_netns.rs`); a TAP without
-//! `IFF_VNET_HDR` makes the pod's kernel finish every checksum before the frame reaches the fast
-//! path, which verifies them. The alternative, a veth pair with a `net_af_packet` port on the
-//! host end, hands the fast path frames with checksums left to an offload that never happens
-//! (veth's `CHECKSUM_PARTIAL`) unless every pod's TX offload is turned off, and costs a kernel
-//! copy per direction more. The price of TAP: the pod's interface lives only as long as the
-//! fast-path process, so after a fast-path restart the control daemon re-creates every pod's
-//! TAP in its netns with the same name, MAC and address (`Daemon::resync`).
+//! Decision: the pod port is a TAP device the fast path creates (`AddPort tap:plpN`) and whose
+//! kernel end is moved into the pod's netns. The fast path's worker reads and writes the TAP's
+//! file descriptor itself, as VPP's tapv2 and DPDK's `net_tap` do inside, so a pod port is not a
+//! DPDK ethdev port and a node is not bounded by `RTE_MAX_ETHPORTS` (32 in Debian's DPDK).
+//! The descriptor stays bound to the device whichever namespace it lives in (proven by
+//! `fastpath/daemon/tests/tap_ports.rs`); a TAP without `IFF_VNET_HDR` makes the pod's kernel
+//! finish every checksum before the frame reaches the fast path, which verifies them. The
+//! alternative, a veth pair with a `net_af_packet` port on the host end, hands the fast path
+//! frames with checksums left to an offload that never happens (veth's `CHECKSUM_PARTIAL`)
+//! unless every pod's TX offload is turned off, and costs a kernel copy per direction more.
+//! The price of TAP: the pod's interface lives only as long as the fast-path process, so after
+//! a fast-path restart the control daemon re-creates every pod's TAP in its netns with the same
+//! name, MAC and address (`Daemon::resync`).
 //!
-//! The PMD puts the TAP in promiscuous mode (DPDK's default for a started port); the pod's
-//! side is turned back to a normal interface (promisc and allmulticast off), as the reference
-//! plugins leave theirs and as the `tuning` plugin's CHECK expects.
+//! The pod's side is set to a normal interface (promisc and allmulticast off, whatever the
+//! creator left), as the reference plugins leave theirs and as the `tuning` plugin's CHECK
+//! expects.
 //!
 //! The work is done with iproute2, as the reference plugins' behaviour is defined by it:
 //! `ip link set dev X netns PATH` (accepts a netns path) and one `ip -batch` run inside the
@@ -53,9 +56,10 @@ pub fn node_ifname(port: u16) -> String {
     format!("plp{port}")
 }
 
-/// The fast path's devargs for pod port `port`.
+/// The fast path's `AddPort` devargs for pod port `port`: a TAP the fast path creates and
+/// serves directly (not a DPDK device).
 pub fn tap_devargs(port: u16) -> String {
-    format!("net_tap_pl{port},iface={}", node_ifname(port))
+    format!("tap:{}", node_ifname(port))
 }
 
 /// True when `path` names an existing network namespace file.

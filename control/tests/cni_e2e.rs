@@ -123,7 +123,12 @@ fn cnitool_attaches_pods_that_talk_through_the_fast_path() {
         m.contains("podlane_fastpath_drops_total{node=\"node-a\",reason=\"spoofed_ip\"}"),
         "{m}"
     );
-    assert!(m.contains("podlane_port_packets_total{node=\"node-a\",port=\"net_tap_pl0\",role=\"pod\",dir=\"rx\"}"), "{m}");
+    assert!(
+        m.contains(
+            "podlane_port_packets_total{node=\"node-a\",port=\"tap:plp0\",role=\"pod\",dir=\"rx\"}"
+        ),
+        "{m}"
+    );
     assert!(
         m.contains("podlane_cni_requests_total{node=\"node-a\",command=\"Add\",code=\"0\"} 3"),
         "{m}"

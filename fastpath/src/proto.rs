@@ -56,15 +56,20 @@ pub enum Request {
     GetState,
     /// Counters.
     Stats,
-    /// Attaches a DPDK device (e.g. `net_tap3,iface=pl-pod-x`) and starts it as pod port
-    /// `pod_port`, while the workers keep polling the other ports.
+    /// Adds pod port `pod_port` while the workers keep polling the other ports: either a TAP
+    /// device the fast path creates and whose file descriptor the worker reads and writes
+    /// directly (`tap:IFNAME`, e.g. `tap:plp5`; no DPDK ethdev slot, so not bounded by
+    /// `RTE_MAX_ETHPORTS`), or any DPDK device, attached and started (DPDK devargs, e.g.
+    /// `net_pcap3,rx_pcap=in.pcap,tx_pcap=out.pcap`).
     AddPort {
-        /// DPDK devargs.
+        /// `tap:IFNAME`, or DPDK devargs.
         devargs: String,
         /// The pod port id the tables use.
         pod_port: u16,
     },
-    /// Stops, closes and detaches pod port `pod_port` once no worker uses it.
+    /// Removes pod port `pod_port` once no worker uses it: a TAP port's descriptor is closed
+    /// (the device goes with it, in whatever namespace it is); a DPDK device is stopped,
+    /// closed and detached.
     RemovePort {
         /// The pod port id.
         pod_port: u16,
@@ -199,6 +204,31 @@ pub fn read_frame<R: Read>(r: &mut R) -> Result<Vec<u8>, FrameError> {
     let mut body = vec![0u8; len as usize];
     r.read_exact(&mut body)?;
     Ok(body)
+}
+
+/// Binds a unix socket readable and writable by its owner only (mode 0600), replacing a stale
+/// socket a previous run left — never another kind of file. Both of podlane's local control
+/// endpoints (the fast path's and the control daemon's CNI socket) are bound this way.
+pub fn bind_private_socket(
+    path: &std::path::Path,
+) -> std::io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if m.file_type().is_socket() {
+            std::fs::remove_file(path)?;
+        } else {
+            return Err(std::io::Error::other(format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            )));
+        }
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
 }
 
 /// Sends a request and reads the answer (a client helper for the control daemon and tests).

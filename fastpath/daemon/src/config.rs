@@ -89,7 +89,8 @@ pub enum Role {
 #[serde(deny_unknown_fields)]
 pub struct PortSection {
     /// DPDK devargs: a PCI address or a vdev string (net_pcap, net_tap, net_ring, net_memif,
-    /// net_af_packet, net_null).
+    /// net_af_packet, net_null). A pod port may instead be `tap:IFNAME`: a TAP device the
+    /// worker reads and writes directly, which takes no DPDK ethdev slot.
     pub devargs: String,
     /// uplink, host or pod.
     pub role: Role,

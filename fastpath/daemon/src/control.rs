@@ -4,18 +4,17 @@
 //! never a crash.
 
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dpdk::{Eal, PktPool, Port, PortConfig};
+use dpdk::{Eal, PktPool, Port, PortConfig, PortStats, TapPort};
 use fastpath::counters::{CounterSnapshot, Counters};
 use fastpath::rcu::Publisher;
 
-use crate::worker::PortSet;
+use crate::worker::{PodPort, PortSet};
 use fastpath::proto::{read_frame, write_frame, FrameError, PortCounters, Request, Response};
 use fastpath::update::{TableWriter, Update};
 
@@ -32,15 +31,42 @@ pub struct ControlStats {
     pub refused: AtomicU64,
 }
 
-/// Run-time pod ports: attaches and starts devices, publishes port sets, closes removed ports
-/// once no worker reads the set that held them.
+/// The devargs prefix asking for a pod port that is a TAP file descriptor rather than a DPDK
+/// device: `tap:IFNAME`.
+pub const TAP_PREFIX: &str = "tap:";
+
+/// Opens a pod port: `tap:IFNAME` creates the TAP device `IFNAME` (a [`TapPort`], no ethdev
+/// slot), anything else is DPDK devargs to attach and start.
+pub fn open_pod_port(
+    devargs: &str,
+    eal: &Eal,
+    config: &PortConfig,
+    pool: &Arc<PktPool>,
+) -> Result<PodPort, String> {
+    if let Some(ifname) = devargs.strip_prefix(TAP_PREFIX) {
+        let tap = TapPort::create(ifname).map_err(|e| e.to_string())?;
+        return Ok(PodPort::Tap(tap, Arc::clone(pool)));
+    }
+    let id = eal.attach(devargs).map_err(|e| e.to_string())?;
+    match Port::start(id, config, pool) {
+        Ok(port) => Ok(PodPort::Eth(port)),
+        Err(e) => {
+            // Give the device's ethdev slot back.
+            let _ = eal.detach_vdev(&dpdk::port::port_name(id));
+            Err(e.to_string())
+        }
+    }
+}
+
+/// Run-time pod ports: creates TAP ports or attaches and starts devices, publishes port sets,
+/// closes removed ports once no worker reads the set that held them.
 #[derive(Debug)]
 pub struct PortManager {
     /// The EAL (device attach/detach).
     pub eal: Arc<Eal>,
-    /// The pool new ports' receive queues fill from.
+    /// The pool new ports' receive queues (and TAP ports' reads) fill from.
     pub pool: Arc<PktPool>,
-    /// Queue settings for new ports.
+    /// Queue settings for new ethdev ports.
     pub config: PortConfig,
     /// The published port set.
     pub ports: Publisher<PortSet>,
@@ -64,8 +90,7 @@ impl PortManager {
         {
             return Err(format!("pod port {pod_port} is already attached"));
         }
-        let id = self.eal.attach(devargs).map_err(|e| e.to_string())?;
-        let port = Port::start(id, &self.config, &self.pool).map_err(|e| e.to_string())?;
+        let port = open_pod_port(devargs, &self.eal, &self.config, &self.pool)?;
         let mut next = (*cur).clone();
         if next.pods.len() <= usize::from(pod_port) {
             next.pods.resize(usize::from(pod_port) + 1, None);
@@ -85,7 +110,8 @@ impl PortManager {
         drop(cur);
         self.ports.publish(next);
         // Wait until no worker holds a set with the port (each takes the new set at its next
-        // poll, microseconds away), then close it: the driver frees what its queues held.
+        // poll, microseconds away), then close it: the driver frees what its queues held; a
+        // TAP's descriptor closes, and the device goes with it wherever it is.
         let t0 = std::time::Instant::now();
         while Arc::strong_count(&port) > 1 {
             self.ports.reclaim();
@@ -96,10 +122,19 @@ impl PortManager {
             }
             std::thread::sleep(Duration::from_micros(200));
         }
-        let name = port.name().to_string();
-        port.close().map_err(|e| e.to_string())?;
-        drop(port);
-        self.eal.detach_vdev(&name).map_err(|e| e.to_string())
+        match Arc::try_unwrap(port) {
+            Ok(PodPort::Tap(tap, _)) => {
+                drop(tap);
+                Ok(())
+            }
+            Ok(PodPort::Eth(port)) => {
+                let name = port.name().to_string();
+                port.close().map_err(|e| e.to_string())?;
+                drop(port);
+                self.eal.detach_vdev(&name).map_err(|e| e.to_string())
+            }
+            Err(_) => Err(format!("pod port {pod_port}: still referenced; not closed")),
+        }
     }
 }
 
@@ -116,21 +151,7 @@ impl ControlServer {
     /// Binds `path` (replacing a stale socket left by a previous run, never another kind of
     /// file), readable and writable by the owner only.
     pub fn bind(path: &Path, epoch: u64) -> io::Result<ControlServer> {
-        if let Ok(m) = std::fs::symlink_metadata(path) {
-            if m.file_type().is_socket() {
-                std::fs::remove_file(path)?;
-            } else {
-                return Err(io::Error::other(format!(
-                    "{} exists and is not a socket; refusing to replace it",
-                    path.display()
-                )));
-            }
-        }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let listener = fastpath::proto::bind_private_socket(path)?;
         Ok(ControlServer {
             listener,
             path: path.to_path_buf(),
@@ -256,28 +277,26 @@ impl ControlServer {
 }
 
 fn port_counters(set: &PortSet) -> Vec<PortCounters> {
-    let one = |p: &Port, role: &str, pod_port: Option<u16>| {
-        let s = p.stats();
-        PortCounters {
-            name: p.name().to_string(),
-            role: role.to_string(),
-            pod_port,
-            rx_packets: s.rx_packets,
-            tx_packets: s.tx_packets,
-            rx_bytes: s.rx_bytes,
-            tx_bytes: s.tx_bytes,
-            rx_missed: s.rx_missed,
-            rx_errors: s.rx_errors,
-            tx_errors: s.tx_errors,
-        }
+    let one = |name: String, s: PortStats, role: &str, pod_port: Option<u16>| PortCounters {
+        name,
+        role: role.to_string(),
+        pod_port,
+        rx_packets: s.rx_packets,
+        tx_packets: s.tx_packets,
+        rx_bytes: s.rx_bytes,
+        tx_bytes: s.tx_bytes,
+        rx_missed: s.rx_missed,
+        rx_errors: s.rx_errors,
+        tx_errors: s.tx_errors,
     };
-    let mut v = vec![one(&set.uplink, "uplink", None)];
+    let eth = |p: &Port, role: &str| one(p.name().to_string(), p.stats(), role, None);
+    let mut v = vec![eth(&set.uplink, "uplink")];
     if let Some(h) = &set.host {
-        v.push(one(h, "host", None));
+        v.push(eth(h, "host"));
     }
     for (i, p) in set.pods.iter().enumerate() {
         if let Some(p) = p {
-            v.push(one(p, "pod", u16::try_from(i).ok()));
+            v.push(one(p.name(), p.stats(), "pod", u16::try_from(i).ok()));
         }
     }
     v

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use daemon::config::{Config, Role};
-use daemon::control::{ControlServer, PortManager};
-use daemon::worker::{PortSet, Worker};
+use daemon::control::{open_pod_port, ControlServer, PortManager};
+use daemon::worker::{PodPort, PortSet, Worker};
 use dpdk::{Eal, PktPool, Port, PortConfig};
 use fastpath::counters::{CounterSnapshot, Counters, Event};
 use fastpath::pipeline::Pipeline;
@@ -107,8 +107,19 @@ fn run_dpdk(
     };
     let mut uplink = None;
     let mut host = None;
-    let mut pods: Vec<Option<Arc<Port>>> = Vec::new();
+    let mut pods: Vec<Option<Arc<PodPort>>> = Vec::new();
     for p in &cfg.ports {
+        if p.role == Role::Pod {
+            // A pod port may be a TAP file descriptor (`tap:IFNAME`) or any DPDK device.
+            let port = open_pod_port(&p.devargs, eal, &pcfg, &pool)
+                .map_err(|e| format!("{e} (devargs {:?})", p.devargs))?;
+            let n = usize::from(p.pod_port.unwrap_or(0));
+            if pods.len() <= n {
+                pods.resize_with(n + 1, || None);
+            }
+            pods[n] = Some(Arc::new(port));
+            continue;
+        }
         let id = eal.attach(&p.devargs).map_err(|e| e.to_string())?;
         let port = Port::start(id, &pcfg, &pool).map_err(|e| {
             format!(
@@ -120,13 +131,7 @@ fn run_dpdk(
         match p.role {
             Role::Uplink => uplink = Some(port),
             Role::Host => host = Some(port),
-            Role::Pod => {
-                let n = usize::from(p.pod_port.unwrap_or(0));
-                if pods.len() <= n {
-                    pods.resize_with(n + 1, || None);
-                }
-                pods[n] = Some(port);
-            }
+            Role::Pod => {}
         }
     }
     let uplink = uplink.ok_or("no uplink port")?;
@@ -252,7 +257,10 @@ fn finish(
     for p in manager.ports.current().all() {
         p.close().map_err(|e| e.to_string())?;
     }
+    // TAP pod ports close with the last set holding them.
     drop(manager);
+    // Every mbuf is back by now: the worker's buffers are gone and the ports are closed.
+    let mbufs_in_use = pool.in_use();
     let report = serde_json::json!({
         "seconds": elapsed,
         "rx_packets": stats.rx,
@@ -260,6 +268,7 @@ fn finish(
         "rx_mpps": stats.rx as f64 / elapsed / 1e6,
         "tx_mpps": stats.tx as f64 / elapsed / 1e6,
         "polls": stats.polls,
+        "mbufs_in_use": mbufs_in_use,
         "counters": snap.nonzero().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
     });
     println!(

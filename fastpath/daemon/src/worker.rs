@@ -8,10 +8,63 @@
 
 use std::sync::Arc;
 
-use dpdk::{Burst, Port};
+use dpdk::{Burst, PktPool, Port, PortStats, TapPort};
 use fastpath::counters::{Counters, Disposition, DropReason};
 use fastpath::pipeline::{Ingress, Pipeline, BURST};
 use fastpath::rcu::Reader;
+
+/// A pod port: a DPDK ethdev port, or a TAP file descriptor the worker reads and writes itself
+/// (no ethdev slot: Debian's DPDK has 32 of them, a node needs pod ports by the hundred).
+#[derive(Debug)]
+pub enum PodPort {
+    /// An ethdev port (any DPDK device: net_pcap, net_tap, net_ring, ...).
+    Eth(Port),
+    /// A TAP device, with the pool its received frames are copied into.
+    Tap(TapPort, Arc<PktPool>),
+}
+
+impl PodPort {
+    /// The port's name: the DPDK device name, or `tap:IFNAME`.
+    pub fn name(&self) -> String {
+        match self {
+            PodPort::Eth(p) => p.name().to_string(),
+            PodPort::Tap(t, _) => format!("tap:{}", t.name()),
+        }
+    }
+
+    /// The port's counters.
+    pub fn stats(&self) -> PortStats {
+        match self {
+            PodPort::Eth(p) => p.stats(),
+            PodPort::Tap(t, _) => t.stats(),
+        }
+    }
+
+    /// The ethdev port, if this is one.
+    pub fn eth(&self) -> Option<&Port> {
+        match self {
+            PodPort::Eth(p) => Some(p),
+            PodPort::Tap(..) => None,
+        }
+    }
+
+    #[inline]
+    fn rx_burst(&self, q: u16, out: &mut Burst) -> usize {
+        match self {
+            PodPort::Eth(p) => p.rx_burst(q, out),
+            // One queue: the TAP is opened without IFF_MULTI_QUEUE.
+            PodPort::Tap(t, pool) => t.rx_burst(pool, out),
+        }
+    }
+
+    #[inline]
+    fn tx_burst(&self, q: u16, pkts: &mut Burst) -> usize {
+        match self {
+            PodPort::Eth(p) => p.tx_burst(q, pkts),
+            PodPort::Tap(t, _) => t.tx_burst(pkts),
+        }
+    }
+}
 
 /// The ports the workers serve. Published RCU-style like the tables: the control thread adds
 /// and removes pod ports by publishing a new set, and closes a removed port only once no
@@ -23,30 +76,56 @@ pub struct PortSet {
     /// The host-path port (a TAP into the node's kernel), if configured.
     pub host: Option<Arc<Port>>,
     /// Pod ports, indexed by the pod port id the tables use.
-    pub pods: Vec<Option<Arc<Port>>>,
+    pub pods: Vec<Option<Arc<PodPort>>>,
 }
 
-impl PortSet {
-    /// Every port, uplink first.
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Port>> {
-        std::iter::once(&self.uplink)
-            .chain(self.host.iter())
-            .chain(self.pods.iter().flatten())
-    }
+/// One port of a set, whichever kind.
+#[derive(Clone, Copy)]
+enum AnyPort<'a> {
+    Eth(&'a Port),
+    Pod(&'a PodPort),
+}
 
-    fn get(&self, ingress: Ingress) -> Option<&Port> {
-        match ingress {
-            Ingress::Uplink => Some(&self.uplink),
-            Ingress::Host => self.host.as_deref(),
-            Ingress::Pod(p) => self.pods.get(p as usize)?.as_deref(),
+impl AnyPort<'_> {
+    #[inline]
+    fn rx_burst(self, q: u16, out: &mut Burst) -> usize {
+        match self {
+            AnyPort::Eth(p) => p.rx_burst(q, out),
+            AnyPort::Pod(p) => p.rx_burst(q, out),
         }
     }
 
-    fn for_slot(&self, slot: usize) -> Option<&Port> {
+    #[inline]
+    fn tx_burst(self, q: u16, pkts: &mut Burst) -> usize {
+        match self {
+            AnyPort::Eth(p) => p.tx_burst(q, pkts),
+            AnyPort::Pod(p) => p.tx_burst(q, pkts),
+        }
+    }
+}
+
+impl PortSet {
+    /// Every DPDK ethdev port, uplink first (TAP pod ports are not ethdev ports: they close
+    /// when the last set holding them is dropped).
+    pub fn all(&self) -> impl Iterator<Item = &Port> {
+        std::iter::once(&*self.uplink)
+            .chain(self.host.as_deref())
+            .chain(self.pods.iter().flatten().filter_map(|p| p.eth()))
+    }
+
+    fn get(&self, ingress: Ingress) -> Option<AnyPort<'_>> {
+        match ingress {
+            Ingress::Uplink => Some(AnyPort::Eth(&self.uplink)),
+            Ingress::Host => self.host.as_deref().map(AnyPort::Eth),
+            Ingress::Pod(p) => self.pods.get(p as usize)?.as_deref().map(AnyPort::Pod),
+        }
+    }
+
+    fn for_slot(&self, slot: usize) -> Option<AnyPort<'_>> {
         match slot {
-            TX_UPLINK => Some(&self.uplink),
-            TX_HOST => self.host.as_deref(),
-            s => self.pods.get(s - TX_POD0)?.as_deref(),
+            TX_UPLINK => Some(AnyPort::Eth(&self.uplink)),
+            TX_HOST => self.host.as_deref().map(AnyPort::Eth),
+            s => self.pods.get(s - TX_POD0)?.as_deref().map(AnyPort::Pod),
         }
     }
 }

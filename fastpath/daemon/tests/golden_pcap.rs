@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use daemon::worker::{PortSet, Worker};
+use daemon::worker::{PodPort, PortSet, Worker};
 use dpdk::{Eal, EalConfig, PktPool, Port, PortConfig};
 use fastpath::counters::{DropReason, Event};
 use fastpath::fixtures::*;
@@ -223,7 +223,12 @@ fn pipeline_on_net_pcap_ports_matches_golden_output() {
     let set = Publisher::new(PortSet {
         uplink: ports[0].take().unwrap(),
         host: ports[1].take(),
-        pods: vec![ports[2].take(), ports[3].take()],
+        pods: [2, 3]
+            .map(|i| {
+                let p = ports[i].take().and_then(|p| Arc::try_unwrap(p).ok());
+                p.map(|p| Arc::new(PodPort::Eth(p)))
+            })
+            .to_vec(),
     });
     let mut worker = Worker::new(pipeline, set.reader(), 0, 16);
     let mut idle = 0;

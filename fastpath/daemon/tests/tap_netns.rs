@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use daemon::worker::{PortSet, Worker};
+use daemon::worker::{PodPort, PortSet, Worker};
 use dpdk::{Eal, EalConfig, PktPool, Port, PortConfig};
 use fastpath::counters::Event;
 use fastpath::fixtures::*;
@@ -67,8 +67,9 @@ fn two_pods_in_namespaces_ping_and_exchange_udp_through_the_fast_path() {
         Arc::new(Port::start(pid, &cfg, &pool).unwrap())
     };
     let uplink = start("net_null0,no-rx=1");
-    let port_a = start(&format!("net_tap0,iface={tap_a}"));
-    let port_b = start(&format!("net_tap1,iface={tap_b}"));
+    let pod = |p: Arc<Port>| Arc::new(PodPort::Eth(Arc::try_unwrap(p).unwrap()));
+    let port_a = pod(start(&format!("net_tap0,iface={tap_a}")));
+    let port_b = pod(start(&format!("net_tap1,iface={tap_b}")));
 
     // Each TAP's kernel end becomes a pod's eth0, with the pod's MAC, IP and default route.
     for (tap, ns, mac, ip) in [

@@ -77,6 +77,33 @@ impl Mbuf {
         true
     }
 
+    /// The address just past the data, where [`Mbuf::tailroom`] bytes may be written (a
+    /// `read(2)` straight into the mbuf; [`Mbuf::extend_written`] then counts them). For a
+    /// single-segment mbuf, as every freshly allocated one is.
+    pub(crate) fn tail_ptr(&mut self) -> *mut u8 {
+        let h = self.hdr_mut();
+        // wrapping_add: no dereference here; the address stays inside the mbuf's buffer
+        // (data_off + data_len <= buf_len).
+        h.buf_addr
+            .cast::<u8>()
+            .wrapping_add(usize::from(h.data_off) + usize::from(h.data_len))
+    }
+
+    /// Counts `n` bytes written at [`Mbuf::tail_ptr`] as packet data (`rte_pktmbuf_append`
+    /// without the copy). False, and nothing changed, if they exceed the tailroom.
+    ///
+    /// # Safety
+    /// The first `n` bytes at `tail_ptr()` must have been written since (they become readable
+    /// through [`PacketBuf::data`]).
+    pub(crate) unsafe fn extend_written(&mut self, n: usize) -> bool {
+        let Ok(n) = u16::try_from(n) else {
+            return false;
+        };
+        // SAFETY: self owns a valid mbuf; append changes nothing and returns NULL when n bytes
+        // do not fit, else only grows data_len/pkt_len over bytes the caller wrote.
+        !unsafe { sys::podlane_rte_pktmbuf_append(self.ptr.as_ptr(), n) }.is_null()
+    }
+
     /// Prefetches the packet's first cache line (for the next packets of a burst).
     #[inline(always)]
     pub fn prefetch(&self) {

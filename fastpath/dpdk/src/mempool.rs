@@ -74,11 +74,17 @@ impl PktPool {
 
     /// A new empty mbuf.
     pub fn alloc(&self) -> Result<crate::Mbuf, DpdkError> {
+        self.try_alloc()
+            .ok_or_else(|| DpdkError::Invalid("mbuf pool exhausted".into()))
+    }
+
+    /// A new empty mbuf, or None when the pool is exhausted (the fast path's variant: no
+    /// error text is built).
+    #[inline]
+    pub fn try_alloc(&self) -> Option<crate::Mbuf> {
         // SAFETY: the pool is valid while self lives.
         let m = unsafe { sys::podlane_rte_pktmbuf_alloc(self.ptr.as_ptr()) };
-        NonNull::new(m)
-            .map(crate::Mbuf::from_raw_nonnull)
-            .ok_or_else(|| DpdkError::Invalid("mbuf pool exhausted".into()))
+        NonNull::new(m).map(crate::Mbuf::from_raw_nonnull)
     }
 }
 
