@@ -332,7 +332,7 @@ impl Daemon {
                 continue;
             };
             let add = self.fp.call(&Request::AddPort {
-                devargs: netns::tap_devargs(p.port),
+                devargs: netns::tap_devargs(&self.cfg.tap_prefix, p.port),
                 pod_port: p.port,
             });
             if let Err(e) = add {
@@ -340,7 +340,7 @@ impl Daemon {
                 continue;
             }
             let _ = netns::detach(ns, &p.key.ifname);
-            let tap = netns::node_ifname(p.port);
+            let tap = netns::node_ifname(&self.cfg.tap_prefix, p.port);
             let pif = self.pod_if(p, ns, node, &tap);
             if let Err(e) = netns::attach(&pif) {
                 tracing::warn!(pod = %p.key.store_key(), "re-plumbing the pod: {e}");
@@ -693,7 +693,7 @@ impl Daemon {
             _ => cni_err(code::FASTPATH_FAILURE, e.to_string()),
         };
         let add = Request::AddPort {
-            devargs: netns::tap_devargs(rec.port),
+            devargs: netns::tap_devargs(&self.cfg.tap_prefix, rec.port),
             pod_port: rec.port,
         };
         match self.fp.ok(&add) {
@@ -705,7 +705,7 @@ impl Daemon {
             }
             Err(e) => return Err(fp_err(e)),
         }
-        let tap = netns::node_ifname(rec.port);
+        let tap = netns::node_ifname(&self.cfg.tap_prefix, rec.port);
         let pif = self.pod_if(rec, ns, node, &tap);
         netns::attach(&pif).map_err(|e| {
             let c = if netns::netns_exists(ns) {
@@ -818,7 +818,7 @@ impl Daemon {
                 ));
             }
         }
-        let tap = netns::node_ifname(rec.port);
+        let tap = netns::node_ifname(&self.cfg.tap_prefix, rec.port);
         netns::check(&self.pod_if(&rec, &ns, node, &tap))
             .map_err(|e| cni_err(code::CHECK_FAILED, "pod interface check failed").details(e))?;
         // The fast path must hold the pod.

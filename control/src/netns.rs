@@ -51,15 +51,16 @@ pub struct PodIf<'a> {
     pub gateway: Ipv4Addr,
 }
 
-/// The TAP name in the node namespace for pod port `port` (≤ 15 bytes).
-pub fn node_ifname(port: u16) -> String {
-    format!("plp{port}")
+/// The TAP name in the node namespace for pod port `port`: `prefix` (1-6 characters, see
+/// `Config::tap_prefix`) and the port id, at most 11 bytes (Linux allows 15).
+pub fn node_ifname(prefix: &str, port: u16) -> String {
+    format!("{prefix}{port}")
 }
 
-/// The fast path's `AddPort` devargs for pod port `port`: a TAP the fast path creates and
-/// serves directly (not a DPDK device).
-pub fn tap_devargs(port: u16) -> String {
-    format!("tap:{}", node_ifname(port))
+/// The fast path's `AddPort` device for pod port `port`: a TAP the worker serves through its
+/// file descriptor.
+pub fn tap_devargs(prefix: &str, port: u16) -> String {
+    format!("tap:{}", node_ifname(prefix, port))
 }
 
 /// True when `path` names an existing network namespace file.

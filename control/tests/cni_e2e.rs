@@ -116,6 +116,40 @@ fn cnitool_attaches_pods_that_talk_through_the_fast_path() {
         "one conntrack entry per client socket: {stats}"
     );
 
+    // The CLI reads the same state, as tables and as JSON.
+    let ctl = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_podlanectl"))
+            .args(["--server", &node.http])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "podlanectl {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let pods_json: serde_json::Value = serde_json::from_str(&ctl(&["pods", "--json"])).unwrap();
+    assert_eq!(pods_json.as_array().unwrap().len(), 3);
+    let table = ctl(&["pods"]);
+    assert!(
+        table.contains("10.244.1.3") && table.contains("default/test"),
+        "{table}"
+    );
+    let svcs = ctl(&["services"]);
+    assert!(
+        svcs.contains("kube-system/kube-dns  10.96.0.10")
+            && svcs.contains("port 53/UDP → 5353")
+            && svcs.contains("backend 10.244.1.4 (ready)"),
+        "{svcs}"
+    );
+    let ct = ctl(&["conntrack"]);
+    assert!(ct.contains("conntrack entries in use:"), "{ct}");
+    let counters = ctl(&["counters"]);
+    assert!(
+        counters.contains("tap:te0") && counters.contains("ct_new"),
+        "{counters}"
+    );
+    assert!(ctl(&["nodes"]).contains("node-b"));
+    assert!(ctl(&["ipam"]).contains("10.244.1.0/24"));
+
     // Metrics carry the per-reason and per-port counters and the CNI latency.
     let (_, m) = node.api("GET", "/metrics", "");
     let m = m.as_str().unwrap_or_default().to_string();
@@ -125,7 +159,7 @@ fn cnitool_attaches_pods_that_talk_through_the_fast_path() {
     );
     assert!(
         m.contains(
-            "podlane_port_packets_total{node=\"node-a\",port=\"tap:plp0\",role=\"pod\",dir=\"rx\"}"
+            "podlane_port_packets_total{node=\"node-a\",port=\"tap:te0\",role=\"pod\",dir=\"rx\"}"
         ),
         "{m}"
     );
@@ -137,6 +171,18 @@ fn cnitool_attaches_pods_that_talk_through_the_fast_path() {
         m.contains("podlane_table_entries{node=\"node-a\",table=\"pods\"} 3"),
         "{m}"
     );
+
+    // The fast path keeps forwarding while the control daemon is down.
+    node.kill_control();
+    let ping = node.exec(
+        &ns_a,
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.244.1.4"],
+    );
+    assert!(
+        ping.status.success(),
+        "forwarding stopped with the daemon down"
+    );
+    node.start_control();
 
     // DEL: B stops receiving, its IP returns to the pool; repeated DEL succeeds.
     let del = node.cnitool("del", &ns_b);
