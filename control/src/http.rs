@@ -14,6 +14,7 @@
 //! | GET | `/v1/ipam` | the pod CIDR, allocated and free addresses |
 //! | GET | `/v1/fastpath/stats` | the fast path's counters (per drop reason, event, port) |
 //! | GET | `/v1/fastpath/state` | the tables the fast path holds |
+//! | GET | `/v1/fastpath/conntrack?limit=N` | connection-tracking entries (default 1000 per worker) |
 //! | POST | `/v1/resync` | forces a full resync |
 //!
 //! Errors are `{"error": "..."}` with 400 (invalid), 404, 409 (refused by the fast path), 503
@@ -153,6 +154,20 @@ pub fn route(d: &Daemon, method: &Method, url: &str, body: &str) -> Reply {
             Ok(other) => err(500, &format!("unexpected answer {other:?}")),
             Err(e) => fp_err(e),
         },
+        (Method::Get, ["v1", "fastpath", "conntrack"]) => {
+            let limit = url
+                .split_once('?')
+                .and_then(|(_, q)| {
+                    q.split('&')
+                        .find_map(|kv| kv.strip_prefix("limit=")?.parse::<u32>().ok())
+                })
+                .unwrap_or(1000);
+            match d.fastpath().call(&Request::Conntrack { limit }) {
+                Ok(r @ Response::Conntrack { .. }) => json(200, &r),
+                Ok(other) => err(500, &format!("unexpected answer {other:?}")),
+                Err(e) => fp_err(e),
+            }
+        }
         (Method::Post, ["v1", "resync"]) => match d.resync() {
             Ok(()) => json(200, &d.status()),
             Err(e) => err(503, &e),

@@ -140,8 +140,29 @@ fn cnitool_attaches_pods_that_talk_through_the_fast_path() {
             && svcs.contains("backend 10.244.1.4 (ready)"),
         "{svcs}"
     );
-    let ct = ctl(&["conntrack"]);
-    assert!(ct.contains("conntrack entries in use:"), "{ct}");
+    // The 40 client sockets' flows, each client → VIP:53 rewritten to a backend's :5353.
+    let ct: serde_json::Value = serde_json::from_str(&ctl(&["conntrack", "--json"])).unwrap();
+    let flows = ct["flows"].as_array().unwrap();
+    assert!(ct["total"].as_u64().unwrap() >= 40, "{ct}");
+    let dns: Vec<_> = flows
+        .iter()
+        .filter(|f| f["orig_dst"] == "10.96.0.10:53" && f["proto"] == "udp")
+        .collect();
+    assert!(dns.len() >= 40, "{ct}");
+    assert!(
+        dns.iter().all(|f| {
+            let b = f["reply_src"].as_str().unwrap();
+            (b == "10.244.1.3:5353" || b == "10.244.1.4:5353")
+                && f["orig_src"].as_str().unwrap().starts_with("10.244.1.2:")
+                && f["state"] == "replied"
+        }),
+        "{dns:?}"
+    );
+    let table = ctl(&["conntrack", "--limit", "5"]);
+    assert!(
+        table.contains("10.96.0.10:53") && table.contains("ct_new"),
+        "{table}"
+    );
     let counters = ctl(&["counters"]);
     assert!(
         counters.contains("tap:te0") && counters.contains("ct_new"),

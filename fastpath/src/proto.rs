@@ -74,6 +74,12 @@ pub enum Request {
         /// The pod port id.
         pod_port: u16,
     },
+    /// Up to `limit` connection-tracking entries of every worker (copied by each worker
+    /// between two polls; the packet path never waits for it).
+    Conntrack {
+        /// The most entries to return (per worker).
+        limit: u32,
+    },
 }
 
 /// The fast path's answer.
@@ -109,6 +115,15 @@ pub enum Response {
         #[serde(default)]
         ports: Vec<PortCounters>,
     },
+    /// Connection-tracking entries.
+    Conntrack {
+        /// Process epoch.
+        epoch: u64,
+        /// Entries in use over all workers.
+        total: u64,
+        /// The entries copied (at most the request's limit per worker).
+        flows: Vec<CtFlow>,
+    },
     /// The request was refused; nothing changed.
     Error {
         /// What was wrong, for a person.
@@ -141,6 +156,62 @@ pub struct PortCounters {
     pub rx_errors: u64,
     /// Transmit errors.
     pub tx_errors: u64,
+}
+
+/// One connection-tracking entry as the CLI shows it. `orig` is the tuple the client sent
+/// (client → ClusterIP/NodePort), `reply` the tuple the backend answers with (backend → client,
+/// or → the SNAT address); together they say what the fast path rewrites.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtFlow {
+    /// Which worker holds it.
+    pub worker: u16,
+    /// `tcp` or `udp`.
+    pub proto: String,
+    /// Client side: `src:port`.
+    pub orig_src: String,
+    /// Client side: `dst:port` (the frontend).
+    pub orig_dst: String,
+    /// Backend side: `src:port` (the backend).
+    pub reply_src: String,
+    /// Backend side: `dst:port` (the client, or the SNAT address).
+    pub reply_dst: String,
+    /// TCP state (`syn_sent`, `established`, `fin_wait`, `closed`) or `replied`/`unreplied`.
+    pub state: String,
+    /// Milliseconds since its last packet.
+    pub idle_ms: u64,
+}
+
+impl CtFlow {
+    /// The view of a conntrack entry at `now_ms`.
+    pub fn of(worker: u16, e: &crate::tables::conntrack::Entry, now_ms: u64) -> CtFlow {
+        use crate::tables::conntrack::{Dir, TcpState};
+        let ep = |ip: u32, port: u16| format!("{}:{port}", core::net::Ipv4Addr::from_bits(ip));
+        let o = e.key(Dir::Orig);
+        let r = e.key(Dir::Reply);
+        let state = match e.state {
+            TcpState::SynSent => "syn_sent",
+            TcpState::Established => "established",
+            TcpState::FinWait => "fin_wait",
+            TcpState::Closed => "closed",
+            TcpState::None if e.replied() => "replied",
+            TcpState::None => "unreplied",
+        };
+        CtFlow {
+            worker,
+            proto: match e.proto() {
+                6 => "tcp".into(),
+                17 => "udp".into(),
+                n => n.to_string(),
+            },
+            orig_src: ep(o.src, o.sport),
+            orig_dst: ep(o.dst, o.dport),
+            reply_src: ep(r.src, r.sport),
+            reply_dst: ep(r.dst, r.dport),
+            state: state.into(),
+            idle_ms: now_ms.saturating_sub(e.last_seen()),
+        }
+    }
 }
 
 /// Why a frame could not be read.

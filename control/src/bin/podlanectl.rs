@@ -36,8 +36,12 @@ enum Cmd {
     Ipam,
     /// The fast path's counters (drop reasons, events, ports).
     Counters,
-    /// Connection tracking: entries in use and table events.
-    Conntrack,
+    /// Connection tracking: the entries (client → frontend, backend → client) and table events.
+    Conntrack {
+        /// The most entries to show per worker.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
     /// The tables the fast path holds.
     State,
     /// Replaces the cluster state with a YAML/JSON file.
@@ -142,7 +146,12 @@ fn run(args: &Args) -> Result<(), String> {
         Cmd::Nodes => get(args, "/v1/nodes")?,
         Cmd::Services => get(args, "/v1/services")?,
         Cmd::Ipam => get(args, "/v1/ipam")?,
-        Cmd::Counters | Cmd::Conntrack => get(args, "/v1/fastpath/stats")?,
+        Cmd::Counters => get(args, "/v1/fastpath/stats")?,
+        Cmd::Conntrack { limit } => {
+            let mut v = get(args, &format!("/v1/fastpath/conntrack?limit={limit}"))?;
+            v["events"] = get(args, "/v1/fastpath/stats")?["counters"].take();
+            v
+        }
         Cmd::State => get(args, "/v1/fastpath/state")?,
         Cmd::Apply { file } => {
             let text =
@@ -274,14 +283,26 @@ fn run(args: &Args) -> Result<(), String> {
                 );
             }
         }
-        Cmd::Conntrack => {
-            let c = &v["counters"];
-            let n = |k: &str| c[k].as_u64().unwrap_or(0);
-            let gone = n("ct_expired") + n("ct_evicted_full") + n("ct_purged_endpoint_removed");
+        Cmd::Conntrack { .. } => {
+            println!("conntrack entries in use: {}", s(&v["total"]));
             println!(
-                "conntrack entries in use: {}",
-                n("ct_new").saturating_sub(gone)
+                "{:<4} {:<22} {:<22} {:<22} {:<22} {:<12} {:>8}",
+                "PROTO", "CLIENT", "FRONTEND", "BACKEND", "REPLY TO", "STATE", "IDLE ms"
             );
+            for f in arr(&v["flows"]) {
+                println!(
+                    "{:<4} {:<22} {:<22} {:<22} {:<22} {:<12} {:>8}",
+                    s(&f["proto"]),
+                    s(&f["orig_src"]),
+                    s(&f["orig_dst"]),
+                    s(&f["reply_src"]),
+                    s(&f["reply_dst"]),
+                    s(&f["state"]),
+                    s(&f["idle_ms"])
+                );
+            }
+            let ev = &v["events"];
+            let n = |k: &str| ev[k].as_u64().unwrap_or(0);
             for k in [
                 "ct_new",
                 "ct_hit_orig",
@@ -291,7 +312,7 @@ fn run(args: &Args) -> Result<(), String> {
                 "ct_purged_endpoint_removed",
                 "snat_port_rewritten",
             ] {
-                println!("  {k:<22} {}", n(k));
+                println!("  {k:<28} {}", n(k));
             }
         }
         _ => println!(

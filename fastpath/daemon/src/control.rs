@@ -14,7 +14,7 @@ use dpdk::{Eal, PktPool, Port, PortConfig, PortStats, TapPort};
 use fastpath::counters::{CounterSnapshot, Counters};
 use fastpath::rcu::Publisher;
 
-use crate::worker::{PodPort, PortSet};
+use crate::worker::{CtDumpSlot, PodPort, PortSet};
 use fastpath::proto::{read_frame, write_frame, FrameError, PortCounters, Request, Response};
 use fastpath::update::{TableWriter, Update};
 
@@ -138,6 +138,15 @@ impl PortManager {
     }
 }
 
+/// What the control thread holds of each worker.
+#[derive(Debug, Clone)]
+pub struct WorkerHandle {
+    /// Its counters.
+    pub counters: Arc<Counters>,
+    /// Its conntrack dump slot.
+    pub conntrack: Arc<CtDumpSlot>,
+}
+
 /// The server.
 #[derive(Debug)]
 pub struct ControlServer {
@@ -172,7 +181,7 @@ impl ControlServer {
         &self,
         writer: &mut TableWriter,
         ports: &mut PortManager,
-        workers: &[Arc<Counters>],
+        workers: &[WorkerHandle],
     ) {
         if let Ok((stream, _)) = self.listener.accept() {
             self.serve(stream, writer, ports, workers);
@@ -189,7 +198,7 @@ impl ControlServer {
         mut s: UnixStream,
         writer: &mut TableWriter,
         ports: &mut PortManager,
-        workers: &[Arc<Counters>],
+        workers: &[WorkerHandle],
     ) {
         if s.set_nonblocking(false).is_err()
             || s.set_read_timeout(Some(Duration::from_secs(5))).is_err()
@@ -234,7 +243,7 @@ impl ControlServer {
         req: Request,
         writer: &mut TableWriter,
         ports: &mut PortManager,
-        workers: &[Arc<Counters>],
+        workers: &[WorkerHandle],
     ) -> Response {
         let epoch = self.epoch;
         let applied = match req {
@@ -252,13 +261,14 @@ impl ControlServer {
                 return Response::Stats {
                     epoch,
                     generation: writer.generation(),
-                    counters: CounterSnapshot::sum(workers.iter().map(|c| &**c)),
+                    counters: CounterSnapshot::sum(workers.iter().map(|w| &*w.counters)),
                     ports: port_counters(&ports.ports.current()),
                 }
             }
             Request::AddPort { devargs, pod_port } => {
                 return self.port_result(writer, ports.add(&devargs, pod_port));
             }
+            Request::Conntrack { limit } => return self.conntrack(workers, limit),
             Request::RemovePort { pod_port } => {
                 return self.port_result(writer, ports.remove(pod_port));
             }
@@ -303,6 +313,35 @@ fn port_counters(set: &PortSet) -> Vec<PortCounters> {
 }
 
 impl ControlServer {
+    /// Asks every worker for its entries and waits (up to a second) for their answers.
+    fn conntrack(&self, workers: &[WorkerHandle], limit: u32) -> Response {
+        for w in workers {
+            w.conntrack.request(limit);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        let (mut total, mut flows) = (0, Vec::new());
+        for w in workers {
+            loop {
+                if let Some((n, mut f)) = w.conntrack.take() {
+                    total += n;
+                    flows.append(&mut f);
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    return Response::Error {
+                        message: "a worker did not answer the conntrack dump within 1 s".into(),
+                    };
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+        Response::Conntrack {
+            epoch: self.epoch,
+            total,
+            flows,
+        }
+    }
+
     fn port_result(&self, writer: &TableWriter, r: Result<(), String>) -> Response {
         match r {
             Ok(()) => Response::Ok {

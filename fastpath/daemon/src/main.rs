@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use daemon::config::{Config, Role};
-use daemon::control::{open_pod_port, ControlServer, PortManager};
+use daemon::control::{open_pod_port, ControlServer, PortManager, WorkerHandle};
 use daemon::worker::{PodPort, PortSet, Worker};
 use dpdk::{Eal, PktPool, Port, PortConfig};
 use fastpath::counters::{CounterSnapshot, Counters, Event};
@@ -164,7 +164,10 @@ fn run_dpdk(
             let server = ControlServer::bind(path, epoch)
                 .map_err(|e| format!("control socket {}: {e}", path.display()))?;
             let stop_c = Arc::clone(&stop);
-            let workers = vec![Arc::clone(&counters)];
+            let workers = vec![WorkerHandle {
+                counters: Arc::clone(&counters),
+                conntrack: worker.conntrack_dump(),
+            }];
             Some(
                 std::thread::Builder::new()
                     .name("podlane-control".into())

@@ -6,12 +6,15 @@
 //! bursts and transmit buffers are fixed arrays of owning mbufs; a dropped packet is an mbuf
 //! dropped (freed to its pool) and a counter.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use dpdk::{Burst, PktPool, Port, PortStats, TapPort};
 use fastpath::counters::{Counters, Disposition, DropReason};
 use fastpath::pipeline::{Ingress, Pipeline, BURST};
+use fastpath::proto::CtFlow;
 use fastpath::rcu::Reader;
+use fastpath::tables::conntrack::Conntrack;
 
 /// A pod port: a DPDK ethdev port, or a TAP file descriptor the worker reads and writes itself
 /// (no ethdev slot: Debian's DPDK has 32 of them, a node needs pod ports by the hundred).
@@ -130,6 +133,46 @@ impl PortSet {
     }
 }
 
+/// A conntrack dump request to one worker: the control thread asks for up to `limit` entries,
+/// the worker copies them between two polls (one relaxed load per poll when nobody asks; the
+/// copy, its allocation and the lock happen only when asked, never per packet).
+#[derive(Debug, Default)]
+pub struct CtDumpSlot {
+    limit: AtomicU32,
+    result: Mutex<Option<(u64, Vec<CtFlow>)>>,
+}
+
+impl CtDumpSlot {
+    /// Asks the worker for up to `limit` entries (at least 1).
+    pub fn request(&self, limit: u32) {
+        *self.result.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.limit.store(limit.max(1), Ordering::Release);
+    }
+
+    /// The answer, once the worker has given it: (entries in use, the copied entries).
+    pub fn take(&self) -> Option<(u64, Vec<CtFlow>)> {
+        if self.limit.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        self.result.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    #[inline]
+    fn service(&self, worker: u16, ct: &Conntrack, now_ms: u64) {
+        let limit = self.limit.load(Ordering::Relaxed);
+        if limit == 0 {
+            return;
+        }
+        let flows = ct
+            .iter()
+            .take(limit as usize)
+            .map(|(_, e)| CtFlow::of(worker, e, now_ms))
+            .collect();
+        *self.result.lock().unwrap_or_else(|p| p.into_inner()) = Some((ct.len() as u64, flows));
+        self.limit.store(0, Ordering::Release);
+    }
+}
+
 /// Totals of one worker's loop (beyond the pipeline's counters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoopStats {
@@ -152,6 +195,7 @@ pub struct Worker {
     /// the configured number of pod ports.
     tx: Vec<Burst>,
     stats: LoopStats,
+    dump: Arc<CtDumpSlot>,
 }
 
 const TX_UPLINK: usize = 0;
@@ -178,7 +222,13 @@ impl Worker {
             queue,
             tx,
             stats: LoopStats::default(),
+            dump: Arc::default(),
         }
+    }
+
+    /// Where the control thread asks this worker for its conntrack entries.
+    pub fn conntrack_dump(&self) -> Arc<CtDumpSlot> {
+        Arc::clone(&self.dump)
     }
 
     /// The pipeline's counters.
@@ -205,6 +255,7 @@ impl Worker {
             queue,
             tx,
             stats,
+            dump,
         } = self;
         let set = ports.refresh();
         let mut got = poll_port(
@@ -236,6 +287,7 @@ impl Worker {
             }
         }
         pipeline.maintain(now_ms, 32);
+        dump.service(*queue, pipeline.conntrack(), now_ms);
         stats.polls += 1;
         got
     }

@@ -213,6 +213,11 @@ impl Entry {
         self.last_seen
     }
 
+    /// Whether the reply direction has been seen.
+    pub fn replied(&self) -> bool {
+        self.flags & flags::REPLIED != 0
+    }
+
     /// The protocol.
     pub fn proto(&self) -> u8 {
         self.keys[0][1] as u8
