@@ -39,7 +39,7 @@ fn daemon_is_programmed_through_its_socket_and_survives_garbage() {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .arg("--config")
         .arg(&cfg_path)
         .stdout(Stdio::piped())
@@ -214,23 +214,7 @@ fn daemon_is_programmed_through_its_socket_and_survives_garbage() {
     .unwrap();
     assert!(matches!(r, Response::Ok { .. }), "{r:?}");
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "daemon did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = child.wait_with_output().unwrap();
+    let (status, out) = common::stop_with_sigterm(child);
     assert!(
         status.success(),
         "exit {status:?}: {}",

@@ -344,20 +344,7 @@ fn forty_tap_pod_ports_through_the_control_socket() {
     drop(s);
 
     // ---- shutdown: every mbuf back in the pool ---------------------------------------------
-    let mut child = guard.child.take().unwrap();
-    ok(&["kill", "-TERM", &child.id().to_string()]);
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "daemon did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = child.wait_with_output().unwrap();
+    let (status, out) = common::stop_with_sigterm(guard.child.take().unwrap());
     assert!(status.success(), "exit {status:?}: {}", text(&out));
     assert!(!link_exists(&tap(0)), "the last TAP closed at exit");
     let report: serde_json::Value =
