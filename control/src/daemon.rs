@@ -144,6 +144,9 @@ pub struct Daemon {
     pub metrics: Metrics,
     /// The cluster file text last written or read, so the watcher skips its own writes.
     file_seen: Mutex<Option<String>>,
+    /// The cluster file's (modification time, length) when last read: an unchanged file is
+    /// not read again.
+    file_stamp: Mutex<Option<(SystemTime, u64)>>,
 }
 
 fn now_secs() -> u64 {
@@ -191,6 +194,7 @@ impl Daemon {
             fp,
             metrics: Metrics::default(),
             file_seen: Mutex::new(seen),
+            file_stamp: Mutex::new(None),
         };
         if let Some(n) = d.cluster().node(&d.cfg.node_name) {
             d.check_cidr_matches(n)?;
@@ -534,7 +538,13 @@ impl Daemon {
     /// An invalid file is refused whole and logged; the previous state stays.
     pub fn poll_cluster_file(&self) -> Option<Result<(), String>> {
         let path: &PathBuf = self.cfg.cluster_file.as_ref()?;
+        let meta = std::fs::metadata(path).ok()?;
+        let stamp = (meta.modified().ok()?, meta.len());
+        if *lock(&self.file_stamp) == Some(stamp) {
+            return None;
+        }
         let text = std::fs::read_to_string(path).ok()?;
+        *lock(&self.file_stamp) = Some(stamp);
         if lock(&self.file_seen).as_deref() == Some(text.as_str()) {
             return None;
         }

@@ -352,6 +352,37 @@ fn bad_input_gets_the_right_cni_error_and_leaves_nothing() {
         "10.244.1.0/29"
     );
 
+    // The cluster file is watched: a valid edit is applied (and reaches the fast path), an
+    // invalid one is refused whole and the previous state stays.
+    let file = node.dir.join("cluster.yaml");
+    let svc = "  - {namespace: d, name: w, cluster_ip: 10.96.0.30, ports: [{port: 80, protocol: TCP}], endpoints: [{ip: 10.244.1.2}]}\n";
+    std::fs::write(&file, cluster_yaml("10.244.1.0/29", svc)).unwrap();
+    let has_w = |node: &Node| {
+        node.get("/v1/fastpath/state")["state"]["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["frontend"]["ip"] == "10.96.0.30")
+    };
+    let t0 = std::time::Instant::now();
+    while !has_w(&node) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "file edit not applied\n{}",
+            node.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&file, "service_cidr: 10.96.0.0/12\nnodes: [{name: x}]\n").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(has_w(&node), "an invalid file must not change anything");
+    assert_eq!(node.get("/v1/services").as_array().unwrap().len(), 1);
+    assert!(
+        node.logs().contains("refused, previous state kept"),
+        "{}",
+        node.logs()
+    );
+
     // A garbage request on the daemon's CNI socket is answered, not fatal.
     {
         use std::io::{Read, Write};
