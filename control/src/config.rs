@@ -32,11 +32,6 @@ pub struct Config {
     /// Pod port ids 0..max_pod_ports (must equal the fast path's `capacities.max_pod_ports`).
     #[serde(default = "default_ports")]
     pub max_pod_ports: u16,
-    /// Prefix of the pod TAPs' names in the node namespace before they move into their pod
-    /// (`plp` → `plp0`, `plp1`, …; 1-6 letters and digits). Two fast paths sharing one
-    /// namespace (tests) need different prefixes.
-    #[serde(default = "default_tap_prefix")]
-    pub tap_prefix: String,
 }
 
 fn default_cni_socket() -> PathBuf {
@@ -53,9 +48,6 @@ fn default_mtu() -> u16 {
 }
 fn default_ports() -> u16 {
     1024
-}
-fn default_tap_prefix() -> String {
-    "plp".into()
 }
 
 impl Config {
@@ -74,15 +66,6 @@ impl Config {
         }
         if !(576..=9000).contains(&c.pod_mtu) {
             return Err(format!("pod_mtu {} is outside 576-9000", c.pod_mtu));
-        }
-        if c.tap_prefix.is_empty()
-            || c.tap_prefix.len() > 6
-            || !c.tap_prefix.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            return Err(format!(
-                "tap_prefix {:?} must be 1-6 letters and digits",
-                c.tap_prefix
-            ));
         }
         if c.max_pod_ports == 0 {
             return Err("max_pod_ports is 0".into());

@@ -335,17 +335,18 @@ impl Daemon {
             let Some(ns) = p.netns.as_deref().filter(|n| netns::netns_exists(n)) else {
                 continue;
             };
+            // Whatever is left under the pod's interface name goes first (the old TAP went
+            // with the old process; anything else there would block the new one).
+            let _ = netns::detach(ns, &p.key.ifname);
             let add = self.fp.call(&Request::AddPort {
-                devargs: netns::tap_devargs(&self.cfg.tap_prefix, p.port),
+                devargs: netns::tap_devargs(&p.key.ifname, ns),
                 pod_port: p.port,
             });
             if let Err(e) = add {
                 tracing::warn!(pod = %p.key.store_key(), "re-creating the pod port: {e}");
                 continue;
             }
-            let _ = netns::detach(ns, &p.key.ifname);
-            let tap = netns::node_ifname(&self.cfg.tap_prefix, p.port);
-            let pif = self.pod_if(p, ns, node, &tap);
+            let pif = self.pod_if(p, ns, node);
             if let Err(e) = netns::attach(&pif) {
                 tracing::warn!(pod = %p.key.store_key(), "re-plumbing the pod: {e}");
             }
@@ -588,8 +589,19 @@ impl Daemon {
         if req.container_id.is_empty() || req.container_id.contains('/') {
             return Err(cni_err(code::INVALID_ENV, "invalid container ID"));
         }
-        if req.ifname.is_empty() || req.ifname.len() > 15 || req.ifname.contains('/') {
-            return Err(cni_err(code::INVALID_ENV, "invalid interface name"));
+        // '@' separates the name from the netns in the fast path's `tap:IFNAME@NETNS`.
+        if req.ifname.is_empty()
+            || req.ifname.len() > 15
+            || req.ifname.contains(['/', '@', ':'])
+            || req.ifname.chars().any(char::is_whitespace)
+        {
+            return Err(cni_err(
+                code::INVALID_ENV,
+                format!(
+                    "invalid interface name {:?} (1-15 bytes, no '/', '@', ':' or white space)",
+                    req.ifname
+                ),
+            ));
         }
         Ok(AttachmentKey {
             container_id: req.container_id.clone(),
@@ -597,15 +609,8 @@ impl Daemon {
         })
     }
 
-    fn pod_if<'a>(
-        &self,
-        p: &'a PodRecord,
-        ns: &'a str,
-        node: &NodeSpec,
-        tap: &'a str,
-    ) -> PodIf<'a> {
+    fn pod_if<'a>(&self, p: &'a PodRecord, ns: &'a str, node: &NodeSpec) -> PodIf<'a> {
         PodIf {
-            node_ifname: tap,
             netns: ns,
             ifname: &p.key.ifname,
             mac: p.mac,
@@ -703,7 +708,7 @@ impl Daemon {
             _ => cni_err(code::FASTPATH_FAILURE, e.to_string()),
         };
         let add = Request::AddPort {
-            devargs: netns::tap_devargs(&self.cfg.tap_prefix, rec.port),
+            devargs: netns::tap_devargs(&rec.key.ifname, ns),
             pod_port: rec.port,
         };
         match self.fp.ok(&add) {
@@ -715,8 +720,7 @@ impl Daemon {
             }
             Err(e) => return Err(fp_err(e)),
         }
-        let tap = netns::node_ifname(&self.cfg.tap_prefix, rec.port);
-        let pif = self.pod_if(rec, ns, node, &tap);
+        let pif = self.pod_if(rec, ns, node);
         netns::attach(&pif).map_err(|e| {
             let c = if netns::netns_exists(ns) {
                 code::IO_FAILURE
@@ -828,8 +832,7 @@ impl Daemon {
                 ));
             }
         }
-        let tap = netns::node_ifname(&self.cfg.tap_prefix, rec.port);
-        netns::check(&self.pod_if(&rec, &ns, node, &tap))
+        netns::check(&self.pod_if(&rec, &ns, node))
             .map_err(|e| cni_err(code::CHECK_FAILED, "pod interface check failed").details(e))?;
         // The fast path must hold the pod.
         match self.fp.call(&Request::GetState) {

@@ -229,11 +229,20 @@ pub fn metrics(d: &Daemon) -> String {
         let _ = writeln!(o, "# HELP podlane_port_dropped_total Packets a port's device dropped (no descriptors) or failed.");
         let _ = writeln!(o, "# TYPE podlane_port_dropped_total counter");
         for p in ports {
-            let l = format!(
-                "node=\"{node}\",port=\"{}\",role=\"{}\"",
-                esc(&p.name),
-                p.role
-            );
+            // Pod TAPs share names across pods (every pod's is eth0): the pod port id tells
+            // them apart.
+            let l = match p.pod_port {
+                Some(id) => format!(
+                    "node=\"{node}\",port=\"{}\",role=\"{}\",pod_port=\"{id}\"",
+                    esc(&p.name),
+                    p.role
+                ),
+                None => format!(
+                    "node=\"{node}\",port=\"{}\",role=\"{}\"",
+                    esc(&p.name),
+                    p.role
+                ),
+            };
             let _ = writeln!(
                 o,
                 "podlane_port_packets_total{{{l},dir=\"rx\"}} {}",

@@ -1,27 +1,27 @@
-//! Pod interface plumbing: moves the fast path's TAP into the pod's network namespace and
-//! configures it (name, MAC, MTU, address, default route), verifies it (CHECK) and removes it.
+//! Pod interface plumbing: configures the pod's TAP inside the pod's network namespace (MAC,
+//! MTU, address, default route), verifies it (CHECK) and removes it.
 //!
-//! Decision: the pod port is a TAP device the fast path creates (`AddPort tap:plpN`) and whose
-//! kernel end is moved into the pod's netns. The fast path's worker reads and writes the TAP's
-//! file descriptor itself, as VPP's tapv2 and DPDK's `net_tap` do inside, so a pod port is not a
-//! DPDK ethdev port and a node is not bounded by `RTE_MAX_ETHPORTS` (32 in Debian's DPDK).
-//! The descriptor stays bound to the device whichever namespace it lives in (proven by
-//! `fastpath/daemon/tests/tap_ports.rs`); a TAP without `IFF_VNET_HDR` makes the pod's kernel
-//! finish every checksum before the frame reaches the fast path, which verifies them. The
-//! alternative, a veth pair with a `net_af_packet` port on the host end, hands the fast path
-//! frames with checksums left to an offload that never happens (veth's `CHECKSUM_PARTIAL`)
-//! unless every pod's TX offload is turned off, and costs a kernel copy per direction more.
-//! The price of TAP: the pod's interface lives only as long as the fast-path process, so after
-//! a fast-path restart the control daemon re-creates every pod's TAP in its netns with the same
-//! name, MAC and address (`Daemon::resync`).
+//! Decision: the pod port is a TAP device the fast path creates directly inside the pod's netns
+//! under its final name (`AddPort tap:eth0@/var/run/netns/…`: a fast-path thread joins the
+//! namespace for the creation only). The fast path's worker reads and writes the TAP's file
+//! descriptor itself, as VPP's tapv2 and DPDK's `net_tap` do inside, so a pod port is not a DPDK
+//! ethdev port and a node is not bounded by `RTE_MAX_ETHPORTS` (32 in Debian's DPDK). Creating
+//! it in place rather than moving it there matters: a move between namespaces costs ~24 ms
+//! under the kernel's RTNL lock, which serialised concurrent ADDs. The descriptor works from any
+//! thread whatever namespace the device lives in (`fastpath/daemon/tests/tap_ports.rs`); a TAP
+//! without `IFF_VNET_HDR` makes the pod's kernel finish every checksum before the frame reaches
+//! the fast path, which verifies them. The alternative, a veth pair with a `net_af_packet` port
+//! on the host end, hands the fast path frames with checksums left to an offload that never
+//! happens (veth's `CHECKSUM_PARTIAL`) unless every pod's TX offload is turned off, and costs a
+//! kernel copy per direction more. The price of TAP: the pod's interface lives only as long as
+//! the fast-path process, so after a fast-path restart the control daemon re-creates every
+//! pod's TAP in its netns with the same name, MAC and address (`Daemon::resync`).
 //!
-//! The pod's side is set to a normal interface (promisc and allmulticast off, whatever the
-//! creator left), as the reference plugins leave theirs and as the `tuning` plugin's CHECK
-//! expects.
+//! The pod's side is set to a normal interface (promisc and allmulticast off), as the reference
+//! plugins leave theirs and as the `tuning` plugin's CHECK expects.
 //!
-//! The work is done with iproute2, as the reference plugins' behaviour is defined by it:
-//! `ip link set dev X netns PATH` (accepts a netns path) and one `ip -batch` run inside the
-//! namespace through `nsenter --net=PATH`.
+//! The work is done with iproute2, as the reference plugins' behaviour is defined by it: one
+//! `ip -batch` run inside the namespace through `nsenter --net=PATH`.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -33,8 +33,6 @@ use fastpath::wire::MacAddr;
 /// What a pod interface must look like.
 #[derive(Debug, Clone)]
 pub struct PodIf<'a> {
-    /// The TAP's name in the node's namespace (where the fast path created it).
-    pub node_ifname: &'a str,
     /// The netns path.
     pub netns: &'a str,
     /// The name inside the pod.
@@ -51,16 +49,10 @@ pub struct PodIf<'a> {
     pub gateway: Ipv4Addr,
 }
 
-/// The TAP name in the node namespace for pod port `port`: `prefix` (1-6 characters, see
-/// `Config::tap_prefix`) and the port id, at most 11 bytes (Linux allows 15).
-pub fn node_ifname(prefix: &str, port: u16) -> String {
-    format!("{prefix}{port}")
-}
-
-/// The fast path's `AddPort` device for pod port `port`: a TAP the worker serves through its
-/// file descriptor.
-pub fn tap_devargs(prefix: &str, port: u16) -> String {
-    format!("tap:{}", node_ifname(prefix, port))
+/// The fast path's `AddPort` device for a pod: a TAP named `ifname` created inside the
+/// network namespace file `netns`, served by the worker through its descriptor.
+pub fn tap_devargs(ifname: &str, netns: &str) -> String {
+    format!("tap:{ifname}@{netns}")
 }
 
 /// True when `path` names an existing network namespace file.
@@ -104,21 +96,16 @@ fn in_netns(netns: &str) -> Command {
     c
 }
 
-/// Moves the TAP into the pod and configures it. On failure the caller removes the TAP (the
-/// fast path's RemovePort), which takes whatever was configured with it.
+/// Configures the pod's TAP (created in the pod's namespace by the fast path). On failure the
+/// caller removes the TAP (the fast path's RemovePort), which takes whatever was configured
+/// with it.
 pub fn attach(p: &PodIf<'_>) -> Result<(), String> {
-    run(
-        Command::new("ip").args(["link", "set", "dev", p.node_ifname, "netns", p.netns]),
-        None,
-    )?;
     let script = format!(
-        "link set dev {tap} name {ifname}\n\
-         link set dev {ifname} address {mac} mtu {mtu} promisc off allmulticast off\n\
+        "link set dev {ifname} address {mac} mtu {mtu} promisc off allmulticast off\n\
          addr add {ip}/{len} dev {ifname}\n\
          link set dev {ifname} up\n\
          link set dev lo up\n\
          route add default via {gw} dev {ifname} onlink\n",
-        tap = p.node_ifname,
         ifname = p.ifname,
         mac = p.mac,
         mtu = p.mtu,

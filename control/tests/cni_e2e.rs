@@ -165,7 +165,7 @@ fn cnitool_attaches_pods_that_talk_through_the_fast_path() {
     );
     let counters = ctl(&["counters"]);
     assert!(
-        counters.contains("tap:te0") && counters.contains("ct_new"),
+        counters.contains("tap:eth0") && counters.contains("ct_new"),
         "{counters}"
     );
     assert!(ctl(&["nodes"]).contains("node-b"));
@@ -180,7 +180,7 @@ fn cnitool_attaches_pods_that_talk_through_the_fast_path() {
     );
     assert!(
         m.contains(
-            "podlane_port_packets_total{node=\"node-a\",port=\"tap:te0\",role=\"pod\",dir=\"rx\"}"
+            "podlane_port_packets_total{node=\"node-a\",port=\"tap:eth0\",role=\"pod\",pod_port=\"0\",dir=\"rx\"}"
         ),
         "{m}"
     );

@@ -520,9 +520,6 @@ const CONTROL_KEYS: &[&str] = &[
     "max_pod_ports",
 ];
 
-/// Keys the daemon accepts with a default (`control/src/config.rs`).
-const CONTROL_OPTIONAL_KEYS: &[&str] = &["tap_prefix"];
-
 fn check_control_config(c: &toml::Value) -> Vec<String> {
     let mut errs = Vec::new();
     let Some(table) = c.as_table() else {
@@ -534,7 +531,7 @@ fn check_control_config(c: &toml::Value) -> Vec<String> {
         }
     }
     for key in table.keys() {
-        if !CONTROL_KEYS.contains(&key.as_str()) && !CONTROL_OPTIONAL_KEYS.contains(&key.as_str()) {
+        if !CONTROL_KEYS.contains(&key.as_str()) {
             errs.push(format!("unknown key {key}"));
         }
     }

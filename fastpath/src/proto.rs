@@ -58,11 +58,13 @@ pub enum Request {
     Stats,
     /// Adds pod port `pod_port` while the workers keep polling the other ports: either a TAP
     /// device the fast path creates and whose file descriptor the worker reads and writes
-    /// directly (`tap:IFNAME`, e.g. `tap:plp5`; no DPDK ethdev slot, so not bounded by
-    /// `RTE_MAX_ETHPORTS`), or any DPDK device, attached and started (DPDK devargs, e.g.
+    /// directly (`tap:IFNAME`, e.g. `tap:plp5`, created in the fast path's namespace, or
+    /// `tap:IFNAME@NETNS`, e.g. `tap:eth0@/var/run/netns/pod-a`, created inside that network
+    /// namespace; no DPDK ethdev slot, so not bounded by `RTE_MAX_ETHPORTS`), or any DPDK
+    /// device, attached and started (DPDK devargs, e.g.
     /// `net_pcap3,rx_pcap=in.pcap,tx_pcap=out.pcap`).
     AddPort {
-        /// `tap:IFNAME`, or DPDK devargs.
+        /// `tap:IFNAME[@NETNS]`, or DPDK devargs.
         devargs: String,
         /// The pod port id the tables use.
         pod_port: u16,

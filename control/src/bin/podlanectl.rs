@@ -272,9 +272,14 @@ fn run(args: &Args) -> Result<(), String> {
             for p in arr(&v["ports"]) {
                 let errs =
                     p["rx_errors"].as_u64().unwrap_or(0) + p["tx_errors"].as_u64().unwrap_or(0);
+                let name = if p["pod_port"].is_null() {
+                    s(&p["name"])
+                } else {
+                    format!("{} #{}", s(&p["name"]), s(&p["pod_port"]))
+                };
                 println!(
                     "{:<24} {:<7} {:>12} {:>12} {:>10} {:>10}",
-                    s(&p["name"]),
+                    name,
                     s(&p["role"]),
                     s(&p["rx_packets"]),
                     s(&p["tx_packets"]),

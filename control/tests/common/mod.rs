@@ -123,7 +123,7 @@ impl Node {
             format!(
                 "node_name = \"node-a\"\nstate_dir = \"{d}/state\"\ncluster_file = \"{d}/cluster.yaml\"\n\
                  cni_socket = \"{d}/cni.sock\"\nfastpath_socket = \"{d}/fastpath.sock\"\n\
-                 http_listen = \"{http}\"\npod_mtu = 1450\nmax_pod_ports = {max_pod_ports}\ntap_prefix = \"t{name}\"\n",
+                 http_listen = \"{http}\"\npod_mtu = 1450\nmax_pod_ports = {max_pod_ports}\n",
                 d = dir.display()
             ),
         )

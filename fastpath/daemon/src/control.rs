@@ -32,7 +32,8 @@ pub struct ControlStats {
 }
 
 /// The devargs prefix asking for a pod port that is a TAP file descriptor rather than a DPDK
-/// device: `tap:IFNAME`.
+/// device: `tap:IFNAME` (in the fast path's namespace) or `tap:IFNAME@NETNS` (inside the
+/// network namespace file NETNS).
 pub const TAP_PREFIX: &str = "tap:";
 
 /// Opens a pod port: `tap:IFNAME` creates the TAP device `IFNAME` (a [`TapPort`], no ethdev
@@ -43,8 +44,14 @@ pub fn open_pod_port(
     config: &PortConfig,
     pool: &Arc<PktPool>,
 ) -> Result<PodPort, String> {
-    if let Some(ifname) = devargs.strip_prefix(TAP_PREFIX) {
-        let tap = TapPort::create(ifname).map_err(|e| e.to_string())?;
+    if let Some(spec) = devargs.strip_prefix(TAP_PREFIX) {
+        // `tap:IFNAME` creates the TAP here; `tap:IFNAME@NETNS` creates it inside the network
+        // namespace file NETNS (a pod's), where it is to live.
+        let tap = match spec.split_once('@') {
+            Some((ifname, netns)) => TapPort::create_in(ifname, std::path::Path::new(netns)),
+            None => TapPort::create(spec),
+        }
+        .map_err(|e| e.to_string())?;
         return Ok(PodPort::Tap(tap, Arc::clone(pool)));
     }
     let id = eal.attach(devargs).map_err(|e| e.to_string())?;

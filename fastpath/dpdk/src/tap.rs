@@ -115,6 +115,42 @@ impl TapPort {
         })
     }
 
+    /// Creates the TAP device `ifname` directly inside the network namespace `netns` (a file
+    /// such as `/var/run/netns/NAME` or `/proc/PID/ns/net`): a short-lived thread joins that
+    /// namespace for the creation only. The device never has to move between namespaces, which
+    /// costs ~24 ms per device under the kernel's RTNL lock and so serialises concurrent pod
+    /// attachments; the descriptor works from any thread afterwards.
+    pub fn create_in(ifname: &str, netns: &std::path::Path) -> Result<TapPort, DpdkError> {
+        let ns = File::open(netns).map_err(|e| DpdkError::Call {
+            what: format!("TAP {ifname}: open netns {}", netns.display()),
+            code: e.raw_os_error().unwrap_or(0),
+            text: e.to_string(),
+        })?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: `ns` is an open namespace file descriptor for the duration of the
+                // call; setns(2) with CLONE_NEWNET changes the network namespace of this
+                // thread only (a thread of our own that ends right after), touching no memory.
+                let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                if rc != 0 {
+                    let e = io::Error::last_os_error();
+                    return Err(DpdkError::Call {
+                        what: format!("TAP {ifname}: setns {}", netns.display()),
+                        code: e.raw_os_error().unwrap_or(0),
+                        text: e.to_string(),
+                    });
+                }
+                TapPort::create(ifname)
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(DpdkError::Invalid(format!(
+                    "TAP {ifname}: the namespace thread panicked"
+                )))
+            })
+        })
+    }
+
     /// The device's name when it was created (it keeps its identity if renamed later, e.g.
     /// to `eth0` inside a pod).
     pub fn name(&self) -> &str {
