@@ -61,7 +61,9 @@ impl Default for Metrics {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks `m`; a poisoned lock's data is used as it is (a request thread that panicked must not
+/// take the metrics and the sync state down with it).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -27,11 +27,12 @@ use std::sync::Arc;
 
 use fastpath::counters::{DropReason, Event};
 use fastpath::proto::{Request, Response};
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use tiny_http::{Header, Method, Response as HttpResponse, Server};
 
 use crate::cluster::{ClusterSpec, NodeSpec, ServiceObject};
-use crate::daemon::{ChangeError, Daemon};
+use crate::daemon::{lock, ChangeError, Daemon};
 use crate::fpclient::FpError;
 use crate::store::gateway;
 
@@ -207,11 +208,12 @@ pub fn metrics(d: &Daemon) -> String {
     let node = esc(&d.config().node_name);
     // Fast path.
     let stats = d.fastpath().call(&Request::Stats);
-    let _ = writeln!(
-        o,
-        "# HELP podlane_fastpath_up 1 when the fast path answered this scrape."
+    family(
+        &mut o,
+        "podlane_fastpath_up",
+        "gauge",
+        "1 when the fast path answered this scrape.",
     );
-    let _ = writeln!(o, "# TYPE podlane_fastpath_up gauge");
     let _ = writeln!(
         o,
         "podlane_fastpath_up{{node=\"{node}\"}} {}",
@@ -224,10 +226,18 @@ pub fn metrics(d: &Daemon) -> String {
         ..
     }) = &stats
     {
-        let _ = writeln!(o, "# HELP podlane_port_packets_total Packets per fast-path port and direction (device counters).");
-        let _ = writeln!(o, "# TYPE podlane_port_packets_total counter");
-        let _ = writeln!(o, "# HELP podlane_port_dropped_total Packets a port's device dropped (no descriptors) or failed.");
-        let _ = writeln!(o, "# TYPE podlane_port_dropped_total counter");
+        family(
+            &mut o,
+            "podlane_port_packets_total",
+            "counter",
+            "Packets per fast-path port and direction (device counters).",
+        );
+        family(
+            &mut o,
+            "podlane_port_dropped_total",
+            "counter",
+            "Packets a port's device dropped (no descriptors) or failed.",
+        );
         for p in ports {
             // Pod TAPs share names across pods (every pod's is eth0): the pod port id tells
             // them apart.
@@ -269,11 +279,12 @@ pub fn metrics(d: &Daemon) -> String {
                 p.tx_errors
             );
         }
-        let _ = writeln!(
-            o,
-            "# HELP podlane_fastpath_drops_total Packets dropped, by reason."
+        family(
+            &mut o,
+            "podlane_fastpath_drops_total",
+            "counter",
+            "Packets dropped, by reason.",
         );
-        let _ = writeln!(o, "# TYPE podlane_fastpath_drops_total counter");
         for (r, n) in DropReason::ALL.iter().zip(&counters.drops) {
             let _ = writeln!(
                 o,
@@ -281,8 +292,12 @@ pub fn metrics(d: &Daemon) -> String {
                 r.name()
             );
         }
-        let _ = writeln!(o, "# HELP podlane_fastpath_events_total Packet dispositions and table events (rx_*/tx_* per port role).");
-        let _ = writeln!(o, "# TYPE podlane_fastpath_events_total counter");
+        family(
+            &mut o,
+            "podlane_fastpath_events_total",
+            "counter",
+            "Packet dispositions and table events (rx_*/tx_* per port role).",
+        );
         for (e, n) in Event::ALL.iter().zip(&counters.events) {
             let _ = writeln!(
                 o,
@@ -293,14 +308,19 @@ pub fn metrics(d: &Daemon) -> String {
         let ev = |e: Event| counters.event_count(e);
         let in_use = ev(Event::CtNew)
             .saturating_sub(ev(Event::CtExpired) + ev(Event::CtEvicted) + ev(Event::CtPurged));
-        let _ = writeln!(o, "# HELP podlane_conntrack_entries Conntrack entries in use (created minus expired, evicted and purged).");
-        let _ = writeln!(o, "# TYPE podlane_conntrack_entries gauge");
-        let _ = writeln!(o, "podlane_conntrack_entries{{node=\"{node}\"}} {in_use}");
-        let _ = writeln!(
-            o,
-            "# HELP podlane_fastpath_generation The table version in force."
+        family(
+            &mut o,
+            "podlane_conntrack_entries",
+            "gauge",
+            "Conntrack entries in use (created minus expired, evicted and purged).",
         );
-        let _ = writeln!(o, "# TYPE podlane_fastpath_generation gauge");
+        let _ = writeln!(o, "podlane_conntrack_entries{{node=\"{node}\"}} {in_use}");
+        family(
+            &mut o,
+            "podlane_fastpath_generation",
+            "gauge",
+            "The table version in force.",
+        );
         let _ = writeln!(
             o,
             "podlane_fastpath_generation{{node=\"{node}\"}} {generation}"
@@ -316,11 +336,12 @@ pub fn metrics(d: &Daemon) -> String {
             .map(|s| s.ports.len() * s.endpoints.len())
             .sum();
         let pods = d.store().pods().map_or(0, |p| p.len());
-        let _ = writeln!(
-            o,
-            "# HELP podlane_table_entries Entries of each fast-path table this node programs."
+        family(
+            &mut o,
+            "podlane_table_entries",
+            "gauge",
+            "Entries of each fast-path table this node programs.",
         );
-        let _ = writeln!(o, "# TYPE podlane_table_entries gauge");
         for (t, n) in [
             ("pods", pods),
             ("nodes", c.nodes.len().saturating_sub(1)),
@@ -335,78 +356,86 @@ pub fn metrics(d: &Daemon) -> String {
     }
     // Sync.
     let m = &d.metrics;
-    {
-        let h = m.sync_latency.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(
-            o,
-            "# HELP podlane_sync_latency_seconds Accepted change to fast-path table live."
-        );
-        let _ = writeln!(o, "# TYPE podlane_sync_latency_seconds summary");
-        for q in [0.5, 0.9, 0.99] {
-            let _ = writeln!(
-                o,
-                "podlane_sync_latency_seconds{{node=\"{node}\",quantile=\"{q}\"}} {}",
-                h.value_at_quantile(q) as f64 / 1e6
-            );
-        }
-        let _ = writeln!(
-            o,
-            "podlane_sync_latency_seconds_count{{node=\"{node}\"}} {}",
-            h.len()
-        );
-    }
-    let _ = writeln!(
-        o,
-        "# HELP podlane_full_syncs_total Full resyncs of the fast path."
+    family(
+        &mut o,
+        "podlane_sync_latency_seconds",
+        "summary",
+        "Accepted change to fast-path table live.",
     );
-    let _ = writeln!(o, "# TYPE podlane_full_syncs_total counter");
+    summary(
+        &mut o,
+        "podlane_sync_latency_seconds",
+        &format!("node=\"{node}\""),
+        &lock(&m.sync_latency),
+        &[0.5, 0.9, 0.99],
+    );
+    family(
+        &mut o,
+        "podlane_full_syncs_total",
+        "counter",
+        "Full resyncs of the fast path.",
+    );
     let _ = writeln!(
         o,
         "podlane_full_syncs_total{{node=\"{node}\"}} {}",
         m.full_syncs.load(Ordering::Relaxed)
     );
-    let _ = writeln!(
-        o,
-        "# HELP podlane_sync_errors_total Changes the fast path could not take at once."
+    family(
+        &mut o,
+        "podlane_sync_errors_total",
+        "counter",
+        "Changes the fast path could not take at once.",
     );
-    let _ = writeln!(o, "# TYPE podlane_sync_errors_total counter");
     let _ = writeln!(
         o,
         "podlane_sync_errors_total{{node=\"{node}\"}} {}",
         m.sync_errors.load(Ordering::Relaxed)
     );
     // CNI.
-    let _ = writeln!(o, "# HELP podlane_cni_requests_total CNI requests by command and CNI result code (0 = success).");
-    let _ = writeln!(o, "# TYPE podlane_cni_requests_total counter");
-    for ((cmd, code), n) in m.cni.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+    family(
+        &mut o,
+        "podlane_cni_requests_total",
+        "counter",
+        "CNI requests by command and CNI result code (0 = success).",
+    );
+    for ((cmd, code), n) in lock(&m.cni).iter() {
         let _ = writeln!(
             o,
             "podlane_cni_requests_total{{node=\"{node}\",command=\"{cmd:?}\",code=\"{code}\"}} {n}"
         );
     }
-    let _ = writeln!(
-        o,
-        "# HELP podlane_cni_request_seconds CNI request latency in the daemon."
+    family(
+        &mut o,
+        "podlane_cni_request_seconds",
+        "summary",
+        "CNI request latency in the daemon.",
     );
-    let _ = writeln!(o, "# TYPE podlane_cni_request_seconds summary");
-    for (cmd, h) in m
-        .cni_latency
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-    {
-        for q in [0.5, 0.99] {
-            let _ = writeln!(
-                o,
-                "podlane_cni_request_seconds{{node=\"{node}\",command=\"{cmd:?}\",quantile=\"{q}\"}} {}",
-                h.value_at_quantile(q) as f64 / 1e6
-            );
-        }
-        let _ = writeln!(
-            o,
-            "podlane_cni_request_seconds_count{{node=\"{node}\",command=\"{cmd:?}\"}} {}",
-            h.len()
+    for (cmd, h) in lock(&m.cni_latency).iter() {
+        summary(
+            &mut o,
+            "podlane_cni_request_seconds",
+            &format!("node=\"{node}\",command=\"{cmd:?}\""),
+            h,
+            &[0.5, 0.99],
         );
     }
     o
+}
+
+/// The `# HELP` and `# TYPE` lines of a metric family.
+fn family(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}");
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+}
+
+/// A summary's quantile and count lines from a histogram of microseconds, in seconds.
+fn summary(o: &mut String, name: &str, labels: &str, h: &Histogram<u64>, quantiles: &[f64]) {
+    for q in quantiles {
+        let _ = writeln!(
+            o,
+            "{name}{{{labels},quantile=\"{q}\"}} {}",
+            h.value_at_quantile(*q) as f64 / 1e6
+        );
+    }
+    let _ = writeln!(o, "{name}_count{{{labels}}} {}", h.len());
 }

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 use fastpath::fixtures::*;
-use fastpath::tables::services::{EndpointSpec, EndpointState};
 use fastpath::tables::NodeConfig;
 use fastpath::wire::frame::{self, Addrs};
 
@@ -83,16 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let recs: Vec<(u64, &[u8])> = frames.iter().map(|f| (0, f.as_slice())).collect();
     fastpath::pcap::write_file(&args.pcap, &recs)?;
-    let mut state = node_a_state();
-    for s in &mut state.services {
-        if s.frontend == DNS {
-            s.endpoints = vec![EndpointSpec {
-                ip: POD_C_IP,
-                port: 5353,
-                state: EndpointState::Ready,
-            }];
-        }
-    }
+    let state = podlane_bench::gen::profile::node_a_dns_via_pod_c();
     std::fs::write(&args.state, serde_json::to_string_pretty(&state)?)?;
     Ok(())
 }

@@ -326,10 +326,9 @@ pub fn expected_output(t: &Template, size: usize, sig: &[u8], outer_sport: u16) 
     }
 }
 
-/// Node A's state for the bench: pods A and B, node B, kube-dns served by pod C alone (so
-/// ClusterIP traffic is DNAT + encap), the web Service, and a UDP NodePort Service (30007)
-/// served by pod B.
-pub fn node_a_bench_state() -> FullState {
+/// Node A's lab state with kube-dns served by pod C (on node B) alone, so that ClusterIP
+/// traffic is DNAT + encap (also the state `podlane-benchgen` writes).
+pub fn node_a_dns_via_pod_c() -> FullState {
     let mut state = node_a_state();
     for s in &mut state.services {
         if s.frontend == DNS {
@@ -340,6 +339,14 @@ pub fn node_a_bench_state() -> FullState {
             }];
         }
     }
+    state
+}
+
+/// Node A's state for the bench: pods A and B, node B, kube-dns served by pod C alone (so
+/// ClusterIP traffic is DNAT + encap), the web Service, and a UDP NodePort Service (30007)
+/// served by pod B.
+pub fn node_a_bench_state() -> FullState {
+    let mut state = node_a_dns_via_pod_c();
     state.services.push(ServiceSpec {
         name: "bench/echo:udp".into(),
         frontend: FrontendKey {

@@ -143,9 +143,14 @@ pub struct CtDumpSlot {
 }
 
 impl CtDumpSlot {
+    /// The answer slot (a poisoned lock's data is used as it is: it is only ever replaced whole).
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(u64, Vec<CtFlow>)>> {
+        self.result.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Asks the worker for up to `limit` entries (at least 1).
     pub fn request(&self, limit: u32) {
-        *self.result.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.slot() = None;
         self.limit.store(limit.max(1), Ordering::Release);
     }
 
@@ -154,7 +159,7 @@ impl CtDumpSlot {
         if self.limit.load(Ordering::Acquire) != 0 {
             return None;
         }
-        self.result.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.slot().take()
     }
 
     #[inline]
@@ -168,7 +173,7 @@ impl CtDumpSlot {
             .take(limit as usize)
             .map(|(_, e)| CtFlow::of(worker, e, now_ms))
             .collect();
-        *self.result.lock().unwrap_or_else(|p| p.into_inner()) = Some((ct.len() as u64, flows));
+        *self.slot() = Some((ct.len() as u64, flows));
         self.limit.store(0, Ordering::Release);
     }
 }
