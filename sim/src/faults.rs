@@ -116,34 +116,25 @@ impl Link for Wire {
     }
 }
 
-/// Drops each frame with probability `p`.
+/// A fault that acts on each frame as it is sent and passes everything else through: the
+/// per-frame decorators ([`Loss`], [`Duplicate`], [`Corrupt`]) wrapped by [`Faulty`].
+pub trait SendFault: fmt::Debug {
+    /// Does the fault's work on `frame` and hands what is left of it to `inner`.
+    fn send(&mut self, now: u64, frame: Frame, inner: &mut dyn Link);
+    /// Adds the fault's count to `s`.
+    fn stats(&self, s: &mut FaultStats);
+}
+
+/// A link with a per-frame fault in front of `inner`.
 #[derive(Debug)]
-pub struct Loss {
-    p: f64,
-    rng: Rng,
+pub struct Faulty<F> {
+    fault: F,
     inner: Box<dyn Link>,
-    lost: u64,
 }
 
-impl Loss {
-    /// Wraps `inner`.
-    pub fn new(p: f64, rng: Rng, inner: Box<dyn Link>) -> Loss {
-        Loss {
-            p,
-            rng,
-            inner,
-            lost: 0,
-        }
-    }
-}
-
-impl Link for Loss {
+impl<F: SendFault> Link for Faulty<F> {
     fn send(&mut self, now: u64, frame: Frame) {
-        if self.rng.chance(self.p) {
-            self.lost += 1;
-        } else {
-            self.inner.send(now, frame);
-        }
+        self.fault.send(now, frame, &mut *self.inner);
     }
     fn recv(&mut self, now: u64, out: &mut Vec<Frame>) {
         self.inner.recv(now, out)
@@ -155,8 +146,39 @@ impl Link for Loss {
         self.inner.flush()
     }
     fn stats(&self, s: &mut FaultStats) {
-        s.lost += self.lost;
+        self.fault.stats(s);
         self.inner.stats(s);
+    }
+}
+
+/// Drops each frame with probability `p`.
+#[derive(Debug)]
+pub struct Loss {
+    p: f64,
+    rng: Rng,
+    lost: u64,
+}
+
+impl Loss {
+    /// Wraps `inner`.
+    pub fn new(p: f64, rng: Rng, inner: Box<dyn Link>) -> Faulty<Loss> {
+        Faulty {
+            fault: Loss { p, rng, lost: 0 },
+            inner,
+        }
+    }
+}
+
+impl SendFault for Loss {
+    fn send(&mut self, now: u64, frame: Frame, inner: &mut dyn Link) {
+        if self.rng.chance(self.p) {
+            self.lost += 1;
+        } else {
+            inner.send(now, frame);
+        }
+    }
+    fn stats(&self, s: &mut FaultStats) {
+        s.lost += self.lost;
     }
 }
 
@@ -165,46 +187,37 @@ impl Link for Loss {
 pub struct Duplicate {
     p: f64,
     rng: Rng,
-    inner: Box<dyn Link>,
     duplicated: u64,
 }
 
 impl Duplicate {
     /// Wraps `inner`.
-    pub fn new(p: f64, rng: Rng, inner: Box<dyn Link>) -> Duplicate {
-        Duplicate {
-            p,
-            rng,
+    pub fn new(p: f64, rng: Rng, inner: Box<dyn Link>) -> Faulty<Duplicate> {
+        Faulty {
+            fault: Duplicate {
+                p,
+                rng,
+                duplicated: 0,
+            },
             inner,
-            duplicated: 0,
         }
     }
 }
 
-impl Link for Duplicate {
-    fn send(&mut self, now: u64, frame: Frame) {
+impl SendFault for Duplicate {
+    fn send(&mut self, now: u64, frame: Frame, inner: &mut dyn Link) {
         if self.rng.chance(self.p) {
             let mut copy = frame.clone();
             copy.meta.duplicate = true;
             self.duplicated += 1;
-            self.inner.send(now, frame);
-            self.inner.send(now, copy);
+            inner.send(now, frame);
+            inner.send(now, copy);
         } else {
-            self.inner.send(now, frame);
+            inner.send(now, frame);
         }
-    }
-    fn recv(&mut self, now: u64, out: &mut Vec<Frame>) {
-        self.inner.recv(now, out)
-    }
-    fn next_due(&self) -> Option<u64> {
-        self.inner.next_due()
-    }
-    fn flush(&mut self) -> u64 {
-        self.inner.flush()
     }
     fn stats(&self, s: &mut FaultStats) {
         s.duplicated += self.duplicated;
-        self.inner.stats(s);
     }
 }
 
@@ -214,18 +227,19 @@ impl Link for Duplicate {
 pub struct Corrupt {
     p: f64,
     rng: Rng,
-    inner: Box<dyn Link>,
     corrupted: u64,
 }
 
 impl Corrupt {
     /// Wraps `inner`.
-    pub fn new(p: f64, rng: Rng, inner: Box<dyn Link>) -> Corrupt {
-        Corrupt {
-            p,
-            rng,
+    pub fn new(p: f64, rng: Rng, inner: Box<dyn Link>) -> Faulty<Corrupt> {
+        Faulty {
+            fault: Corrupt {
+                p,
+                rng,
+                corrupted: 0,
+            },
             inner,
-            corrupted: 0,
         }
     }
 }
@@ -239,8 +253,8 @@ pub fn flip_bit(f: &mut Frame, bit: usize) {
     }
 }
 
-impl Link for Corrupt {
-    fn send(&mut self, now: u64, mut frame: Frame) {
+impl SendFault for Corrupt {
+    fn send(&mut self, now: u64, mut frame: Frame, inner: &mut dyn Link) {
         use fastpath::buf::PacketBuf;
         let eligible = !frame.meta.corrupted
             && frame.ethertype() != fastpath::wire::ethertype::ARP
@@ -251,20 +265,10 @@ impl Link for Corrupt {
             frame.meta.corrupted = true;
             self.corrupted += 1;
         }
-        self.inner.send(now, frame);
-    }
-    fn recv(&mut self, now: u64, out: &mut Vec<Frame>) {
-        self.inner.recv(now, out)
-    }
-    fn next_due(&self) -> Option<u64> {
-        self.inner.next_due()
-    }
-    fn flush(&mut self) -> u64 {
-        self.inner.flush()
+        inner.send(now, frame);
     }
     fn stats(&self, s: &mut FaultStats) {
         s.corrupted += self.corrupted;
-        self.inner.stats(s);
     }
 }
 
