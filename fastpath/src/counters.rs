@@ -98,6 +98,8 @@ drop_reasons! {
     MultiSegment => "multi_segment", "multi-segment packet buffer (I/O layer)";
     /// The packet was for the host path or a pod port that is not attached (I/O layer).
     NoSuchPort => "no_such_port", "destination port not attached (I/O layer)";
+    /// The worker that owns the packet's flow had its handoff queue full (I/O layer).
+    HandoffQueueFull => "handoff_queue_full", "handoff queue to the flow's owner worker full: packet freed (I/O layer)";
 }
 
 /// Where one packet goes. The pipeline fills one per packet of a burst (VPP's next-node array);
@@ -112,6 +114,15 @@ pub enum Disposition {
     ToHost,
     /// Dropped, and counted under the reason.
     Drop(DropReason),
+    /// To worker `worker`, which owns the packet's flow (`pipeline::shard`): it processes the
+    /// packet as if it had received it on `ingress`. Unchanged so far, except a VXLAN frame
+    /// handed over as `Ingress::Tunnel` has been checked and decapsulated.
+    Handoff {
+        /// The owner worker's index.
+        worker: u16,
+        /// Where the owner picks the packet up.
+        ingress: crate::pipeline::Ingress,
+    },
 }
 
 /// Dispositions counted per core (besides the drop reasons).
@@ -156,6 +167,10 @@ pub enum Event {
     CtPurged,
     /// Flows whose source port was rewritten for SNAT.
     SnatPortRewritten,
+    /// Packets handed to the worker that owns their flow.
+    HandoffTx,
+    /// Packets taken over from other workers (their flow is this worker's).
+    HandoffRx,
 }
 
 impl Event {
@@ -180,6 +195,8 @@ impl Event {
         Event::CtEvicted,
         Event::CtPurged,
         Event::SnatPortRewritten,
+        Event::HandoffTx,
+        Event::HandoffRx,
     ];
     /// How many events there are.
     pub const COUNT: usize = Event::ALL.len();
@@ -206,6 +223,8 @@ impl Event {
             Event::CtEvicted => "ct_evicted_full",
             Event::CtPurged => "ct_purged_endpoint_removed",
             Event::SnatPortRewritten => "snat_port_rewritten",
+            Event::HandoffTx => "handoff_tx",
+            Event::HandoffRx => "handoff_rx",
         }
     }
 }

@@ -1,15 +1,21 @@
-//! One simulated node: the real fast path — a [`TableWriter`] and one [`Pipeline`] (one worker)
+//! One simulated node: the real fast path — a [`TableWriter`] and one [`Pipeline`] per worker
 //! — plus the simulator's view of its ports, its IPAM and its queues.
 //!
 //! Pods are port ids `0..P` (P = the node's pod capacity). Frames a pod sends wait in the
 //! port's queue until the node's turn in the tick, then go through the pipeline in bursts of
-//! up to [`BURST`] per ingress, exactly as a poll loop would hand them over. A fast-path restart
-//! throws away the pipeline (and so its conntrack) and the writer, and builds both again from a
-//! snapshot; the counters of the old incarnation are kept.
+//! up to [`BURST`] per ingress, exactly as a poll loop would hand them over. With several
+//! workers, as in the daemon: a pod port belongs to the worker its `Shard` names, frames from
+//! the uplink go to the worker an RSS-like hash of their outer IPv4/L4 header picks, and
+//! a frame a worker hands over (`Disposition::Handoff`) is processed by its owner right after
+//! the burst, in order. A fast-path restart throws away the pipelines (and so their conntrack)
+//! and the writer, and builds them again from a snapshot; the counters of the old incarnation
+//! are kept.
 
 use std::time::{Duration, Instant};
 
+use fastpath::buf::PacketBuf;
 use fastpath::counters::{CounterSnapshot, Disposition, DropReason};
+use fastpath::pipeline::shard::mix64;
 use fastpath::pipeline::{Ingress, Pipeline, BURST};
 use fastpath::tables::conntrack::Timeouts;
 use fastpath::tables::Capacities;
@@ -23,7 +29,8 @@ use crate::topology;
 #[derive(Debug)]
 struct Fastpath {
     writer: TableWriter,
-    pipeline: Pipeline,
+    /// One per worker, worker `i` at index `i`.
+    pipelines: Vec<Pipeline>,
 }
 
 /// Per-node tallies the simulator keeps (the fast path's own are its counters).
@@ -57,6 +64,9 @@ pub struct SimNode {
     fp: Option<Fastpath>,
     caps: Capacities,
     ct_capacity: u32,
+    workers: u16,
+    /// Test hook (`Sim::break_handoff`): handed-over frames stay with the worker that got them.
+    pub handoff_broken: bool,
     /// Port id → uid of the pod on it.
     pub ports: Vec<Option<u32>>,
     /// Frames from each port waiting for the pipeline.
@@ -75,9 +85,15 @@ pub struct SimNode {
 }
 
 impl SimNode {
-    /// A node that is not running yet. `ports` is its pod capacity; `ct_capacity` the size of its
-    /// worker's conntrack table.
-    pub fn new(idx: u32, services: bool, caps: Capacities, ct_capacity: u32) -> SimNode {
+    /// A node that is not running yet. `ports` is its pod capacity; `ct_capacity` the size of each
+    /// worker's conntrack table; `workers` how many workers share its traffic.
+    pub fn new(
+        idx: u32,
+        services: bool,
+        caps: Capacities,
+        ct_capacity: u32,
+        workers: u16,
+    ) -> SimNode {
         let ports = usize::from(caps.max_pod_ports);
         SimNode {
             idx,
@@ -91,6 +107,8 @@ impl SimNode {
             fp: None,
             caps,
             ct_capacity,
+            workers: workers.max(1),
+            handoff_broken: false,
             ports: vec![None; ports],
             port_q: (0..ports).map(|_| Vec::new()).collect(),
             active_ports: Vec::new(),
@@ -112,8 +130,13 @@ impl SimNode {
         let t0 = Instant::now();
         writer.apply(Update::Snapshot(state))?;
         let took = t0.elapsed();
-        let pipeline = Pipeline::new(writer.reader(), self.ct_capacity, Timeouts::default());
-        self.fp = Some(Fastpath { writer, pipeline });
+        let pipelines = Pipeline::workers(
+            writer.reader(),
+            self.workers,
+            self.ct_capacity,
+            Timeouts::default(),
+        );
+        self.fp = Some(Fastpath { writer, pipelines });
         self.started_at = now;
         Ok(took)
     }
@@ -121,7 +144,9 @@ impl SimNode {
     /// Stops the fast path (its counters are kept).
     pub fn stop(&mut self) {
         if let Some(fp) = self.fp.take() {
-            self.counters_before.add(fp.pipeline.counters());
+            for p in &fp.pipelines {
+                self.counters_before.add(p.counters());
+            }
         }
     }
 
@@ -148,16 +173,18 @@ impl SimNode {
         self.fp.as_ref().map(|fp| &fp.writer)
     }
 
-    /// The pipeline (for measurements).
+    /// The first worker's pipeline (for measurements).
     pub fn pipeline(&self) -> Option<&Pipeline> {
-        self.fp.as_ref().map(|fp| &fp.pipeline)
+        self.fp.as_ref().and_then(|fp| fp.pipelines.first())
     }
 
     /// Counters over every incarnation of the fast path.
     pub fn counters(&self) -> CounterSnapshot {
         let mut c = self.counters_before.clone();
         if let Some(fp) = &self.fp {
-            c.add(fp.pipeline.counters());
+            for p in &fp.pipelines {
+                c.add(p.counters());
+            }
         }
         c
     }
@@ -176,19 +203,57 @@ impl SimNode {
             frames.clear();
             return;
         };
-        let n = frames.len();
-        self.disp.clear();
-        self.disp.resize(n, Disposition::Drop(DropReason::Runt));
-        for (chunk, d) in frames.chunks_mut(BURST).zip(self.disp.chunks_mut(BURST)) {
-            fp.pipeline.process(ingress, chunk, d, now);
+        if fp.pipelines.len() == 1 {
+            let n = frames.len();
+            self.disp.clear();
+            self.disp.resize(n, Disposition::Drop(DropReason::Runt));
+            for (chunk, d) in frames.chunks_mut(BURST).zip(self.disp.chunks_mut(BURST)) {
+                fp.pipelines[0].process(ingress, chunk, d, now);
+            }
+            out.extend(self.disp.iter().copied().zip(frames.drain(..)));
+            return;
         }
-        out.extend(self.disp.iter().copied().zip(frames.drain(..)));
+        // Several workers: each frame to the worker that receives it, in order per worker.
+        let workers = fp.pipelines.len();
+        let mut per: Vec<Vec<Frame>> = (0..workers).map(|_| Vec::new()).collect();
+        for f in frames.drain(..) {
+            let w = match ingress {
+                Ingress::Pod(p) => fp.pipelines[0].shard().of_pod_port(p),
+                _ => rss(&f, workers as u16),
+            };
+            per[usize::from(w)].push(f);
+        }
+        let mut done = Vec::new();
+        for (w, fs) in per.iter_mut().enumerate() {
+            let n = fs.len();
+            self.disp.clear();
+            self.disp.resize(n, Disposition::Drop(DropReason::Runt));
+            for (chunk, d) in fs.chunks_mut(BURST).zip(self.disp.chunks_mut(BURST)) {
+                fp.pipelines[w].process(ingress, chunk, d, now);
+            }
+            done.extend(self.disp.iter().map(|&d| (d, w as u16)).zip(fs.drain(..)));
+        }
+        // Handed-over frames: their owner takes them over, in the order they were handed.
+        for ((d, got_it), mut f) in done {
+            let Disposition::Handoff { worker, ingress } = d else {
+                out.push((d, f));
+                continue;
+            };
+            let worker = if self.handoff_broken { got_it } else { worker };
+            let mut d2 = [Disposition::Drop(DropReason::HandoffQueueFull)];
+            if let Some(p) = fp.pipelines.get_mut(usize::from(worker)) {
+                p.process_handed(ingress, core::slice::from_mut(&mut f), &mut d2, now);
+            }
+            out.push((d2[0], f));
+        }
     }
 
     /// Housekeeping once per tick: conntrack aging.
     pub fn maintain(&mut self, now: u64) {
         if let Some(fp) = &mut self.fp {
-            fp.pipeline.maintain(now, 64);
+            for p in &mut fp.pipelines {
+                p.maintain(now, 64);
+            }
         }
     }
 
@@ -224,4 +289,31 @@ impl SimNode {
     pub fn pod_count(&self) -> usize {
         self.ports.iter().filter(|p| p.is_some()).count()
     }
+}
+
+/// The receive queue (worker) a NIC's RSS would give an uplink frame: a hash of its outer IPv4
+/// addresses and TCP/UDP ports (VXLAN's outer source port carries the inner flow's hash, so
+/// flows spread); anything else to queue 0.
+fn rss(f: &Frame, workers: u16) -> u16 {
+    let d = f.data();
+    if d.len() < 34 || d[12..14] != [0x08, 0x00] || d[14] >> 4 != 4 {
+        return 0;
+    }
+    let l4 = 14 + usize::from(d[14] & 0x0f) * 4;
+    let proto = d[23];
+    let ip = |o: usize| u32::from_be_bytes([d[o], d[o + 1], d[o + 2], d[o + 3]]);
+    let port = |o: usize| {
+        d.get(o..o + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let (sport, dport) = if proto == 6 || proto == 17 {
+        (port(l4), port(l4 + 2))
+    } else {
+        (0, 0)
+    };
+    let h = mix64(
+        (u64::from(ip(26)) << 32 | u64::from(ip(30)))
+            ^ (u64::from(sport) << 24 | u64::from(dport) << 8 | u64::from(proto)).rotate_left(29),
+    );
+    ((h >> 32) % u64::from(workers)) as u16
 }

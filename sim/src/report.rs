@@ -42,6 +42,8 @@ pub struct ConfigReport {
     pub flows_per_pod: u32,
     /// Requests per Service flow.
     pub requests_per_flow: u32,
+    /// Workers per node.
+    pub workers: u16,
 }
 
 impl From<&SimConfig> for ConfigReport {
@@ -57,6 +59,7 @@ impl From<&SimConfig> for ConfigReport {
             churn: c.churn,
             flows_per_pod: c.flows_per_pod,
             requests_per_flow: c.requests_per_flow,
+            workers: c.workers,
         }
     }
 }

@@ -112,6 +112,8 @@ pub struct SimConfig {
     pub timings: bool,
     /// Single endpoint updates timed on the measured node.
     pub timing_updates: u32,
+    /// Workers per node (each with its own conntrack; flows handed to their owner).
+    pub workers: u16,
 }
 
 impl Default for SimConfig {
@@ -132,6 +134,7 @@ impl Default for SimConfig {
             requests_per_flow: 4,
             timings: false,
             timing_updates: 1000,
+            workers: 1,
         }
     }
 }
@@ -284,6 +287,7 @@ impl Sim {
                     f,
                     capacities(&cfg, f),
                     if f { CT_FULL } else { CT_LIGHT },
+                    cfg.workers,
                 )
             })
             .collect();
@@ -441,6 +445,13 @@ impl Sim {
             .apply(updates)
             .map(|_| ())
             .map_err(|err| SimError::Update { node: n, err })
+    }
+
+    /// Breaks node `n`'s worker handoff: a frame a worker should hand to its flow's owner is
+    /// processed by the worker that received it, as if workers shared nothing and knew nothing
+    /// of each other. For tests that check the invariants catch a broken ownership model.
+    pub fn break_handoff(&mut self, n: u32) {
+        self.nodes[n as usize].handoff_broken = true;
     }
 
     fn pod(&self, uid: u32) -> &Pod {
@@ -700,6 +711,12 @@ impl Sim {
                         self.corruption.to_host += 1;
                         self.checker.pass(Invariant::CorruptionCaught);
                     }
+                }
+                Disposition::Handoff { .. } => {
+                    // `SimNode::process` gives every handed-over frame to its owner.
+                    self.checker.fail(Invariant::DeliveredToOwner, now, || {
+                        format!("node {n}: a handed-over frame came out of the node")
+                    });
                 }
                 Disposition::Drop(r) => {
                     self.nodes[n as usize].stats.dropped += 1;

@@ -40,8 +40,9 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EalSection {
-    /// Lcore list (`-l`): the first is the main lcore (control), the next runs the worker.
-    /// With a single lcore the worker runs on the main lcore.
+    /// Lcore list (`-l`, or `--lcores` when it maps lcores to CPUs with `@`, e.g.
+    /// "0@0,1@1,2@1"): the first is the main lcore (control); each further one runs a worker.
+    /// With a single lcore the one worker runs on the main lcore.
     #[serde(default = "default_lcores")]
     pub lcores: String,
     /// Run without hugepages (anonymous memory of `memory_mb`): CI and small hosts.
@@ -112,6 +113,10 @@ pub struct QueueSection {
     /// Mbufs in the pool.
     #[serde(default = "default_mbufs")]
     pub mbufs: u32,
+    /// Receive queues on the uplink, spread over the workers (queue `q` to worker
+    /// `q % workers`) and filled by the NIC's RSS. 0 (the default): one per worker.
+    #[serde(default)]
+    pub uplink_rx_queues: u16,
 }
 
 impl Default for QueueSection {
@@ -120,6 +125,7 @@ impl Default for QueueSection {
             rx_desc: default_desc(),
             tx_desc: default_desc(),
             mbufs: default_mbufs(),
+            uplink_rx_queues: 0,
         }
     }
 }

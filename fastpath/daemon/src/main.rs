@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use daemon::config::{Config, Role};
 use daemon::control::{open_pod_port, ControlServer, PortManager, WorkerHandle};
-use daemon::worker::{PodPort, PortSet, Worker};
+use daemon::worker::{Handoff, LoopStats, PodPort, PortSet, Worker};
 use dpdk::{Eal, PktPool, Port, PortConfig};
-use fastpath::counters::{CounterSnapshot, Counters, Event};
+use fastpath::counters::{CounterSnapshot, Event};
 use fastpath::pipeline::Pipeline;
 use fastpath::rcu::Publisher;
 use fastpath::update::{FullState, TableWriter, Update};
@@ -98,12 +98,35 @@ fn run_dpdk(
     let pool = Arc::new(PktPool::new("podlane", cfg.queues.mbufs, 256).map_err(|e| {
         format!("{e} — with no_huge, raise [eal] memory_mb; else reserve more hugepages")
     })?);
+    // One worker per worker lcore (the main lcore's thread runs the only worker if there is
+    // none); every ethdev port gets one transmit queue per worker, the uplink one receive
+    // queue per worker unless [queues] says otherwise.
+    let nworkers = u16::try_from(eal.worker_lcores().len().max(1)).unwrap_or(u16::MAX);
+    let uplink_rxq = match cfg.queues.uplink_rx_queues {
+        0 => nworkers,
+        n => n,
+    };
     let pcfg = PortConfig {
         rx_queues: 1,
-        tx_queues: 1,
+        tx_queues: nworkers,
         rx_desc: cfg.queues.rx_desc,
         tx_desc: cfg.queues.tx_desc,
         promiscuous: true,
+    };
+    let queue_hint = |p: &daemon::config::PortSection| {
+        format!(
+            "{} worker(s) need {} transmit queue(s) per port{} — check the device exists and is \
+             not in use, and give it enough queues (net_af_packet: qpairs=N; net_pcap: one \
+             rx_pcap/tx_pcap per queue; or set [queues] uplink_rx_queues) (devargs {:?})",
+            nworkers,
+            nworkers,
+            if p.role == Role::Uplink {
+                format!(" and the uplink {uplink_rxq} receive queue(s)")
+            } else {
+                String::new()
+            },
+            p.devargs
+        )
     };
     let mut uplink = None;
     let mut host = None;
@@ -112,7 +135,7 @@ fn run_dpdk(
         if p.role == Role::Pod {
             // A pod port may be a TAP file descriptor (`tap:IFNAME`) or any DPDK device.
             let port = open_pod_port(&p.devargs, eal, &pcfg, &pool)
-                .map_err(|e| format!("{e} (devargs {:?})", p.devargs))?;
+                .map_err(|e| format!("{e} — {}", queue_hint(p)))?;
             let n = usize::from(p.pod_port.unwrap_or(0));
             if pods.len() <= n {
                 pods.resize_with(n + 1, || None);
@@ -121,12 +144,11 @@ fn run_dpdk(
             continue;
         }
         let id = eal.attach(&p.devargs).map_err(|e| e.to_string())?;
-        let port = Port::start(id, &pcfg, &pool).map_err(|e| {
-            format!(
-                "{e} — check the device exists and is not in use (devargs {:?})",
-                p.devargs
-            )
-        })?;
+        let mut pc = pcfg;
+        if p.role == Role::Uplink {
+            pc.rx_queues = uplink_rxq;
+        }
+        let port = Port::start(id, &pc, &pool).map_err(|e| format!("{e} — {}", queue_hint(p)))?;
         let port = Arc::new(port);
         match p.role {
             Role::Uplink => uplink = Some(port),
@@ -135,14 +157,33 @@ fn run_dpdk(
         }
     }
     let uplink = uplink.ok_or("no uplink port")?;
-    let pipeline = Pipeline::new(
+    let ports = Publisher::new(PortSet { uplink, host, pods });
+    let handoff = Handoff::new(nworkers);
+    let workers: Vec<Worker> = Pipeline::workers(
         writer.reader(),
+        nworkers,
         cfg.capacities.conntrack_entries,
         cfg.timeouts,
-    );
-    let counters = Arc::clone(pipeline.counters());
-    let ports = Publisher::new(PortSet { uplink, host, pods });
-    let worker = Worker::new(pipeline, ports.reader(), 0, cfg.capacities.max_pod_ports);
+    )
+    .into_iter()
+    .map(|p| {
+        Worker::sharded(
+            p,
+            ports.reader(),
+            uplink_rxq,
+            cfg.capacities.max_pod_ports,
+            &handoff,
+        )
+    })
+    .collect();
+    drop(handoff);
+    let handles: Vec<WorkerHandle> = workers
+        .iter()
+        .map(|w| WorkerHandle {
+            counters: Arc::clone(w.counters()),
+            conntrack: w.conntrack_dump(),
+        })
+        .collect();
     let mut manager = PortManager {
         eal: Arc::clone(eal),
         pool: Arc::clone(&pool),
@@ -164,16 +205,13 @@ fn run_dpdk(
             let server = ControlServer::bind(path, epoch)
                 .map_err(|e| format!("control socket {}: {e}", path.display()))?;
             let stop_c = Arc::clone(&stop);
-            let workers = vec![WorkerHandle {
-                counters: Arc::clone(&counters),
-                conntrack: worker.conntrack_dump(),
-            }];
+            let handles = handles.clone();
             Some(
                 std::thread::Builder::new()
                     .name("podlane-control".into())
                     .spawn(move || {
                         while !stop_c.load(Ordering::Relaxed) {
-                            server.serve_next(&mut writer, &mut manager, &workers);
+                            server.serve_next(&mut writer, &mut manager, &handles);
                         }
                         manager
                     })
@@ -185,78 +223,99 @@ fn run_dpdk(
             let m = manager;
             return finish(
                 args,
-                run_worker(args, eal, worker, &stop)?,
+                run_workers(args, eal, workers, &stop)?,
                 m,
-                &counters,
+                &handles,
                 pool,
             );
         }
     };
-    let ran = run_worker(args, eal, worker, &stop);
+    let ran = run_workers(args, eal, workers, &stop);
     // Whether the worker ended well or not, the control thread must stop.
     stop.store(true, Ordering::Relaxed);
     if let Some(path) = &cfg.control_socket {
         ControlServer::wake(path);
     }
-    let (worker, started) = ran?;
+    let (workers, started) = ran?;
     let manager = control
         .ok_or("control thread missing")?
         .join()
         .map_err(|_| "the control thread panicked")?;
-    finish(args, (worker, started), manager, &counters, pool)
+    finish(args, (workers, started), manager, &handles, pool)
 }
 
-/// Runs the worker on the first worker lcore (or on this thread with a single lcore) until
-/// stopped; returns it and when it started.
-fn run_worker(
+/// Runs one worker per worker lcore (or the only worker on this thread with a single lcore)
+/// until stopped; returns them and when they started.
+fn run_workers(
     args: &Args,
     eal: &Eal,
-    worker: Worker,
+    mut workers: Vec<Worker>,
     stop: &Arc<AtomicBool>,
-) -> Result<(Worker, Instant), String> {
+) -> Result<(Vec<Worker>, Instant), String> {
     let hz = dpdk::eal::tsc_hz().max(1);
     let started = Instant::now();
     let deadline = args.duration.map(|s| started + Duration::from_secs_f64(s));
-    let worker = match eal.worker_lcores().first().copied() {
-        Some(lcore) => {
-            let (tx, rx) = mpsc::channel();
-            let stop_w = Arc::clone(stop);
-            eal.launch(lcore, move || {
-                let w = poll_loop(worker, &stop_w, hz, None);
-                let _ = tx.send(w);
-                0
-            })
-            .map_err(|e| e.to_string())?;
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(50));
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    stop.store(true, Ordering::Relaxed);
-                }
+    let lcores = eal.worker_lcores();
+    if lcores.is_empty() {
+        let w = workers.pop().ok_or("no worker")?;
+        return Ok((vec![poll_loop(w, stop, hz, deadline)], started));
+    }
+    let (tx, rx) = mpsc::channel();
+    let mut launched = Vec::new();
+    let mut failed = None;
+    for (i, (w, &lcore)) in workers.into_iter().zip(&lcores).enumerate() {
+        let (tx, stop_w) = (tx.clone(), Arc::clone(stop));
+        match eal.launch(lcore, move || {
+            let w = poll_loop(w, &stop_w, hz, None);
+            let _ = tx.send((i, w));
+            0
+        }) {
+            Ok(()) => launched.push(lcore),
+            Err(e) => {
+                failed = Some(e.to_string());
+                break;
             }
-            let w = rx
-                .recv()
-                .map_err(|_| "the worker lcore ended without handing back")?;
-            eal.wait(lcore);
-            w
         }
-        None => poll_loop(worker, stop, hz, deadline),
-    };
-    Ok((worker, started))
+    }
+    drop(tx);
+    if failed.is_some() {
+        stop.store(true, Ordering::Relaxed);
+    }
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+    let mut back: Vec<(usize, Worker)> = rx.iter().collect();
+    for lcore in launched {
+        eal.wait(lcore);
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if back.len() != lcores.len() {
+        return Err("a worker lcore ended without handing back".into());
+    }
+    back.sort_by_key(|(i, _)| *i);
+    Ok((back.into_iter().map(|(_, w)| w).collect(), started))
 }
 
 /// Stops everything in order: the worker is gone, so every port is closed (pcap outputs
 /// flushed), then the final report.
 fn finish(
     args: &Args,
-    (worker, started): (Worker, Instant),
+    (workers, started): (Vec<Worker>, Instant),
     manager: PortManager,
-    counters: &Counters,
+    handles: &[WorkerHandle],
     pool: Arc<PktPool>,
 ) -> Result<(), String> {
     let elapsed = started.elapsed().as_secs_f64();
-    let stats = worker.stats();
-    drop(worker);
-    let snap: CounterSnapshot = counters.snapshot();
+    let per_worker: Vec<LoopStats> = workers.iter().map(Worker::stats).collect();
+    let stats = LoopStats::sum(&per_worker);
+    // The workers' buffers and handoff queues free their mbufs here.
+    drop(workers);
+    let snap: CounterSnapshot = CounterSnapshot::sum(handles.iter().map(|h| &*h.counters));
     for p in manager.ports.current().all() {
         p.close().map_err(|e| e.to_string())?;
     }
@@ -271,6 +330,10 @@ fn finish(
         "rx_mpps": stats.rx as f64 / elapsed / 1e6,
         "tx_mpps": stats.tx as f64 / elapsed / 1e6,
         "polls": stats.polls,
+        "workers": per_worker
+            .iter()
+            .map(|w| serde_json::json!({"rx_packets": w.rx, "tx_packets": w.tx, "polls": w.polls}))
+            .collect::<Vec<_>>(),
         "mbufs_in_use": mbufs_in_use,
         "counters": snap.nonzero().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
     });

@@ -1,17 +1,25 @@
 //! One worker: a run-to-completion poll loop on one lcore.
 //!
-//! Each poll receives a burst from every port the worker serves, runs it through the pipeline
-//! (which decides a disposition per packet and rewrites packets in place), moves each packet
-//! to the transmit buffer of its destination port, and flushes the buffers. Nothing allocates:
-//! bursts and transmit buffers are fixed arrays of owning mbufs; a dropped packet is an mbuf
-//! dropped (freed to its pool) and a counter.
+//! Each poll receives a burst from every port queue the worker serves, runs it through the
+//! pipeline (which decides a disposition per packet and rewrites packets in place), moves each
+//! packet to the transmit buffer of its destination port, and flushes the buffers. Nothing
+//! allocates: bursts and transmit buffers are fixed arrays of owning mbufs; a dropped packet is
+//! an mbuf dropped (freed to its pool) and a counter.
+//!
+//! With several workers (one per worker lcore), worker `w` polls the uplink's receive queues
+//! `q` with `q % workers == w` (the NIC spreads flows over them by RSS), the host port if
+//! `w == 0`, and the pod ports the pipeline's [`Shard`] gives it (`port % workers`); it sends on
+//! transmit queue `w` of every ethdev port (each port has one per worker: no locks). A packet
+//! whose NAT flow another worker owns (`fastpath::pipeline::shard`) goes into that worker's
+//! handoff queue, a bounded lock-free queue the owner empties once per poll.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dpdk::{Burst, PktPool, Port, PortStats, TapPort};
+use crossbeam_queue::ArrayQueue;
+use dpdk::{Burst, Mbuf, PktPool, Port, PortStats, TapPort};
 use fastpath::counters::{Counters, Disposition, DropReason};
-use fastpath::pipeline::{Ingress, Pipeline, BURST};
+use fastpath::pipeline::{Ingress, Pipeline, Shard, BURST};
 use fastpath::proto::CtFlow;
 use fastpath::rcu::Reader;
 use fastpath::tables::conntrack::Conntrack;
@@ -121,6 +129,7 @@ impl PortSet {
             Ingress::Uplink => Some(AnyPort::Eth(&self.uplink)),
             Ingress::Host => self.host.as_deref().map(AnyPort::Eth),
             Ingress::Pod(p) => self.pods.get(p as usize)?.as_deref().map(AnyPort::Pod),
+            Ingress::Tunnel => None,
         }
     }
 
@@ -189,18 +198,55 @@ pub struct LoopStats {
     pub tx: u64,
 }
 
-/// A worker: its pipeline, its ports, its transmit buffers.
+impl LoopStats {
+    /// The sum of several workers' totals (polls: the busiest worker's).
+    pub fn sum<'a>(all: impl IntoIterator<Item = &'a LoopStats>) -> LoopStats {
+        all.into_iter()
+            .fold(LoopStats::default(), |a, s| LoopStats {
+                polls: a.polls.max(s.polls),
+                rx: a.rx + s.rx,
+                tx: a.tx + s.tx,
+            })
+    }
+}
+
+/// The handoff queues of a node's workers: queue `w` holds packets for worker `w`, with the
+/// ingress the owner resumes them at. Bounded, lock-free (crossbeam's `ArrayQueue`), allocated
+/// once; a full queue drops the packet and counts it.
+#[derive(Debug)]
+pub struct Handoff {
+    queues: Box<[ArrayQueue<(Mbuf, Ingress)>]>,
+}
+
+impl Handoff {
+    /// Packets one worker's queue holds (a few polls' worth of bursts).
+    pub const DEPTH: usize = 4096;
+
+    /// Queues for `workers` workers.
+    pub fn new(workers: u16) -> Arc<Handoff> {
+        Arc::new(Handoff {
+            queues: (0..workers.max(1))
+                .map(|_| ArrayQueue::new(Handoff::DEPTH))
+                .collect(),
+        })
+    }
+}
+
+/// A worker: its pipeline, its ports and queues, its transmit buffers.
 #[derive(Debug)]
 pub struct Worker {
     pipeline: Pipeline,
     counters: Arc<Counters>,
     ports: Reader<PortSet>,
-    queue: u16,
+    shard: Shard,
+    /// The uplink receive queues this worker polls.
+    uplink_queues: Vec<u16>,
     /// One transmit buffer per destination: [uplink, host, pod 0, pod 1, ...], sized once for
     /// the configured number of pod ports.
     tx: Vec<Burst>,
     stats: LoopStats,
     dump: Arc<CtDumpSlot>,
+    handoff: Arc<Handoff>,
 }
 
 const TX_UPLINK: usize = 0;
@@ -208,14 +254,23 @@ const TX_HOST: usize = 1;
 const TX_POD0: usize = 2;
 
 impl Worker {
-    /// A worker polling queue `queue` of the ports `ports` publishes, for up to `max_pod_ports`
-    /// pod ports, running `pipeline`.
-    pub fn new(
+    /// The only worker of a node: polls queue 0 of every port, for up to `max_pod_ports` pod
+    /// ports, running `pipeline`.
+    pub fn new(pipeline: Pipeline, ports: Reader<PortSet>, max_pod_ports: u16) -> Worker {
+        Worker::sharded(pipeline, ports, 1, max_pod_ports, &Handoff::new(1))
+    }
+
+    /// Worker `pipeline.shard().me` of `pipeline.shard().workers`, polling its share of the
+    /// uplink's `uplink_rx_queues` receive queues and of the pod ports, handing packets to
+    /// the other workers through `handoff`.
+    pub fn sharded(
         pipeline: Pipeline,
         ports: Reader<PortSet>,
-        queue: u16,
+        uplink_rx_queues: u16,
         max_pod_ports: u16,
+        handoff: &Arc<Handoff>,
     ) -> Worker {
+        let shard = pipeline.shard();
         let tx = (0..TX_POD0 + usize::from(max_pod_ports))
             .map(|_| Burst::new())
             .collect();
@@ -224,10 +279,14 @@ impl Worker {
             pipeline,
             counters,
             ports,
-            queue,
+            shard,
+            uplink_queues: (0..uplink_rx_queues)
+                .filter(|q| q % shard.workers == shard.me)
+                .collect(),
             tx,
             stats: LoopStats::default(),
             dump: Arc::default(),
+            handoff: Arc::clone(handoff),
         }
     }
 
@@ -251,78 +310,90 @@ impl Worker {
         self.stats
     }
 
-    /// One poll of every port of the current port set. Returns the packets received.
+    /// The uplink receive queues this worker polls.
+    pub fn uplink_queues(&self) -> &[u16] {
+        &self.uplink_queues
+    }
+
+    /// One poll of this worker's share of the current port set, and of its handoff queue.
+    /// Returns the packets received (handed-over ones included).
     pub fn poll(&mut self, now_ms: u64) -> usize {
         let Worker {
             pipeline,
             counters,
             ports,
-            queue,
+            shard,
+            uplink_queues,
             tx,
             stats,
             dump,
+            handoff,
         } = self;
         let set = ports.refresh();
-        let mut got = poll_port(
-            pipeline,
-            counters,
+        let mut io = Io {
+            c: counters,
             set,
-            *queue,
+            txq: shard.me,
             tx,
             stats,
-            Ingress::Uplink,
-            now_ms,
-        );
-        if set.host.is_some() {
-            got += poll_port(
-                pipeline,
-                counters,
-                set,
-                *queue,
-                tx,
-                stats,
-                Ingress::Host,
-                now_ms,
-            );
+            handoff,
+        };
+        let mut got = 0;
+        for &q in uplink_queues.iter() {
+            got += poll_port(pipeline, &mut io, q, Ingress::Uplink, now_ms);
+        }
+        if set.host.is_some() && shard.me == 0 {
+            got += poll_port(pipeline, &mut io, 0, Ingress::Host, now_ms);
         }
         for (p, port) in set.pods.iter().enumerate() {
-            if port.is_some() {
-                let ing = Ingress::Pod(p as u16);
-                got += poll_port(pipeline, counters, set, *queue, tx, stats, ing, now_ms);
+            let p = p as u16;
+            if port.is_some() && shard.of_pod_port(p) == shard.me {
+                got += poll_port(pipeline, &mut io, 0, Ingress::Pod(p), now_ms);
             }
         }
+        if !shard.single() {
+            got += poll_handoff(pipeline, &mut io, now_ms);
+        }
         pipeline.maintain(now_ms, 32);
-        dump.service(*queue, pipeline.conntrack(), now_ms);
+        dump.service(shard.me, pipeline.conntrack(), now_ms);
         stats.polls += 1;
         got
     }
 }
 
-/// Receives one burst from `ingress`, runs it through the pipeline, sends it on.
-#[allow(clippy::too_many_arguments)]
+/// What a burst's forwarding needs besides the pipeline: the ports, this worker's transmit
+/// queue and buffers, its counters, the handoff queues.
+struct Io<'a> {
+    c: &'a Counters,
+    set: &'a PortSet,
+    txq: u16,
+    tx: &'a mut [Burst],
+    stats: &'a mut LoopStats,
+    handoff: &'a Handoff,
+}
+
+/// Receives one burst from receive queue `rxq` of `ingress`, runs it through the pipeline,
+/// sends it on.
 #[inline]
 fn poll_port(
     pipeline: &mut Pipeline,
-    c: &Counters,
-    set: &PortSet,
-    q: u16,
-    tx: &mut [Burst],
-    stats: &mut LoopStats,
+    io: &mut Io<'_>,
+    rxq: u16,
     ingress: Ingress,
     now_ms: u64,
 ) -> usize {
     let mut rx = Burst::new();
-    let n = match set.get(ingress) {
-        Some(port) => port.rx_burst(q, &mut rx),
+    let n = match io.set.get(ingress) {
+        Some(port) => port.rx_burst(rxq, &mut rx),
         None => 0,
     };
     if n == 0 {
         return 0;
     }
-    stats.rx += n as u64;
+    io.stats.rx += n as u64;
     // Multi-segment packets cannot go through the pipeline. Ports are set up without
     // scatter, so they do not arrive; should one, it is dropped and counted here.
-    let mut burst = if rx.iter().all(|m| m.is_contiguous()) {
+    let burst = if rx.iter().all(|m| m.is_contiguous()) {
         rx
     } else {
         let mut b = Burst::new();
@@ -330,14 +401,62 @@ fn poll_port(
             if m.is_contiguous() {
                 let _ = b.push(m);
             } else {
-                c.count_drop(DropReason::MultiSegment);
+                io.c.count_drop(DropReason::MultiSegment);
             }
         }
         b
     };
+    forward(pipeline, io, burst, ingress, true, now_ms);
+    n
+}
+
+/// Takes up to two bursts of packets other workers handed over, and forwards them; packets
+/// that resume at the same ingress go through the pipeline together.
+fn poll_handoff(pipeline: &mut Pipeline, io: &mut Io<'_>, now_ms: u64) -> usize {
+    let me = usize::from(pipeline.shard().me);
+    let Some(q) = io.handoff.queues.get(me) else {
+        return 0;
+    };
+    let mut got = 0;
+    let mut batch = Burst::new();
+    let mut at = Ingress::Uplink;
+    while got < 2 * BURST {
+        let Some((m, ingress)) = q.pop() else {
+            break;
+        };
+        got += 1;
+        if !batch.is_empty() && (ingress != at || batch.is_full()) {
+            forward(pipeline, io, core::mem::take(&mut batch), at, false, now_ms);
+        }
+        at = ingress;
+        let _ = batch.push(m); // never full here: flushed just above
+    }
+    if !batch.is_empty() {
+        forward(pipeline, io, batch, at, false, now_ms);
+    }
+    got
+}
+
+/// Runs a burst through the pipeline (`received`: from a port; else handed over by another
+/// worker) and moves each packet to its destination's transmit buffer or handoff queue, then
+/// flushes the buffers it filled.
+#[inline]
+fn forward(
+    pipeline: &mut Pipeline,
+    io: &mut Io<'_>,
+    mut burst: Burst,
+    ingress: Ingress,
+    received: bool,
+    now_ms: u64,
+) {
     let mut out = [Disposition::Drop(DropReason::Runt); BURST];
     let len = burst.len();
-    pipeline.process(ingress, burst.as_mut_slice(), &mut out[..len], now_ms);
+    if received {
+        pipeline.process(ingress, burst.as_mut_slice(), &mut out[..len], now_ms);
+    } else {
+        pipeline.process_handed(ingress, burst.as_mut_slice(), &mut out[..len], now_ms);
+    }
+    let c = io.c;
     // The transmit buffers this burst filled (at most one per packet), so the flush visits
     // those and not every configured port.
     let mut touched: heapless::Vec<usize, BURST> = heapless::Vec::new();
@@ -347,39 +466,43 @@ fn poll_port(
             Disposition::ToHost => TX_HOST,
             Disposition::ToPod(p) => TX_POD0 + p as usize,
             Disposition::Drop(_) => continue, // counted by the pipeline; `m` is freed here
+            Disposition::Handoff { worker, ingress } => {
+                match io.handoff.queues.get(usize::from(worker)) {
+                    Some(q) => {
+                        if q.push((m, ingress)).is_err() {
+                            c.count_drop(DropReason::HandoffQueueFull);
+                        }
+                    }
+                    None => c.count_drop(DropReason::HandoffQueueFull),
+                }
+                continue;
+            }
         };
-        let Some(buf) = tx.get_mut(slot) else {
+        let Some(buf) = io.tx.get_mut(slot) else {
             c.count_drop(DropReason::NoSuchPort);
             continue;
         };
         if buf.is_empty() {
             let _ = touched.push(slot);
         }
-        // A buffer holds at most one burst: it is flushed after every received burst.
+        // A buffer holds at most one burst: it is flushed after every burst.
         if buf.push(m).is_err() {
             c.count_drop(DropReason::TxQueueFull);
         }
     }
-    flush(c, set, q, tx, &touched, stats);
-    n
+    flush(io, &touched);
 }
 
 /// Sends every transmit buffer; what a full queue refuses after one retry is freed and
 /// counted, and so is what is addressed to a port the set does not have (a pod port being
 /// removed).
-fn flush(
-    c: &Counters,
-    set: &PortSet,
-    q: u16,
-    tx: &mut [Burst],
-    touched: &[usize],
-    stats: &mut LoopStats,
-) {
+fn flush(io: &mut Io<'_>, touched: &[usize]) {
+    let (c, q) = (io.c, io.txq);
     for &slot in touched {
-        let Some(buf) = tx.get_mut(slot) else {
+        let Some(buf) = io.tx.get_mut(slot) else {
             continue;
         };
-        let Some(port) = set.for_slot(slot) else {
+        let Some(port) = io.set.for_slot(slot) else {
             for _ in core::mem::take(buf) {
                 c.count_drop(DropReason::NoSuchPort);
             }
@@ -389,7 +512,7 @@ fn flush(
         if !buf.is_empty() {
             sent += port.tx_burst(q, buf);
         }
-        stats.tx += sent as u64;
+        io.stats.tx += sent as u64;
         for _ in core::mem::take(buf) {
             c.count_drop(DropReason::TxQueueFull);
         }

@@ -230,7 +230,7 @@ fn pipeline_on_net_pcap_ports_matches_golden_output() {
             })
             .to_vec(),
     });
-    let mut worker = Worker::new(pipeline, set.reader(), 0, 16);
+    let mut worker = Worker::new(pipeline, set.reader(), 16);
     let mut idle = 0;
     let mut now = 1000;
     while idle < 100 {

@@ -107,7 +107,7 @@ fn two_pods_in_namespaces_ping_and_exchange_udp_through_the_fast_path() {
         host: None,
         pods: vec![Some(port_a), Some(port_b)],
     });
-    let mut worker = Worker::new(pipeline, set.reader(), 0, 16);
+    let mut worker = Worker::new(pipeline, set.reader(), 16);
     let stop = Arc::new(AtomicBool::new(false));
     let stop_w = Arc::clone(&stop);
     let th = std::thread::spawn(move || {

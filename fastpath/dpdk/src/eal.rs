@@ -64,7 +64,13 @@ impl EalConfig {
 
     /// The argument vector.
     pub fn args(&self) -> Vec<String> {
-        let mut a = vec![self.program.clone(), "-l".into(), self.lcores.clone()];
+        // `-l` takes CPU ids; `--lcores` maps lcores to CPUs ("0@0,1@1,2@1").
+        let flag = if self.lcores.contains('@') {
+            "--lcores"
+        } else {
+            "-l"
+        };
+        let mut a = vec![self.program.clone(), flag.into(), self.lcores.clone()];
         match self.memory {
             Memory::Hugepages => {}
             Memory::InMemory => a.push("--in-memory".into()),

@@ -17,13 +17,14 @@
 //! | host-path ingress                                | `host.rs`     |
 //! | ICMP: echo for the gateway, frag-needed          | `icmp.rs`     |
 //! | in-place rewrites, incremental checksums         | `rewrite.rs`  |
+//! | which worker owns a flow (several workers)       | `shard.rs`    |
 
 use std::sync::Arc;
 
 use crate::buf::PacketBuf;
 use crate::counters::{Counters, Disposition, DropReason, Event};
 use crate::rcu::Reader;
-use crate::tables::conntrack::{Conntrack, FlowKey, Timeouts};
+use crate::tables::conntrack::{Conntrack, FlowKey, PodRefs, Timeouts};
 use crate::update::Tables;
 use crate::wire::{be16, checksum, ipproto};
 
@@ -36,7 +37,10 @@ mod nat;
 mod pod;
 pub(crate) mod rewrite;
 mod route;
+pub mod shard;
 mod uplink;
+
+pub use shard::Shard;
 
 /// The largest burst the pipeline takes at once.
 pub const BURST: usize = 32;
@@ -45,7 +49,7 @@ pub const BURST: usize = 32;
 pub const MAX_FRAME_LEN: usize = 9216 + 14 + 8;
 
 /// Where a burst came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Ingress {
     /// A pod's port.
     Pod(u16),
@@ -53,6 +57,9 @@ pub enum Ingress {
     Uplink,
     /// The host-path port (the node kernel's traffic).
     Host,
+    /// A frame another worker received from the uplink and decapsulated, handed over because
+    /// this worker owns its flow (only ever in [`Pipeline::process_handed`]).
+    Tunnel,
 }
 
 /// One worker's pipeline: its table reader, its conntrack, its counters.
@@ -62,6 +69,7 @@ pub struct Pipeline {
     ct: Conntrack,
     counters: Arc<Counters>,
     cache: Cache,
+    shard: Shard,
 }
 
 /// One-entry caches in front of hash lookups (VPP's "last tunnel" cache): traffic comes in
@@ -96,6 +104,20 @@ pub(crate) struct Ctx<'a> {
     pub c: &'a Counters,
     pub now: u64,
     pub cache: &'a mut Cache,
+    pub shard: Shard,
+    /// False for packets another worker handed over: they are never handed on.
+    pub may_handoff: bool,
+}
+
+impl Ctx<'_> {
+    /// `Some(Handoff)` if worker `owner` is not this one and this packet may still be handed.
+    #[inline(always)]
+    pub fn handoff(&self, owner: u16, ingress: Ingress) -> Option<Disposition> {
+        (owner != self.shard.me && self.may_handoff).then_some(Disposition::Handoff {
+            worker: owner,
+            ingress,
+        })
+    }
 }
 
 /// A parsed IPv4 header (offsets into the frame, fields in host order).
@@ -232,16 +254,40 @@ impl Pipeline {
     /// A worker's pipeline over the tables `tables` reads, with a conntrack table of
     /// `ct_capacity` entries.
     pub fn new(tables: Reader<Tables>, ct_capacity: u32, timeouts: Timeouts) -> Pipeline {
+        Pipeline::workers(tables, 1, ct_capacity, timeouts)
+            .pop()
+            .expect("one pipeline")
+    }
+
+    /// The pipelines of `workers` workers of one node (at least one): each with its own
+    /// conntrack of `ct_capacity` entries and counters, sharing the per-pod flow counts, each
+    /// knowing its [`Shard`].
+    pub fn workers(
+        tables: Reader<Tables>,
+        workers: u16,
+        ct_capacity: u32,
+        timeouts: Timeouts,
+    ) -> Vec<Pipeline> {
         let (base, slots) = {
             let t = tables.get();
             (t.node.pod_cidr.network().to_bits(), t.pods.slots())
         };
-        Pipeline {
-            tables,
-            ct: Conntrack::new(ct_capacity, timeouts, base, slots),
-            counters: Arc::new(Counters::default()),
-            cache: Cache::default(),
-        }
+        let refs = Arc::new(PodRefs::new(slots));
+        let workers = workers.max(1);
+        (0..workers)
+            .map(|me| Pipeline {
+                tables: tables.clone(),
+                ct: Conntrack::with_refs(ct_capacity, timeouts, base, Arc::clone(&refs)),
+                counters: Arc::new(Counters::default()),
+                cache: Cache::default(),
+                shard: Shard::new(workers, me),
+            })
+            .collect()
+    }
+
+    /// This worker's place among the node's workers.
+    pub fn shard(&self) -> Shard {
+        self.shard
     }
 
     /// This worker's counters (share the `Arc` with whoever reads them).
@@ -275,12 +321,37 @@ impl Pipeline {
         out: &mut [Disposition],
         now_ms: u64,
     ) {
+        self.run(ingress, pkts, out, now_ms, true);
+    }
+
+    /// Processes packets another worker handed over (`Disposition::Handoff`) as if received on
+    /// `ingress`: counted as taken over rather than received, and never handed on.
+    pub fn process_handed<B: PacketBuf>(
+        &mut self,
+        ingress: Ingress,
+        pkts: &mut [B],
+        out: &mut [Disposition],
+        now_ms: u64,
+    ) {
+        self.run(ingress, pkts, out, now_ms, false);
+    }
+
+    #[inline(always)]
+    fn run<B: PacketBuf>(
+        &mut self,
+        ingress: Ingress,
+        pkts: &mut [B],
+        out: &mut [Disposition],
+        now_ms: u64,
+        received: bool,
+    ) {
         let n = pkts.len().min(out.len());
         let Pipeline {
             tables,
             ct,
             counters,
             cache,
+            shard,
         } = self;
         let t = tables.refresh();
         let c: &Counters = counters;
@@ -290,15 +361,18 @@ impl Pipeline {
             c,
             now: now_ms,
             cache,
+            shard: *shard,
+            may_handoff: received,
         };
         let rx = match ingress {
+            _ if !received => Event::HandoffRx,
             Ingress::Pod(_) => Event::RxPod,
-            Ingress::Uplink => Event::RxUplink,
+            Ingress::Uplink | Ingress::Tunnel => Event::RxUplink,
             Ingress::Host => Event::RxHost,
         };
         // Dispositions are counted per burst, drops per packet (with their reason). One loop
         // per ingress kind, so each is compiled for its own path.
-        let mut tx = [0u64; 3];
+        let mut tx = [0u64; 4];
         let burst = pkts[..n].iter_mut().zip(out[..n].iter_mut());
         match ingress {
             Ingress::Pod(port) => {
@@ -316,20 +390,27 @@ impl Pipeline {
                     *o = count(c, &mut tx, host::process(&mut cx, pkt));
                 }
             }
+            Ingress::Tunnel => {
+                for (pkt, o) in burst {
+                    *o = count(c, &mut tx, uplink::from_tunnel(&mut cx, pkt));
+                }
+            }
         }
         c.add(rx, n as u64);
         c.add(Event::TxPod, tx[0]);
         c.add(Event::TxUplink, tx[1]);
         c.add(Event::TxHost, tx[2]);
+        c.add(Event::HandoffTx, tx[3]);
     }
 }
 
 #[inline(always)]
-fn count(c: &Counters, tx: &mut [u64; 3], d: Disposition) -> Disposition {
+fn count(c: &Counters, tx: &mut [u64; 4], d: Disposition) -> Disposition {
     match d {
         Disposition::ToPod(_) => tx[0] += 1,
         Disposition::ToUplink => tx[1] += 1,
         Disposition::ToHost => tx[2] += 1,
+        Disposition::Handoff { .. } => tx[3] += 1,
         Disposition::Drop(r) => c.count_drop(r),
     }
     d

@@ -158,9 +158,17 @@ pub(crate) fn new_flow<B: PacketBuf>(
         dport: orig.sport,
         proto: orig.proto,
     };
+    let mut rewritten = false;
     if let Some(s) = snat {
         nf.flags |= flags::SNAT;
         reply.dst = s;
+        if cx.shard.of_snat_port(reply.dport) != cx.shard.me {
+            // Replies arrive for the SNAT port and go to that port's owner: take one of ours.
+            reply.dport = cx
+                .shard
+                .snat_port(hash ^ (hash >> 16), SNAT_PORT_MIN, SNAT_PORT_SPAN);
+            rewritten = true;
+        }
     }
     let mut tries = 0;
     let idx = loop {
@@ -172,13 +180,15 @@ pub(crate) fn new_flow<B: PacketBuf>(
             Err(InsertError::ReplyCollision) if snat.is_some() && tries < SNAT_TRIES => {
                 // The translated tuple is some other flow's: try another source port.
                 let h = hash.wrapping_add(tries.wrapping_mul(0x9e37_79b9));
-                reply.dport = SNAT_PORT_MIN + ((h ^ (h >> 16)) % SNAT_PORT_SPAN) as u16;
+                reply.dport = cx
+                    .shard
+                    .snat_port(h ^ (h >> 16), SNAT_PORT_MIN, SNAT_PORT_SPAN);
                 tries += 1;
             }
             Err(_) => return Err(DropReason::NatPortExhausted),
         }
     };
-    if tries > 0 {
+    if tries > 0 || rewritten {
         cx.c.inc(Event::SnatPortRewritten);
     }
     cx.c.inc(Event::CtNew);

@@ -3,7 +3,8 @@
 use crate::buf::PacketBuf;
 use crate::counters::{Disposition, DropReason};
 use crate::pipeline::{
-    arp, is_multicast_or_broadcast, nat, parse_ipv4, route, tri, trim_padding, Ctx, MAX_FRAME_LEN,
+    arp, is_multicast_or_broadcast, nat, parse_ipv4, route, shard, tri, trim_padding, Ctx, Ingress,
+    MAX_FRAME_LEN,
 };
 use crate::wire::{be16, ethertype};
 
@@ -58,7 +59,14 @@ pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, port: u16, pkt: &mut B) ->
             .ct
             .pod_is_backend(ip.src.wrapping_sub(node.pod_cidr.network().to_bits()) as usize)
     {
-        // A backend of a live NATed flow: its replies are reverse-NATed.
+        // A backend of a live NATed flow: its replies are reverse-NATed, by the flow's owner.
+        if !cx.shard.single() {
+            if let Some(h) =
+                shard::reply_owner(cx, &ip).and_then(|w| cx.handoff(w, Ingress::Pod(port)))
+            {
+                return h;
+            }
+        }
         if let Some(hit) = nat::apply(cx, pkt, &mut ip) {
             if hit.is_external_reply() {
                 return route::to_external(cx, pkt, &ip, hit.client_mac);

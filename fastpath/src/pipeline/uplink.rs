@@ -3,7 +3,9 @@
 
 use crate::buf::PacketBuf;
 use crate::counters::{Disposition, DropReason};
-use crate::pipeline::{arp, decap, l2_prologue, nat, parse_ipv4, route, tri, trim_padding, Ctx};
+use crate::pipeline::{
+    arp, decap, l2_prologue, nat, parse_ipv4, route, tri, trim_padding, Ctx, Ingress,
+};
 use crate::wire::{ethertype, ipproto, vxlan, MacAddr};
 
 /// One packet from the uplink.
@@ -41,13 +43,26 @@ pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispositio
 
 /// A decapsulated inner frame (Ethernet at 0): reverse NAT where a flow is NATed, then delivery.
 #[inline(always)]
-fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
+pub(crate) fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
     let mut ip = tri!(parse_ipv4(pkt.data(), 14).map_err(|_| DropReason::VxlanInner));
     trim_padding(pkt, &ip);
     let node = &cx.t.node;
     let to_node = ip.dst == node.underlay_ip.to_bits();
     let slot = ip.dst.wrapping_sub(node.pod_cidr.network().to_bits()) as usize;
     if ip.ports.is_some() && !ip.frag && (to_node || cx.ct.pod_is_client(slot)) {
+        // A reply to a NATed flow: reverse-NATed by the flow's owner (`shard.rs`).
+        if !cx.shard.single() {
+            let owner = if to_node {
+                ip.ports.map(|(_, dport)| cx.shard.of_snat_port(dport))
+            } else {
+                cx.t.pods
+                    .lookup(ip.dst)
+                    .map(|p| cx.shard.of_pod_port(p.port))
+            };
+            if let Some(h) = owner.and_then(|w| cx.handoff(w, Ingress::Tunnel)) {
+                return h;
+            }
+        }
         if let Some(hit) = nat::apply(cx, pkt, &mut ip) {
             if hit.is_external_reply() {
                 return route::to_external(cx, pkt, &ip, hit.client_mac);
@@ -73,6 +88,13 @@ fn nodeport<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
     trim_padding(pkt, &ip);
     if ip.frag {
         return Disposition::Drop(DropReason::Fragment);
+    }
+    // The flow belongs to the worker its external client hashes to (`shard.rs`).
+    if let (false, Some((sport, _))) = (cx.shard.single(), ip.ports) {
+        let owner = cx.shard.of_external(ip.src, sport);
+        if let Some(h) = cx.handoff(owner, Ingress::Uplink) {
+            return h;
+        }
     }
     if nat::apply(cx, pkt, &mut ip).is_none() {
         let (dport, proto) = (ip.ports.map_or(0, |p| p.1), ip.proto);

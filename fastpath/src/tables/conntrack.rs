@@ -14,6 +14,9 @@
 //! first reclaims an expired entry near the hand and otherwise evicts the least recently used of
 //! a few sampled entries — counted, never silent.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
 use crate::counters::{Counters, Event};
 
 /// A 5-tuple, addresses and ports in host order.
@@ -270,11 +273,47 @@ pub struct Conntrack {
     hand: usize,
     timeouts: Timeouts,
     pod_base: u32,
-    /// Live entries whose client is local pod slot i.
-    client_refs: Box<[u32]>,
-    /// Live entries whose backend is local pod slot i.
-    backend_refs: Box<[u32]>,
+    /// Per local pod: live entries (of every worker) with that pod as client or backend.
+    refs: Arc<PodRefs>,
     len: usize,
+}
+
+/// Per local pod slot, how many live conntrack entries — of all workers' tables — have that pod
+/// as their client and as their backend. Shared by the workers of one node: a worker that
+/// receives a packet for a pod can tell whether some worker's table may hold NAT state for it
+/// (and hand the packet to that flow's owner) without reading another worker's table. Written
+/// only when an entry is inserted or removed (an atomic add), read per packet (a plain load).
+#[derive(Debug)]
+pub struct PodRefs {
+    client: Box<[AtomicU32]>,
+    backend: Box<[AtomicU32]>,
+}
+
+impl PodRefs {
+    /// Counts for a pod CIDR of `pod_slots` addresses.
+    pub fn new(pod_slots: usize) -> PodRefs {
+        let zeros = || (0..pod_slots).map(|_| AtomicU32::new(0)).collect();
+        PodRefs {
+            client: zeros(),
+            backend: zeros(),
+        }
+    }
+
+    #[inline(always)]
+    fn get(v: &[AtomicU32], slot: usize) -> bool {
+        v.get(slot).is_some_and(|n| n.load(Ordering::Acquire) != 0)
+    }
+
+    #[inline(always)]
+    fn bump(v: &[AtomicU32], slot: u32, up: bool) {
+        if let Some(n) = v.get(slot as usize) {
+            if up {
+                n.fetch_add(1, Ordering::Release);
+            } else {
+                n.fetch_sub(1, Ordering::Release);
+            }
+        }
+    }
 }
 
 impl core::fmt::Debug for Conntrack {
@@ -295,6 +334,22 @@ impl Conntrack {
     /// A table of `capacity` entries (at least 1) for a node whose pod CIDR starts at `pod_base`
     /// and has `pod_slots` addresses.
     pub fn new(capacity: u32, timeouts: Timeouts, pod_base: u32, pod_slots: usize) -> Conntrack {
+        Conntrack::with_refs(
+            capacity,
+            timeouts,
+            pod_base,
+            Arc::new(PodRefs::new(pod_slots)),
+        )
+    }
+
+    /// A table like [`Conntrack::new`] whose per-pod counts are `refs`, shared with the other
+    /// workers' tables of the node.
+    pub fn with_refs(
+        capacity: u32,
+        timeouts: Timeouts,
+        pod_base: u32,
+        refs: Arc<PodRefs>,
+    ) -> Conntrack {
         let cap = capacity.max(1) as usize;
         let idx_len = (cap * 4).next_power_of_two();
         Conntrack {
@@ -306,8 +361,7 @@ impl Conntrack {
             hand: 0,
             timeouts,
             pod_base,
-            client_refs: vec![0; pod_slots].into_boxed_slice(),
-            backend_refs: vec![0; pod_slots].into_boxed_slice(),
+            refs,
             len: 0,
         }
     }
@@ -332,17 +386,18 @@ impl Conntrack {
         &self.timeouts
     }
 
-    /// True if some live entry has local pod slot `slot` as its client (so replies to that pod
-    /// may need reverse NAT).
+    /// True if some live entry (of any worker sharing these counts) has local pod slot `slot`
+    /// as its client (so replies to that pod may need reverse NAT).
     #[inline(always)]
     pub fn pod_is_client(&self, slot: usize) -> bool {
-        self.client_refs.get(slot).is_some_and(|&n| n != 0)
+        PodRefs::get(&self.refs.client, slot)
     }
 
-    /// True if some live entry has local pod slot `slot` as its backend.
+    /// True if some live entry (of any worker sharing these counts) has local pod slot `slot`
+    /// as its backend.
     #[inline(always)]
     pub fn pod_is_backend(&self, slot: usize) -> bool {
-        self.backend_refs.get(slot).is_some_and(|&n| n != 0)
+        PodRefs::get(&self.refs.backend, slot)
     }
 
     /// The entry at `idx`.
@@ -498,12 +553,8 @@ impl Conntrack {
             flags: nf.flags | flags::USED,
             client_mac: nf.client_mac,
         };
-        if let Some(n) = self.client_refs.get_mut(client_pod as usize) {
-            *n += 1;
-        }
-        if let Some(n) = self.backend_refs.get_mut(backend_pod as usize) {
-            *n += 1;
-        }
+        PodRefs::bump(&self.refs.client, client_pod, true);
+        PodRefs::bump(&self.refs.backend, backend_pod, true);
         self.index_insert(ho, idx << 1);
         self.index_insert(hr, (idx << 1) | 1);
         self.len += 1;
@@ -519,7 +570,7 @@ impl Conntrack {
 
     fn pod_slot(&self, ip: u32) -> u32 {
         let s = ip.wrapping_sub(self.pod_base);
-        if (s as usize) < self.client_refs.len() {
+        if (s as usize) < self.refs.client.len() {
             s
         } else {
             NO_SLOT
@@ -596,12 +647,8 @@ impl Conntrack {
         }
         self.index_remove(hash_packed(&e.keys[0]), idx << 1);
         self.index_remove(hash_packed(&e.keys[1]), (idx << 1) | 1);
-        if let Some(n) = self.client_refs.get_mut(e.client_pod as usize) {
-            *n -= 1;
-        }
-        if let Some(n) = self.backend_refs.get_mut(e.backend_pod as usize) {
-            *n -= 1;
-        }
+        PodRefs::bump(&self.refs.client, e.client_pod, false);
+        PodRefs::bump(&self.refs.backend, e.backend_pod, false);
         self.entries[idx as usize] = Entry::EMPTY;
         self.free[self.free_len] = idx;
         self.free_len += 1;

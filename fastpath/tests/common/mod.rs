@@ -123,3 +123,64 @@ pub fn assert_bytes(got: &[u8], want: &[u8]) {
         );
     }
 }
+
+/// A node with several workers: one writer, one pipeline per worker (shared per-pod flow
+/// counts), and the handoff done the way the daemon does it.
+#[derive(Debug)]
+pub struct Workers {
+    pub w: TableWriter,
+    pub p: Vec<Pipeline>,
+    pub now: u64,
+}
+
+/// What became of one frame on a node with several workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The final disposition (never a handoff).
+    pub d: Disposition,
+    /// The frame's bytes at the end.
+    pub bytes: Vec<u8>,
+    /// The worker it was handed to, if any, and the ingress it resumed at.
+    pub handed: Option<(u16, Ingress)>,
+}
+
+impl Workers {
+    pub fn new(w: TableWriter, n: u16) -> Workers {
+        let p = Pipeline::workers(w.reader(), n, 4096, Timeouts::default());
+        Workers { w, p, now: 1_000 }
+    }
+
+    pub fn a(n: u16) -> Workers {
+        Workers::new(node_a_writer(), n)
+    }
+
+    /// Worker `at` receives `frame` on `ingress`; a handoff is carried out to its owner.
+    pub fn run(&mut self, at: u16, ingress: Ingress, frame: &[u8]) -> Outcome {
+        let mut pkts = [HeapBuf::from_frame(frame)];
+        let mut out = [Disposition::Drop(DropReason::Runt)];
+        self.p[usize::from(at)].process(ingress, &mut pkts, &mut out, self.now);
+        let mut handed = None;
+        if let Disposition::Handoff { worker, ingress } = out[0] {
+            handed = Some((worker, ingress));
+            self.p[usize::from(worker)].process_handed(ingress, &mut pkts, &mut out, self.now);
+        }
+        Outcome {
+            d: out[0],
+            bytes: pkts[0].data().to_vec(),
+            handed,
+        }
+    }
+
+    /// Conntrack entries per worker.
+    pub fn ct_lens(&self) -> Vec<usize> {
+        self.p.iter().map(|p| p.conntrack().len()).collect()
+    }
+
+    /// One counter summed over the workers.
+    pub fn event(&self, e: fastpath::counters::Event) -> u64 {
+        self.p
+            .iter()
+            .map(|p| p.counters().snapshot().event_count(e))
+            .sum()
+    }
+}

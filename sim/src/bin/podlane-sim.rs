@@ -68,6 +68,10 @@ struct Args {
     /// Single endpoint updates timed on the measured node.
     #[arg(long, default_value_t = 1000)]
     timing_updates: u32,
+    /// Workers per node: each has its own conntrack, pod ports are spread over them, uplink
+    /// frames go by an RSS-like hash, and NAT flows are handed to their owner as in the daemon.
+    #[arg(long, default_value_t = 1)]
+    workers: u16,
     /// Directory for report.txt, report.json and report.svg.
     #[arg(long, default_value = "sim-report")]
     out: PathBuf,
@@ -93,6 +97,7 @@ fn run(a: Args) -> Result<bool, Box<dyn std::error::Error>> {
         requests_per_flow: a.requests_per_flow,
         timings: !a.no_timings,
         timing_updates: a.timing_updates,
+        workers: a.workers,
     };
     let report = Sim::new(cfg)?.run()?;
     std::fs::create_dir_all(&a.out)?;
