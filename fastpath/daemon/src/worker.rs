@@ -457,6 +457,17 @@ fn forward(
         pipeline.process_handed(ingress, burst.as_mut_slice(), &mut out[..len], now_ms);
     }
     let c = io.c;
+    // The common case: the whole burst goes one way (a train of one flow, or one kind of
+    // traffic). Send the burst as it is, with no per-packet move into a transmit buffer.
+    if let Some(slot) = same_slot(&out[..len]) {
+        if io.tx.get(slot).is_some_and(|b| b.is_empty()) {
+            if let Some(buf) = io.tx.get_mut(slot) {
+                *buf = burst;
+                flush(io, &[slot]);
+                return;
+            }
+        }
+    }
     // The transmit buffers this burst filled (at most one per packet), so the flush visits
     // those and not every configured port.
     let mut touched: heapless::Vec<usize, BURST> = heapless::Vec::new();
@@ -491,6 +502,19 @@ fn forward(
         }
     }
     flush(io, &touched);
+}
+
+/// The transmit buffer every one of `out` goes to, if they all go to the same one.
+#[inline]
+fn same_slot(out: &[Disposition]) -> Option<usize> {
+    let first = *out.first()?;
+    let slot = match first {
+        Disposition::ToUplink => TX_UPLINK,
+        Disposition::ToHost => TX_HOST,
+        Disposition::ToPod(p) => TX_POD0 + usize::from(p),
+        Disposition::Drop(_) | Disposition::Handoff { .. } => return None,
+    };
+    out.iter().all(|d| *d == first).then_some(slot)
 }
 
 /// Sends every transmit buffer; what a full queue refuses after one retry is freed and

@@ -35,21 +35,29 @@ pub(crate) fn encap<B: PacketBuf>(
             Disposition::Drop(DropReason::TooBig)
         };
     }
-    dec_ttl(pkt.data_mut(), ip.l3);
+    // The inner frame always has its IPv4 header at 14 here (every caller routes untagged
+    // frames); fixed-size views make the field writes free of bounds checks.
+    let Some(inner) = pkt.data_mut().first_chunk_mut::<34>() else {
+        return Disposition::Drop(DropReason::NoHeadroom);
+    };
+    dec_ttl(inner, ip.l3);
     let sport = vxlan::source_port(ip.flow_hash());
     let Some(d) = pkt.prepend(vxlan::ENCAP_OVERHEAD) else {
         return Disposition::Drop(DropReason::NoHeadroom);
     };
-    d[..TEMPLATE_LEN].copy_from_slice(&r.template.bytes);
     let total = (d.len() - tmpl::IP) as u16;
-    put16(d, tmpl::IP_LEN, total);
+    let Some(h) = d.first_chunk_mut::<TEMPLATE_LEN>() else {
+        return Disposition::Drop(DropReason::NoHeadroom);
+    };
+    *h = r.template.bytes;
+    put16(h, tmpl::IP_LEN, total);
     put16(
-        d,
+        h,
         tmpl::IP_CSUM,
         checksum::finish(r.template.ip_sum_base + u32::from(total)),
     );
-    put16(d, tmpl::UDP_SPORT, sport);
-    put16(d, tmpl::UDP_LEN, total - 20);
+    put16(h, tmpl::UDP_SPORT, sport);
+    put16(h, tmpl::UDP_LEN, total - 20);
     cx.c.inc(Event::Encap);
     Disposition::ToUplink
 }

@@ -31,6 +31,7 @@ use crate::wire::{be16, checksum, ipproto};
 mod arp;
 mod decap;
 mod encap;
+mod fast;
 mod host;
 mod icmp;
 mod nat;
@@ -70,6 +71,7 @@ pub struct Pipeline {
     counters: Arc<Counters>,
     cache: Cache,
     shard: Shard,
+    fast: bool,
 }
 
 /// One-entry caches in front of hash lookups (VPP's "last tunnel" cache): traffic comes in
@@ -107,6 +109,8 @@ pub(crate) struct Ctx<'a> {
     pub shard: Shard,
     /// False for packets another worker handed over: they are never handed on.
     pub may_handoff: bool,
+    /// Use the fast lanes (`fast.rs`); off only to compare them with the general path.
+    pub fast: bool,
 }
 
 impl Ctx<'_> {
@@ -182,12 +186,12 @@ pub(crate) fn parse_ipv4(d: &[u8], l3: usize) -> Result<Ip4, DropReason> {
     if hlen < 20 || total < hlen || end > d.len() {
         return Err(DropReason::Ipv4Malformed);
     }
-    let sum = if hlen == 20 {
-        checksum::sum_fixed(&h)
+    let ok = if hlen == 20 {
+        checksum::ipv4_header_ok(&h)
     } else {
-        checksum::sum(&d[l3..l3 + hlen])
+        checksum::fold(checksum::sum(&d[l3..l3 + hlen])) == 0xffff
     };
-    if checksum::fold(sum) != 0xffff {
+    if !ok {
         return Err(DropReason::Ipv4Checksum);
     }
     let l4 = l3 + hlen;
@@ -281,6 +285,7 @@ impl Pipeline {
                 counters: Arc::new(Counters::default()),
                 cache: Cache::default(),
                 shard: Shard::new(workers, me),
+                fast: true,
             })
             .collect()
     }
@@ -288,6 +293,12 @@ impl Pipeline {
     /// This worker's place among the node's workers.
     pub fn shard(&self) -> Shard {
         self.shard
+    }
+
+    /// Turns the fast lanes off (or on again): every frame then takes the general path. For
+    /// tests that check the lanes change nothing but speed.
+    pub fn set_fast_lanes(&mut self, on: bool) {
+        self.fast = on;
     }
 
     /// This worker's counters (share the `Arc` with whoever reads them).
@@ -352,6 +363,7 @@ impl Pipeline {
             counters,
             cache,
             shard,
+            fast,
         } = self;
         let t = tables.refresh();
         let c: &Counters = counters;
@@ -363,6 +375,7 @@ impl Pipeline {
             cache,
             shard: *shard,
             may_handoff: received,
+            fast: *fast,
         };
         let rx = match ingress {
             _ if !received => Event::HandoffRx,

@@ -46,11 +46,12 @@ fn fix_l4(d: &mut [u8], proto: u8, l4: usize, f: impl Fn(u16) -> u16) {
 /// that the TTL is above 1.
 #[inline(always)]
 pub(crate) fn dec_ttl(d: &mut [u8], l3: usize) {
-    let w = be16(d, l3 + ip::TTL); // TTL and protocol share a 16-bit word
-    let nw = w.wrapping_sub(0x0100);
-    d[l3 + ip::TTL] = (nw >> 8) as u8;
-    let c = be16(d, l3 + ip::CSUM);
-    put16(d, l3 + ip::CSUM, checksum::update16(c, w, nw));
+    // The TTL is the high byte of a 16-bit word, so the header sum drops by 0x0100 and the
+    // checksum rises by 0x0100 with end-around carry — Linux's `ip_decrease_ttl`, which (like a
+    // full recomputation) never yields 0xffff. The caller has checked TTL > 1.
+    d[l3 + ip::TTL] = d[l3 + ip::TTL].wrapping_sub(1);
+    let c = u32::from(be16(d, l3 + ip::CSUM)) + 0x0100;
+    put16(d, l3 + ip::CSUM, (c + u32::from(c >= 0xffff)) as u16);
 }
 
 /// Rewrites the source address (IPv4 checksum and the L4 pseudo-header checksum).
@@ -89,4 +90,29 @@ pub(crate) fn set_port(d: &mut [u8], l3: usize, l4: usize, dst: bool, new: u16) 
     put16(d, at, new);
     let proto = d[l3 + ip::PROTO];
     fix_l4(d, proto, l4, |c| checksum::update16(c, old, new));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn dec_ttl_matches_a_full_recomputation(mut h in prop::array::uniform20(any::<u8>()), ttl in 2u8..=255) {
+            h[ip::TTL] = ttl;
+            h[ip::CSUM] = 0;
+            h[ip::CSUM + 1] = 0;
+            let c = checksum::checksum(&h);
+            h[ip::CSUM..ip::CSUM + 2].copy_from_slice(&c.to_be_bytes());
+            let mut want = h;
+            want[ip::TTL] = ttl - 1;
+            want[ip::CSUM] = 0;
+            want[ip::CSUM + 1] = 0;
+            let c = checksum::checksum(&want);
+            want[ip::CSUM..ip::CSUM + 2].copy_from_slice(&c.to_be_bytes());
+            dec_ttl(&mut h, 0);
+            prop_assert_eq!(h, want);
+        }
+    }
 }

@@ -4,13 +4,18 @@
 use crate::buf::PacketBuf;
 use crate::counters::{Disposition, DropReason};
 use crate::pipeline::{
-    arp, decap, l2_prologue, nat, parse_ipv4, route, tri, trim_padding, Ctx, Ingress,
+    arp, decap, fast, l2_prologue, nat, parse_ipv4, route, tri, trim_padding, Ctx, Ingress,
 };
 use crate::wire::{ethertype, ipproto, vxlan, MacAddr};
 
 /// One packet from the uplink.
 #[inline(always)]
 pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
+    if cx.fast {
+        if let Some(d) = fast::uplink(cx, pkt) {
+            return d;
+        }
+    }
     let d = pkt.data();
     let (et, l3) = tri!(l2_prologue(d));
     match et {

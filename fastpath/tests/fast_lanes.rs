@@ -1,0 +1,202 @@
+//! The fast lanes (`pipeline/fast.rs`) change nothing but speed: every frame — valid ones of
+//! the lanes' kinds, and the same frames mutated in their headers, with the IPv4 checksums made
+//! right again or not — leaves two pipelines with identical tables, one with the lanes and one
+//! without, with the same disposition, the same bytes and the same counters.
+
+mod common;
+
+use common::*;
+use core::net::Ipv4Addr;
+use fastpath::counters::Disposition;
+use fastpath::fixtures::*;
+use fastpath::pipeline::Ingress;
+use fastpath::tables::services::{EndpointSpec, EndpointState};
+use fastpath::tables::NodeConfig;
+use fastpath::update::Update;
+use fastpath::wire::checksum;
+use fastpath::wire::frame::{self, Addrs};
+use fastpath::wire::tcp::flags as tf;
+use proptest::prelude::*;
+
+/// Node A twice, the second without fast lanes; DNS served by pod B (local), web by pod C
+/// (remote), so after `warm` pod A is two NATed flows' client and pod B a backend: frames of
+/// theirs must leave the lanes (the reverse NAT of pod C's replies happens after decap).
+fn pair() -> (Node, Node) {
+    let mk = |fast: bool| {
+        let mut n = Node::a();
+        for (fe, ip, port) in [(DNS, POD_B_IP, 5353), (WEB, POD_C_IP, 8080)] {
+            let mut s = services().into_iter().find(|s| s.frontend == fe).unwrap();
+            s.endpoints = vec![EndpointSpec {
+                ip,
+                port,
+                state: EndpointState::Ready,
+            }];
+            n.w.apply(Update::AddService(s)).unwrap();
+        }
+        n.p.set_fast_lanes(fast);
+        n
+    };
+    (mk(true), mk(false))
+}
+
+/// Header bytes worth mutating: Ethernet type and MACs, the outer and inner IPv4 headers
+/// (version/IHL, lengths, flags/offset, TTL, protocol, addresses), UDP/TCP ports and lengths,
+/// the VXLAN flags and VNI, the inner Ethernet header.
+const HOT: &[usize] = &[
+    6, 11, 12, 13, 14, 16, 17, 20, 21, 22, 23, 26, 29, 30, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42,
+    45, 46, 47, 48, 50, 55, 62, 63, 64, 66, 67, 70, 71, 72, 73, 76, 79, 80, 83, 84, 86,
+];
+
+fn frames() -> Vec<(Ingress, Vec<u8>)> {
+    let a = NodeConfig::example_node_a();
+    let b = NodeConfig::example_node_b();
+    let outer = Addrs::new(b.underlay_mac, a.underlay_mac, b.underlay_ip, a.underlay_ip);
+    let inner_to = |dst, proto_tcp: bool| {
+        let ad = Addrs {
+            ttl: 63,
+            ..Addrs::new(b.vtep_mac, a.vtep_mac, POD_C_IP, dst)
+        };
+        if proto_tcp {
+            frame::tcp_frame(&ad, 8080, 42000, 1, 2, tf::ACK, b"tcp in")
+        } else {
+            frame::udp_frame(&ad, 7000, 7001, b"udp in")
+        }
+    };
+    let mut padded = frame::udp_frame(&pod_b_to(POD_A_IP), 1, 2, b"");
+    padded.resize(60, 0);
+    // The first fragment of a datagram to pod C (MF set): fragments hash without ports.
+    let mut first_fragment = frame::udp_frame(&pod_a_to(POD_C_IP), 1000, 2000, b"fragment");
+    first_fragment[20] |= 0x20;
+    refill(&mut first_fragment, 14);
+    vec![
+        (
+            Ingress::Pod(POD_A_PORT),
+            frame::udp_frame(&pod_a_to(POD_B_IP), 1000, 2000, b"local"),
+        ),
+        (
+            Ingress::Pod(POD_A_PORT),
+            frame::tcp_frame(&pod_a_to(POD_C_IP), 1000, 80, 5, 6, tf::ACK, b"remote"),
+        ),
+        (
+            Ingress::Pod(POD_A_PORT),
+            frame::icmp_echo_frame(&pod_a_to(POD_C_IP), true, 1, 1, b"ping"),
+        ),
+        (Ingress::Pod(POD_B_PORT), padded),
+        (
+            Ingress::Pod(POD_B_PORT),
+            frame::udp_frame(&pod_b_to(POD_A_IP), 5353, 41000, b"a reply"),
+        ),
+        (
+            Ingress::Pod(POD_A_PORT),
+            frame::udp_frame(&pod_a_to(DNS_VIP), 41000, 53, b"query"),
+        ),
+        (Ingress::Pod(POD_A_PORT), first_fragment),
+        (
+            Ingress::Uplink,
+            frame::vxlan_frame(&outer, 50000, 1, &inner_to(POD_B_IP, false), false),
+        ),
+        (
+            Ingress::Uplink,
+            frame::vxlan_frame(&outer, 50001, 1, &inner_to(POD_A_IP, true), false),
+        ),
+        (
+            Ingress::Uplink,
+            frame::vxlan_frame(&outer, 50002, 1, &inner_to(POD_B_IP, true), true),
+        ),
+        (
+            Ingress::Uplink,
+            frame::vxlan_frame(
+                &outer,
+                50003,
+                1,
+                &inner_to(Ipv4Addr::new(10, 244, 1, 77), false),
+                false,
+            ),
+        ),
+    ]
+}
+
+/// Makes the IPv4 header checksum at `l3` right again (if a header is there).
+fn refill(f: &mut [u8], l3: usize) {
+    if f.len() >= l3 + 20 {
+        f[l3 + 10] = 0;
+        f[l3 + 11] = 0;
+        let c = checksum::checksum(&f[l3..l3 + 20]);
+        f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+fn same(fast: &mut Node, slow: &mut Node, ing: Ingress, f: &[u8]) -> Result<(), TestCaseError> {
+    let (df, bf) = fast.run(ing, f);
+    let (ds, bs) = slow.run(ing, f);
+    prop_assert_eq!(df, ds, "{:02x?}", f);
+    prop_assert_eq!(bf, bs);
+    prop_assert_eq!(fast.counters(), slow.counters());
+    prop_assert_eq!(fast.p.conntrack().len(), slow.p.conntrack().len());
+    Ok(())
+}
+
+#[test]
+fn valid_frames_take_the_lanes_and_match_the_general_path() {
+    let (mut fast, mut slow) = pair();
+    let mut delivered = 0;
+    for (ing, f) in frames() {
+        let (df, bf) = fast.run(ing, &f);
+        let (ds, bs) = slow.run(ing, &f);
+        assert_eq!((df, &bf), (ds, &bs));
+        delivered += usize::from(matches!(df, Disposition::ToPod(_) | Disposition::ToUplink));
+    }
+    assert_eq!(fast.counters(), slow.counters());
+    assert!(delivered >= 8, "{delivered}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, .. ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_frames_get_the_same_answer_with_and_without_lanes(
+        warm in any::<bool>(),
+        which in 0usize..11,
+        flips in proptest::collection::vec(
+            (
+                any::<bool>(),
+                0usize..110,
+                prop_oneof![1u8..=16, Just(0x20), Just(0x40), Just(0x80), any::<u8>()],
+            ),
+            0..4,
+        ),
+        fix in any::<bool>(),
+        cut in proptest::option::of(0usize..140),
+        tail in proptest::collection::vec(any::<u8>(), 0..8),
+    ) {
+        let (mut fast, mut slow) = pair();
+        let frames = frames();
+        if warm {
+            // Pod A becomes two NATed flows' client (one to a local, one to a remote backend).
+            let (ing, q) = &frames[5];
+            same(&mut fast, &mut slow, *ing, q)?;
+            let syn = frame::tcp_frame(&pod_a_to(WEB_VIP), 42000, 80, 1, 0, tf::SYN, b"");
+            same(&mut fast, &mut slow, Ingress::Pod(POD_A_PORT), &syn)?;
+        }
+        let (ing, mut f) = frames[which].clone();
+        for (hot, pos, x) in flips {
+            let pos = if hot { HOT[pos % HOT.len()] } else { pos };
+            if pos < f.len() {
+                f[pos] ^= x;
+            }
+        }
+        if fix {
+            refill(&mut f, 14);
+            if ing == Ingress::Uplink {
+                refill(&mut f, 64);
+            }
+        }
+        if let Some(c) = cut {
+            f.truncate(c.min(f.len()));
+        }
+        f.extend_from_slice(&tail);
+        same(&mut fast, &mut slow, ing, &f)?;
+        // And the unmutated frame after it.
+        same(&mut fast, &mut slow, ing, &frames[which].1)?;
+    }
+}
