@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_queue::ArrayQueue;
-use dpdk::{Burst, Mbuf, PktPool, Port, PortStats, TapPort};
+use dpdk::{Burst, Mbuf, PktPool, Port, PortStats, TapPoller, TapPort};
 use fastpath::counters::{Counters, Disposition, DropReason};
 use fastpath::pipeline::{Ingress, Pipeline, Shard, BURST};
 use fastpath::proto::CtFlow;
@@ -247,7 +247,21 @@ pub struct Worker {
     stats: LoopStats,
     dump: Arc<CtDumpSlot>,
     handoff: Arc<Handoff>,
+    /// This worker's TAP pod ports, watched in one epoll set (`None`: epoll unavailable, every
+    /// TAP is read each poll).
+    taps: Option<TapPoller>,
+    /// By pod port id: the TAP port registered in `taps` (held, so its descriptor cannot close
+    /// and be reused while registered).
+    tap_regs: Vec<Option<Arc<PodPort>>>,
+    /// The port-set generation `tap_regs` was synchronised with.
+    ports_seen: u64,
 }
+
+/// From this many TAP ports on, a worker asks epoll which have frames (one `epoll_wait`, ~410 ns
+/// here) instead of reading each (one `readv` returning `EAGAIN`, ~180 ns, per idle TAP).
+/// Measured with `podlane-fastpath` forwarding decap traffic beside 100 idle TAP pods: 1.46 Mpps
+/// reading every TAP each poll, 18.1 Mpps with epoll (23.7 with no TAP at all).
+const EPOLL_MIN_TAPS: usize = 3;
 
 const TX_UPLINK: usize = 0;
 const TX_HOST: usize = 1;
@@ -287,6 +301,9 @@ impl Worker {
             stats: LoopStats::default(),
             dump: Arc::default(),
             handoff: Arc::clone(handoff),
+            taps: TapPoller::new().ok(),
+            tap_regs: Vec::new(),
+            ports_seen: u64::MAX,
         }
     }
 
@@ -328,8 +345,18 @@ impl Worker {
             stats,
             dump,
             handoff,
+            taps,
+            tap_regs,
+            ports_seen,
         } = self;
-        let set = ports.refresh();
+        ports.refresh();
+        let (set, seen) = (ports.get(), ports.seen());
+        if seen != *ports_seen {
+            *ports_seen = seen;
+            if let Some(t) = taps.as_mut() {
+                sync_taps(t, tap_regs, set, *shard);
+            }
+        }
         let mut io = Io {
             c: counters,
             set,
@@ -345,10 +372,23 @@ impl Worker {
         if set.host.is_some() && shard.me == 0 {
             got += poll_port(pipeline, &mut io, 0, Ingress::Host, now_ms);
         }
+        let use_epoll = taps.as_ref().is_some_and(|t| t.len() >= EPOLL_MIN_TAPS);
         for (p, port) in set.pods.iter().enumerate() {
+            let Some(port) = port else {
+                continue;
+            };
+            // TAPs registered in the epoll set are read below, only when they have frames.
+            let watched = use_epoll
+                && matches!(**port, PodPort::Tap(..))
+                && tap_regs.get(p).is_some_and(|r| r.is_some());
             let p = p as u16;
-            if port.is_some() && shard.of_pod_port(p) == shard.me {
+            if !watched && shard.of_pod_port(p) == shard.me {
                 got += poll_port(pipeline, &mut io, 0, Ingress::Pod(p), now_ms);
+            }
+        }
+        if let Some(t) = taps.as_mut().filter(|_| use_epoll) {
+            for p in t.ready() {
+                got += poll_port(pipeline, &mut io, 0, Ingress::Pod(p as u16), now_ms);
             }
         }
         if !shard.single() {
@@ -358,6 +398,45 @@ impl Worker {
         dump.service(shard.me, pipeline.conntrack(), now_ms);
         stats.polls += 1;
         got
+    }
+}
+
+/// Brings the epoll set in line with the port set: this worker's TAP pod ports registered
+/// under their pod port id, replaced or removed ones unregistered (while still open: `regs`
+/// holds them until then). Runs when the port set changes, not per packet.
+fn sync_taps(
+    taps: &mut TapPoller,
+    regs: &mut Vec<Option<Arc<PodPort>>>,
+    set: &PortSet,
+    shard: Shard,
+) {
+    let n = set.pods.len().max(regs.len());
+    regs.resize(n, None);
+    for (p, reg) in regs.iter_mut().enumerate() {
+        let want = set.pods.get(p).and_then(|x| x.as_ref()).filter(|x| {
+            matches!(***x, PodPort::Tap(..)) && shard.of_pod_port(p as u16) == shard.me
+        });
+        let same = match (want, reg.as_ref()) {
+            (Some(w), Some(r)) => Arc::ptr_eq(w, r),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            continue;
+        }
+        if let Some(old) = reg.take() {
+            if let PodPort::Tap(t, _) = &*old {
+                let _ = taps.remove(t);
+            }
+        }
+        if let Some(new) = want {
+            if let PodPort::Tap(t, _) = &**new {
+                // Unregistered (should epoll refuse it), the port is read every poll instead.
+                if taps.add(t, p as u64).is_ok() {
+                    *reg = Some(Arc::clone(new));
+                }
+            }
+        }
     }
 }
 

@@ -332,6 +332,67 @@ fn forty_tap_pod_ports_through_the_control_socket() {
         panic!("stats")
     };
     assert!(ports.iter().all(|p| p.role != "pod"), "{ports:?}");
+    // New TAPs for the same pod ports, made inside the pods' namespaces (`tap:NAME@NETNS`):
+    // the worker watches the new descriptors (its epoll set follows the port set, whatever
+    // numbers the descriptors got) and the pods talk again.
+    for (port, ns, mac, ip) in [
+        (A_PORT, &ns_a, POD_A_MAC, POD_A_IP),
+        (B_PORT, &ns_b, POD_B_MAC, POD_B_IP),
+    ] {
+        port_ok(
+            &mut s,
+            &Request::AddPort {
+                devargs: format!("tap:eth0@/var/run/netns/{ns}"),
+                pod_port: port,
+            },
+        );
+        ok(&[
+            "ip",
+            "-n",
+            ns,
+            "link",
+            "set",
+            "dev",
+            "eth0",
+            "address",
+            &mac.to_string(),
+            "mtu",
+            "1450",
+            "up",
+        ]);
+        ok(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            "eth0",
+        ]);
+        ok(&[
+            "ip",
+            "-n",
+            ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.244.1.1",
+            "dev",
+            "eth0",
+            "onlink",
+        ]);
+    }
+    let p = ping(&ns_a, &["10.244.1.3"]);
+    assert!(
+        p.status.success() && text(&p).contains("3 received"),
+        "A -> B on new TAPs:\n{}",
+        text(&p)
+    );
+    for port in [A_PORT, B_PORT] {
+        port_ok(&mut s, &Request::RemovePort { pod_port: port });
+    }
     // A name can be used again at once; this one is still open at shutdown, which closes it.
     port_ok(
         &mut s,

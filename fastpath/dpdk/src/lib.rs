@@ -19,4 +19,4 @@ pub use error::DpdkError;
 pub use mbuf::{Burst, Mbuf};
 pub use mempool::PktPool;
 pub use port::{Port, PortConfig, PortStats};
-pub use tap::TapPort;
+pub use tap::{TapPoller, TapPort};

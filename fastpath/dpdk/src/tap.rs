@@ -287,3 +287,101 @@ impl TapPort {
         }
     }
 }
+
+/// Which of a worker's TAP ports have frames waiting, in one system call: an epoll set of their
+/// descriptors (level-triggered), asked with a zero timeout once per poll. An idle TAP costs
+/// the poll nothing — without it, every idle TAP cost one `readv(2)` returning `EAGAIN`
+/// (~180 ns here) per poll, so a node with 100 pods spent ~18 µs per poll on empty reads.
+#[derive(Debug)]
+pub struct TapPoller {
+    ep: std::os::fd::OwnedFd,
+    events: Box<[libc::epoll_event]>,
+    registered: usize,
+}
+
+impl TapPoller {
+    /// Events taken per call (more ready ports wait for the next poll, level-triggered).
+    pub const MAX_READY: usize = 64;
+
+    /// An empty set.
+    pub fn new() -> Result<TapPoller, DpdkError> {
+        // SAFETY: epoll_create1 takes a flag and returns a new descriptor or -1; no memory.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return Err(DpdkError::Call {
+                what: "epoll_create1".into(),
+                code: e.raw_os_error().unwrap_or(0),
+                text: e.to_string(),
+            });
+        }
+        // SAFETY: fd is a descriptor epoll_create1 just returned to us and nothing else owns.
+        let ep = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(TapPoller {
+            ep,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; TapPoller::MAX_READY]
+                .into_boxed_slice(),
+            registered: 0,
+        })
+    }
+
+    fn ctl(&self, op: libc::c_int, tap: &TapPort, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: both descriptors are open (the caller holds `tap`); ev is a valid event
+        // the call only reads.
+        let rc = unsafe { libc::epoll_ctl(self.ep.as_raw_fd(), op, tap.file.as_raw_fd(), &mut ev) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Watches `tap`, reporting it as `token` when it has frames.
+    pub fn add(&mut self, tap: &TapPort, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, tap, token)?;
+        self.registered += 1;
+        Ok(())
+    }
+
+    /// Stops watching `tap` (call it while the port is still open).
+    pub fn remove(&mut self, tap: &TapPort) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, tap, 0)?;
+        self.registered = self.registered.saturating_sub(1);
+        Ok(())
+    }
+
+    /// How many TAPs are watched.
+    pub fn len(&self) -> usize {
+        self.registered
+    }
+
+    /// True when no TAP is watched.
+    pub fn is_empty(&self) -> bool {
+        self.registered == 0
+    }
+
+    /// The tokens of the watched TAPs that have frames now (no wait); at most
+    /// [`TapPoller::MAX_READY`]. Nothing when none is watched (no system call).
+    #[inline]
+    pub fn ready(&mut self) -> impl Iterator<Item = u64> + '_ {
+        let n = if self.registered == 0 {
+            0
+        } else {
+            // SAFETY: events is a writable array of MAX_READY epoll_event, the count passed;
+            // a zero timeout never blocks.
+            let r = unsafe {
+                libc::epoll_wait(
+                    self.ep.as_raw_fd(),
+                    self.events.as_mut_ptr(),
+                    TapPoller::MAX_READY as libc::c_int,
+                    0,
+                )
+            };
+            usize::try_from(r).unwrap_or(0) // -1 (EINTR): none this time
+        };
+        self.events[..n].iter().map(|e| e.u64)
+    }
+}
