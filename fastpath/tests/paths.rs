@@ -1058,3 +1058,29 @@ fn service_edge_cases() {
     );
     assert_eq!(n.drops(DropReason::Fragment), 2);
 }
+
+#[test]
+fn aging_is_paced_by_the_clock_not_by_polls() {
+    let mut n = Node::a();
+    set_endpoints(&mut n, &dns_svc(), &[(POD_B_IP, EndpointState::Ready)]);
+    for i in 0..100 {
+        let q = frame::udp_frame(&pod_a_to(DNS_VIP), 40000 + i, 53, b"q");
+        assert_eq!(
+            n.run(Ingress::Pod(POD_A_PORT), &q).0,
+            Disposition::ToPod(POD_B_PORT)
+        );
+    }
+    assert_eq!(n.p.conntrack().len(), 100);
+    // Past the UDP timeout. Many polls within one millisecond age 8 entries in all.
+    let t = n.now + 31_000;
+    for _ in 0..50 {
+        n.p.maintain(t, 8);
+    }
+    assert_eq!(n.p.conntrack().len(), 92);
+    // One millisecond later, 8 more; after a long pause at most 10 ms' worth at once.
+    n.p.maintain(t + 1, 8);
+    assert_eq!(n.p.conntrack().len(), 84);
+    n.p.maintain(t + 500, 8);
+    assert_eq!(n.p.conntrack().len(), 4);
+    assert_eq!(n.counters().event_count(Event::CtExpired), 96);
+}

@@ -394,11 +394,18 @@ impl Worker {
         if !shard.single() {
             got += poll_handoff(pipeline, &mut io, now_ms);
         }
-        pipeline.maintain(now_ms, 32);
+        pipeline.maintain(now_ms, ct_per_ms(pipeline));
         dump.service(shard.me, pipeline.conntrack(), now_ms);
         stats.polls += 1;
         got
     }
+}
+
+/// Conntrack entries a worker ages per millisecond: its whole table once a second (timeouts
+/// are 10 s and more; lookups drop expired entries themselves), at least 16.
+#[inline]
+fn ct_per_ms(p: &Pipeline) -> usize {
+    p.conntrack().capacity().div_ceil(1000).max(16)
 }
 
 /// Brings the epoll set in line with the port set: this worker's TAP pod ports registered

@@ -72,6 +72,7 @@ pub struct Pipeline {
     cache: Cache,
     shard: Shard,
     fast: bool,
+    last_maintain: Option<u64>,
 }
 
 /// One-entry caches in front of hash lookups (VPP's "last tunnel" cache): traffic comes in
@@ -286,6 +287,7 @@ impl Pipeline {
                 cache: Cache::default(),
                 shard: Shard::new(workers, me),
                 fast: true,
+                last_maintain: None,
             })
             .collect()
     }
@@ -316,9 +318,21 @@ impl Pipeline {
         self.tables.get()
     }
 
-    /// Per-poll housekeeping: ages out up to `budget` conntrack entries.
-    pub fn maintain(&mut self, now_ms: u64, budget: usize) {
-        self.ct.expire(now_ms, budget, &self.counters);
+    /// Housekeeping, called once per poll: ages out up to `per_ms` conntrack entries for each
+    /// millisecond since the last call that did (at most 10 ms' worth at once), and nothing
+    /// when the clock has not moved. Aging is paced by time, not by polls: a worker polls about
+    /// a million times a second, and scanning a fixed number of entries every poll swept a
+    /// 65,536-entry table hundreds of times a second, touching cold entries for nothing — ~30
+    /// cycles per packet on the DNAT path. Expired entries met by a lookup go at once anyway.
+    pub fn maintain(&mut self, now_ms: u64, per_ms: usize) {
+        let elapsed = match self.last_maintain {
+            Some(t) if now_ms <= t => return,
+            Some(t) => (now_ms - t).min(10) as usize,
+            None => 1,
+        };
+        self.last_maintain = Some(now_ms);
+        self.ct
+            .expire(now_ms, per_ms.saturating_mul(elapsed), &self.counters);
     }
 
     /// Processes one burst from `ingress`: `out[i]` gets the disposition of `pkts[i]`. Packets
@@ -364,6 +378,7 @@ impl Pipeline {
             cache,
             shard,
             fast,
+            last_maintain: _,
         } = self;
         let t = tables.refresh();
         let c: &Counters = counters;

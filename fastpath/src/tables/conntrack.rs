@@ -10,7 +10,8 @@
 //!
 //! Idle timeouts follow the TCP state (SYN, established, closing, closed) and, for UDP, whether
 //! the flow was answered. Expired entries are reclaimed by a clock hand that the worker advances
-//! a few entries per poll, and lazily when a lookup meets one. When the table is full, an insert
+//! a number of entries per elapsed millisecond (the whole table about once a second), and lazily
+//! when a lookup meets one. When the table is full, an insert
 //! first reclaims an expired entry near the hand and otherwise evicts the least recently used of
 //! a few sampled entries — counted, never silent.
 
@@ -579,15 +580,18 @@ impl Conntrack {
 
     fn make_room(&mut self, now: u64, c: &Counters) {
         let cap = self.entries.len();
+        // `hand < cap` always; positions wrap by a compare, not a division (this runs on
+        // every insert into a full table).
+        let wrap = |i: usize| if i >= cap { i - cap } else { i };
         let mut oldest: Option<(u64, usize)> = None;
         for n in 0..RECLAIM_SCAN.min(cap) {
-            let i = (self.hand + n) % cap;
+            let i = wrap(self.hand + n);
             let e = &self.entries[i];
             if e.flags & flags::USED == 0 {
                 continue;
             }
             if e.expired(now, &self.timeouts) {
-                self.hand = (i + 1) % cap;
+                self.hand = wrap(i + 1);
                 self.remove(i as u32);
                 c.inc(Event::CtExpired);
                 return;
@@ -596,8 +600,8 @@ impl Conntrack {
                 oldest = Some((e.last_seen, i));
             }
         }
-        let victim = oldest.map_or(self.hand % cap, |(_, i)| i);
-        self.hand = (victim + 1) % cap;
+        let victim = oldest.map_or(self.hand, |(_, i)| i);
+        self.hand = wrap(victim + 1);
         self.remove(victim as u32);
         c.inc(Event::CtEvicted);
     }
@@ -665,7 +669,8 @@ impl Conntrack {
         let mut removed = 0;
         for _ in 0..budget.min(cap) {
             let i = self.hand;
-            self.hand = (self.hand + 1) % cap;
+            // A compare, not `% cap`: a division per entry is dearer than the check itself.
+            self.hand = if i + 1 == cap { 0 } else { i + 1 };
             let e = &self.entries[i];
             if e.flags & flags::USED != 0 && e.expired(now, &self.timeouts) {
                 self.remove(i as u32);
