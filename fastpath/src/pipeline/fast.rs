@@ -12,7 +12,7 @@
 use crate::buf::PacketBuf;
 use crate::counters::{Disposition, Event};
 use crate::pipeline::{
-    encap, is_multicast_or_broadcast, route, trim_padding, Ctx, Ip4, MAX_FRAME_LEN,
+    encap, is_multicast_or_broadcast, nat, route, trim_padding, Ctx, Ip4, MAX_FRAME_LEN,
 };
 use crate::tables::pods::PortOwner;
 use crate::wire::{checksum, ipproto, vxlan};
@@ -75,8 +75,8 @@ fn plain_ipv4(d: &[u8], l3: usize) -> Option<Ip4> {
     })
 }
 
-/// A frame from the pod `owner` to a local pod or through the tunnel, not touching a Service
-/// or a NATed flow.
+/// A frame from the pod `owner` to a local pod or through the tunnel, or of an established
+/// Service flow, not touching a flow the pod is the backend of.
 #[inline(always)]
 pub(crate) fn pod<B: PacketBuf>(
     cx: &mut Ctx<'_>,
@@ -93,11 +93,18 @@ pub(crate) fn pod<B: PacketBuf>(
     }
     let ip = plain_ipv4(d, 14)?;
     let t = cx.t;
-    if ip.src != owner.ip
-        || t.node.service_cidr.contains_u32(ip.dst)
-        || is_multicast_or_broadcast(ip.dst)
-    {
+    if ip.src != owner.ip || is_multicast_or_broadcast(ip.dst) {
         return None;
+    }
+    if t.node.service_cidr.contains_u32(ip.dst) {
+        // An established Service flow: NATed as its conntrack entry says, then routed. A miss
+        // — a new flow, or an entry this very lookup found expired or purged (counted once,
+        // here) — goes to the general path, which looks up again and starts the flow.
+        ip.ports?;
+        let mut ip = ip;
+        trim_padding(pkt, &ip);
+        nat::apply(cx, pkt, &mut ip)?;
+        return Some(route::route(cx, pkt, &ip));
     }
     let base = t.node.pod_cidr.network().to_bits();
     if ip.ports.is_some() && cx.ct.pod_is_backend(ip.src.wrapping_sub(base) as usize) {
