@@ -1,13 +1,16 @@
 //! Fast lanes: the common frames of each ingress, recognised with one length check and
 //! fixed-offset reads (untagged Ethernet, IPv4 without options, not a fragment), forwarded by
-//! the same route/encap/decap steps as the general path.
+//! the same route/encap/decap/NAT steps as the general path.
 //!
 //! A lane either takes a frame whole — and then produces exactly what the general path would:
-//! the same disposition, bytes and counters (`tests/fast_lanes.rs` runs both on random and
-//! mutated frames and compares) — or returns `None` having changed nothing, and the general
-//! path (`pod.rs`, `uplink.rs`) handles the frame from the start. Everything unusual goes the
-//! general way: VLAN tags, IP options, fragments, ARP, Services and NAT replies, bad checksums,
-//! drops of every kind.
+//! the same disposition, bytes and counters (`tests/fast_lanes.rs` runs both on valid and
+//! mutated frames and compares) — or returns `None`, and the general path (`pod.rs`,
+//! `uplink.rs`) handles the frame from the start. A `None` leaves the frame as it was but for
+//! trimmed Ethernet padding, and conntrack as the general path's own first lookup would: a
+//! Service lookup that missed may have dropped an expired or purged entry (counted once), after
+//! which the general path's lookup misses too and starts the flow. Everything unusual goes the
+//! general way: VLAN tags, IP options, fragments, ARP, new Service flows, NAT replies, bad
+//! checksums, drops of every kind.
 
 use crate::buf::PacketBuf;
 use crate::counters::{Disposition, Event};
