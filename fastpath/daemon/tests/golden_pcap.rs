@@ -7,8 +7,11 @@
 //!
 //! The EAL can be initialised once per process, so this file holds one test.
 
+mod common;
+
+use common::{assert_frames, read_pcap, write_pcap};
+
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -16,7 +19,6 @@ use daemon::worker::{PodPort, PortSet, Worker};
 use dpdk::{Eal, EalConfig, PktPool, Port, PortConfig};
 use fastpath::counters::{DropReason, Event};
 use fastpath::fixtures::*;
-use fastpath::pcap;
 use fastpath::pipeline::Pipeline;
 use fastpath::rcu::Publisher;
 use fastpath::tables::conntrack::Timeouts;
@@ -42,41 +44,6 @@ fn ttl(a: Addrs, src_mac: MacAddr, dst_mac: MacAddr, ttl: u8) -> Addrs {
         dst_mac,
         ttl,
         ..a
-    }
-}
-
-fn write(dir: &Path, name: &str, frames: &[Vec<u8>]) -> PathBuf {
-    let p = dir.join(name);
-    let recs: Vec<(u64, &[u8])> = frames
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (i as u64 * 1000, f.as_slice()))
-        .collect();
-    pcap::write_file(&p, &recs).unwrap();
-    p
-}
-
-fn read(p: &Path) -> Vec<Vec<u8>> {
-    pcap::read_file(p)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.data)
-        .collect()
-}
-
-fn assert_frames(port: &str, got: &[Vec<u8>], want: &[Vec<u8>]) {
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{port}: {} frames out, {} expected",
-        got.len(),
-        want.len()
-    );
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            g == w,
-            "{port} frame {i} differs\n got: {g:02x?}\nwant: {w:02x?}"
-        );
     }
 }
 
@@ -167,10 +134,10 @@ fn pipeline_on_net_pcap_ports_matches_golden_output() {
         ),
     ];
     let files = [
-        ("uplink", write(&dir, "uplink_in.pcap", &uplink_in)),
-        ("host", write(&dir, "host_in.pcap", &[])),
-        ("poda", write(&dir, "poda_in.pcap", &pod_a_in)),
-        ("podb", write(&dir, "podb_in.pcap", &pod_b_in)),
+        ("uplink", write_pcap(&dir, "uplink_in.pcap", &uplink_in)),
+        ("host", write_pcap(&dir, "host_in.pcap", &[])),
+        ("poda", write_pcap(&dir, "poda_in.pcap", &pod_a_in)),
+        ("podb", write_pcap(&dir, "podb_in.pcap", &pod_b_in)),
     ];
     let out = |n: &str| dir.join(format!("{n}_out.pcap"));
     let devargs: Vec<String> = files
@@ -255,10 +222,10 @@ fn pipeline_on_net_pcap_ports_matches_golden_output() {
         stats.rx,
         (uplink_in.len() + pod_a_in.len() + pod_b_in.len()) as u64
     );
-    let uplink_out = read(&out("uplink"));
-    let host_out = read(&out("host"));
-    let poda_out = read(&out("poda"));
-    let podb_out = read(&out("podb"));
+    let uplink_out = read_pcap(&out("uplink"));
+    let host_out = read_pcap(&out("host"));
+    let poda_out = read_pcap(&out("poda"));
+    let podb_out = read_pcap(&out("podb"));
     let sport = |f: &Vec<u8>| u16::from_be_bytes([f[34], f[35]]);
     let outer_a_to_b = Addrs::new(a.underlay_mac, b.underlay_mac, a.underlay_ip, b.underlay_ip);
     let want_uplink = vec![

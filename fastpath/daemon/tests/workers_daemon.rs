@@ -8,7 +8,6 @@ mod common;
 use std::process::Command;
 
 use fastpath::fixtures::*;
-use fastpath::pcap;
 use fastpath::tables::NodeConfig;
 use fastpath::wire::frame::{self, Addrs};
 
@@ -42,16 +41,10 @@ fn two_workers_each_serve_their_uplink_queue() {
         );
         frame::vxlan_frame(&outer, 50000 + n, 1, &inner, false)
     };
-    let write = |name: &str, frames: Vec<Vec<u8>>| {
-        let p = dir.join(name);
-        let recs: Vec<(u64, &[u8])> = frames.iter().map(|f| (0, f.as_slice())).collect();
-        pcap::write_file(&p, &recs).unwrap();
-        p
-    };
     // 5 frames on queue 0, 9 on queue 1.
-    let q0 = write("q0.pcap", (0..5).map(to_a).collect());
-    let q1 = write("q1.pcap", (5..14).map(to_a).collect());
-    let none = write("none.pcap", Vec::new());
+    let q0 = common::write_pcap(&dir, "q0.pcap", &(0..5).map(to_a).collect::<Vec<_>>());
+    let q1 = common::write_pcap(&dir, "q1.pcap", &(5..14).map(to_a).collect::<Vec<_>>());
+    let none = common::write_pcap(&dir, "none.pcap", &[]);
     let state = dir.join("state.json");
     std::fs::write(&state, serde_json::to_string(&node_a_state()).unwrap()).unwrap();
     let out = |n: &str| dir.join(n);
@@ -95,7 +88,7 @@ fn two_workers_each_serve_their_uplink_queue() {
         "{s}"
     );
     assert_eq!(s["mbufs_in_use"].as_u64(), Some(0), "{s}");
-    let frames = |n: &str| pcap::read_file(out(n)).unwrap().len();
+    let frames = |n: &str| common::read_pcap(&out(n)).len();
     // Each worker sent what it received on its own transmit queue of pod A's port.
     assert_eq!((frames("a0.pcap"), frames("a1.pcap")), (5, 9));
     assert_eq!((frames("up0.pcap"), frames("up1.pcap")), (0, 0));

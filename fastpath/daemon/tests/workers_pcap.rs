@@ -8,14 +8,16 @@
 //!
 //! The EAL can be initialised once per process, so this file holds one test.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{assert_frames, read_pcap, write_pcap};
+
 use std::sync::Arc;
 
 use daemon::worker::{Handoff, PodPort, PortSet, Worker};
 use dpdk::{Eal, EalConfig, PktPool, Port, PortConfig};
 use fastpath::counters::Event;
 use fastpath::fixtures::*;
-use fastpath::pcap;
 use fastpath::pipeline::{Pipeline, Shard};
 use fastpath::rcu::Publisher;
 use fastpath::tables::conntrack::Timeouts;
@@ -24,41 +26,6 @@ use fastpath::tables::NodeConfig;
 use fastpath::update::Update;
 use fastpath::wire::frame::{self, Addrs};
 use fastpath::wire::tcp::flags as tf;
-
-fn write(dir: &Path, name: &str, frames: &[Vec<u8>]) -> PathBuf {
-    let p = dir.join(name);
-    let recs: Vec<(u64, &[u8])> = frames
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (i as u64 * 1000, f.as_slice()))
-        .collect();
-    pcap::write_file(&p, &recs).unwrap();
-    p
-}
-
-fn read(p: &Path) -> Vec<Vec<u8>> {
-    pcap::read_file(p)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.data)
-        .collect()
-}
-
-fn assert_frames(port: &str, got: &[Vec<u8>], want: &[Vec<u8>]) {
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{port}: {} frames out, {} expected",
-        got.len(),
-        want.len()
-    );
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            g == w,
-            "{port} frame {i} differs\n got: {g:02x?}\nwant: {w:02x?}"
-        );
-    }
-}
 
 #[test]
 fn two_workers_hand_nat_replies_to_the_flow_owner() {
@@ -120,10 +87,10 @@ fn two_workers_hand_nat_replies_to_the_flow_owner() {
         tf::SYN | tf::ACK,
         b"",
     )];
-    let uq0 = write(&dir, "uplink_q0.pcap", &uplink_q0);
-    let uq1 = write(&dir, "uplink_q1.pcap", &uplink_q1);
-    let pa = write(&dir, "poda_in.pcap", &pod_a_in);
-    let pb = write(&dir, "podb_in.pcap", &pod_b_in);
+    let uq0 = write_pcap(&dir, "uplink_q0.pcap", &uplink_q0);
+    let uq1 = write_pcap(&dir, "uplink_q1.pcap", &uplink_q1);
+    let pa = write_pcap(&dir, "poda_in.pcap", &pod_a_in);
+    let pb = write_pcap(&dir, "podb_in.pcap", &pod_b_in);
     let out = |n: &str, q: u16| dir.join(format!("{n}_tx{q}.pcap"));
     let tx = |n: &str| {
         format!(
@@ -216,7 +183,7 @@ fn two_workers_hand_nat_replies_to_the_flow_owner() {
     drop(pool);
 
     // ---- expected outputs: everything on worker 0's transmit queues ------------------------
-    let uplink_tx0 = read(&out("uplink", 0));
+    let uplink_tx0 = read_pcap(&out("uplink", 0));
     assert_frames(
         "uplink q0",
         &uplink_tx0,
@@ -242,7 +209,7 @@ fn two_workers_hand_nat_replies_to_the_flow_owner() {
     };
     assert_frames(
         "pod A q0",
-        &read(&out("poda", 0)),
+        &read_pcap(&out("poda", 0)),
         &[
             // Pod C's DNS answer, decapsulated by worker 1, reverse-NATed by worker 0.
             frame::udp_frame(
@@ -268,7 +235,7 @@ fn two_workers_hand_nat_replies_to_the_flow_owner() {
     );
     assert_frames(
         "pod B q0",
-        &read(&out("podb", 0)),
+        &read_pcap(&out("podb", 0)),
         &[
             frame::udp_frame(
                 &Addrs {
@@ -301,7 +268,7 @@ fn two_workers_hand_nat_replies_to_the_flow_owner() {
         ],
     );
     for n in ["uplink", "poda", "podb"] {
-        assert_frames(&format!("{n} q1"), &read(&out(n, 1)), &[]);
+        assert_frames(&format!("{n} q1"), &read_pcap(&out(n, 1)), &[]);
     }
     eal.cleanup();
     let _ = std::fs::remove_dir_all(&dir);
