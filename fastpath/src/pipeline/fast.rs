@@ -22,7 +22,9 @@ use crate::wire::{checksum, ipproto, vxlan};
 
 /// The IPv4 header at offset `l3` of `d`, if it is the plain kind: version 4 without options,
 /// not a fragment, a consistent total length, a correct header checksum. Ports are read for
-/// TCP/UDP whose header fits, as `parse_ipv4` does.
+/// TCP/UDP whose header fits, as `parse_ipv4` does. It repeats `parse_ipv4`'s decoding on
+/// purpose: sharing one decoder (tried) cost encap and decap ~20 instructions a packet
+/// (callgrind), the fragment and option cases this lane never takes.
 #[inline(always)]
 fn plain_ipv4(d: &[u8], l3: usize) -> Option<Ip4> {
     let h: &[u8; 20] = d.get(l3..l3 + 20)?.try_into().ok()?;
