@@ -159,17 +159,7 @@ fn fastpath_restart_rebuilds_tables_from_a_snapshot() {
 #[test]
 fn every_fault_and_every_event_at_once() {
     for seed in [12, 13, 14] {
-        let mut cfg = with(
-            seed,
-            "loss=0.02,dup=0.03,reorder=4,corrupt=0.02,delay=2",
-            "pods=6,endpoints=30,nodes=1,control-restart=2,fastpath-restart=2",
-        );
-        cfg.nodes = 4;
-        cfg.pods_per_node = 5;
-        cfg.services = 6;
-        cfg.endpoints_per_service = 3;
-        cfg.duration_ms = 800;
-        let r = run(cfg);
+        let r = run(every_fault(seed));
         assert_passed(&r);
         assert!(r.corruption.corrupted > 0);
     }

@@ -34,17 +34,7 @@ fn several_workers_per_node_keep_every_invariant() {
 #[test]
 fn several_workers_with_every_fault_and_event() {
     for seed in [42, 43] {
-        let mut cfg = with(
-            seed,
-            "loss=0.02,dup=0.03,reorder=4,corrupt=0.02,delay=2",
-            "pods=6,endpoints=30,nodes=1,control-restart=2,fastpath-restart=2",
-        );
-        cfg.nodes = 4;
-        cfg.pods_per_node = 5;
-        cfg.services = 6;
-        cfg.endpoints_per_service = 3;
-        cfg.duration_ms = 800;
-        let r = run(workers(cfg, 3));
+        let r = run(workers(every_fault(seed), 3));
         assert_passed(&r);
     }
 }

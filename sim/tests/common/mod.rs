@@ -29,6 +29,22 @@ pub fn with(seed: u64, faults: &str, churn: &str) -> SimConfig {
     }
 }
 
+/// 4 nodes × 5 pods, 6 Services × 3 endpoints, 800 ms, with every fault and every kind of event.
+pub fn every_fault(seed: u64) -> SimConfig {
+    SimConfig {
+        nodes: 4,
+        pods_per_node: 5,
+        services: 6,
+        endpoints_per_service: 3,
+        duration_ms: 800,
+        ..with(
+            seed,
+            "loss=0.02,dup=0.03,reorder=4,corrupt=0.02,delay=2",
+            "pods=6,endpoints=30,nodes=1,control-restart=2,fastpath-restart=2",
+        )
+    }
+}
+
 /// Runs a configuration.
 pub fn run(cfg: SimConfig) -> Report {
     Sim::new(cfg).unwrap().run().unwrap()
