@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use fastpath::proto::{call, Request, Response};
 use fastpath::tables::pods::PodSpec;
 use fastpath::tables::services::{EndpointSpec, EndpointState};
 use fastpath::update::Update;
+use fastpath::wire::MacAddr;
 
 fn sh(args: &[&str]) -> Output {
     Command::new(args[0])
@@ -175,19 +177,14 @@ fn forty_tap_pod_ports_through_the_control_socket() {
         .any(|p| p.pod_port == Some(B_PORT) && p.name == format!("tap:{}", tap(B_PORT))));
 
     // ---- two of them become pods A and B ----------------------------------------------------
-    for (port, ns, mac, ip) in [
-        (A_PORT, &ns_a, POD_A_MAC, POD_A_IP),
-        (B_PORT, &ns_b, POD_B_MAC, POD_B_IP),
-    ] {
-        ok(&["ip", "link", "set", "dev", &tap(port), "netns", ns]);
+    // The pod side of an interface named eth0 in `ns`, as the CNI daemon configures it.
+    let configure = |ns: &str, mac: MacAddr, ip: Ipv4Addr| {
         let script = format!(
-            "link set dev {tap} name eth0\n\
-             link set dev eth0 address {mac} mtu 1450\n\
+            "link set dev eth0 address {mac} mtu 1450\n\
              addr add {ip}/24 dev eth0\n\
              link set dev eth0 up\n\
              link set dev lo up\n\
-             route add default via 10.244.1.1 dev eth0 onlink\n",
-            tap = tap(port)
+             route add default via 10.244.1.1 dev eth0 onlink\n"
         );
         let mut c = Command::new("ip")
             .args(["-n", ns, "-batch", "-"])
@@ -199,6 +196,24 @@ fn forty_tap_pod_ports_through_the_control_socket() {
         std::io::Write::write_all(&mut c.stdin.take().unwrap(), script.as_bytes()).unwrap();
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "ip -batch in {ns}: {}", text(&o));
+    };
+    for (port, ns, mac, ip) in [
+        (A_PORT, &ns_a, POD_A_MAC, POD_A_IP),
+        (B_PORT, &ns_b, POD_B_MAC, POD_B_IP),
+    ] {
+        ok(&["ip", "link", "set", "dev", &tap(port), "netns", ns]);
+        ok(&[
+            "ip",
+            "-n",
+            ns,
+            "link",
+            "set",
+            "dev",
+            &tap(port),
+            "name",
+            "eth0",
+        ]);
+        configure(ns, mac, ip);
     }
     // The web Service (ClusterIP 10.96.0.20:80/TCP) backed by pod B only.
     let mut web = services().into_iter().find(|s| s.frontend == WEB).unwrap();
@@ -346,43 +361,7 @@ fn forty_tap_pod_ports_through_the_control_socket() {
                 pod_port: port,
             },
         );
-        ok(&[
-            "ip",
-            "-n",
-            ns,
-            "link",
-            "set",
-            "dev",
-            "eth0",
-            "address",
-            &mac.to_string(),
-            "mtu",
-            "1450",
-            "up",
-        ]);
-        ok(&[
-            "ip",
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{ip}/24"),
-            "dev",
-            "eth0",
-        ]);
-        ok(&[
-            "ip",
-            "-n",
-            ns,
-            "route",
-            "add",
-            "default",
-            "via",
-            "10.244.1.1",
-            "dev",
-            "eth0",
-            "onlink",
-        ]);
+        configure(ns, mac, ip);
     }
     let p = ping(&ns_a, &["10.244.1.3"]);
     assert!(
