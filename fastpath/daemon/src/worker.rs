@@ -222,12 +222,11 @@ impl Handoff {
     /// Packets one worker's queue holds (a few polls' worth of bursts).
     pub const DEPTH: usize = 4096;
 
-    /// Queues for `workers` workers.
+    /// Queues for `workers` workers (none for a single worker, which never hands over).
     pub fn new(workers: u16) -> Arc<Handoff> {
+        let n = if workers > 1 { workers } else { 0 };
         Arc::new(Handoff {
-            queues: (0..workers.max(1))
-                .map(|_| ArrayQueue::new(Handoff::DEPTH))
-                .collect(),
+            queues: (0..n).map(|_| ArrayQueue::new(Handoff::DEPTH)).collect(),
         })
     }
 }
