@@ -77,7 +77,9 @@ fn cnitool_attaches_pods_that_talk_through_the_fast_path() {
         node.logs()
     );
 
-    // ClusterIP with two backends answers a UDP client in a third pod, from the VIP.
+    // ClusterIP with two backends answers a UDP client in a third pod, from the VIP. The 40
+    // sockets stay open, so the kernel gives each its own source port (a closed one's port can
+    // come back, and its flow would then hit the entry already there): 40 flows.
     let mut servers = vec![udp_echo_server(&node, &ns_b), udp_echo_server(&node, &ns_c)];
     std::thread::sleep(Duration::from_millis(300));
     let client = node.exec(
@@ -87,8 +89,10 @@ fn cnitool_attaches_pods_that_talk_through_the_fast_path() {
             "-c",
             "import socket\n\
              seen=set()\n\
+             socks=[]\n\
              for i in range(40):\n\
              \x20 s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             \x20 socks.append(s)\n\
              \x20 s.settimeout(2)\n\
              \x20 s.sendto(b'q',('10.96.0.10',53))\n\
              \x20 d,a=s.recvfrom(2048)\n\
