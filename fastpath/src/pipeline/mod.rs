@@ -404,13 +404,27 @@ impl Pipeline {
         let burst = pkts[..n].iter_mut().zip(out[..n].iter_mut());
         match ingress {
             Ingress::Pod(port) => {
+                // The port's owner is looked up once per burst, for the lane.
+                let owner = if cx.fast {
+                    t.pods.owner_of_port(port)
+                } else {
+                    None
+                };
                 for (pkt, o) in burst {
-                    *o = count(c, &mut tx, pod::process(&mut cx, port, pkt));
+                    let d = match owner.as_ref().and_then(|ow| fast::pod(&mut cx, ow, pkt)) {
+                        Some(d) => d,
+                        None => pod::process(&mut cx, port, pkt),
+                    };
+                    *o = count(c, &mut tx, d);
                 }
             }
             Ingress::Uplink => {
                 for (pkt, o) in burst {
-                    *o = count(c, &mut tx, uplink::process(&mut cx, pkt));
+                    let d = match cx.fast.then(|| fast::uplink(&mut cx, pkt)).flatten() {
+                        Some(d) => d,
+                        None => uplink::process(&mut cx, pkt),
+                    };
+                    *o = count(c, &mut tx, d);
                 }
             }
             Ingress::Host => {

@@ -4,18 +4,14 @@
 use crate::buf::PacketBuf;
 use crate::counters::{Disposition, DropReason};
 use crate::pipeline::{
-    arp, decap, fast, l2_prologue, nat, parse_ipv4, route, tri, trim_padding, Ctx, Ingress,
+    arp, decap, l2_prologue, nat, parse_ipv4, route, tri, trim_padding, Ctx, Ingress,
 };
 use crate::wire::{ethertype, ipproto, vxlan, MacAddr};
 
-/// One packet from the uplink.
-#[inline(always)]
+/// One packet from the uplink, the general way (the burst loop tries the fast lane first).
+/// Out of line, so that the lane's loop keeps its values in registers.
+#[inline(never)]
 pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
-    if cx.fast {
-        if let Some(d) = fast::uplink(cx, pkt) {
-            return d;
-        }
-    }
     let d = pkt.data();
     let (et, l3) = tri!(l2_prologue(d));
     match et {
