@@ -96,7 +96,7 @@ pub(crate) fn pod<B: PacketBuf>(
     if eth[12..14] != [0x08, 0x00] || eth[6..12] != owner.mac.0 {
         return None;
     }
-    let ip = plain_ipv4(d, 14)?;
+    let mut ip = plain_ipv4(d, 14)?;
     let t = cx.t;
     if ip.src != owner.ip || is_multicast_or_broadcast(ip.dst) {
         return None;
@@ -106,7 +106,6 @@ pub(crate) fn pod<B: PacketBuf>(
         // — a new flow, or an entry this very lookup found expired or purged (counted once,
         // here) — goes to the general path, which looks up again and starts the flow.
         ip.ports?;
-        let mut ip = ip;
         trim_padding(pkt, &ip);
         nat::apply(cx, pkt, &mut ip)?;
         return Some(route::route(cx, pkt, &ip));

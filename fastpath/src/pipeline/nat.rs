@@ -4,7 +4,7 @@
 
 use crate::buf::PacketBuf;
 use crate::counters::{DropReason, Event};
-use crate::pipeline::rewrite::{set_dst_ip, set_port, set_src_ip};
+use crate::pipeline::rewrite;
 use crate::pipeline::{Ctx, Ip4};
 use crate::tables::conntrack::{flags, Dir, FlowKey, InsertError, NewFlow};
 use crate::tables::services::ServiceEntry;
@@ -29,22 +29,16 @@ impl Hit {
 /// Rewrites the packet's addresses and ports to `to`, keeping `ip` in step.
 #[inline(always)]
 fn rewrite<B: PacketBuf>(pkt: &mut B, ip: &mut Ip4, to: FlowKey) {
-    let d = pkt.data_mut();
-    let (sport, dport) = ip.ports.unwrap_or((0, 0));
-    if to.src != ip.src {
-        set_src_ip(d, ip.l3, ip.l4, to.src);
-        ip.src = to.src;
-    }
-    if to.dst != ip.dst {
-        set_dst_ip(d, ip.l3, ip.l4, to.dst);
-        ip.dst = to.dst;
-    }
-    if to.sport != sport {
-        set_port(d, ip.l3, ip.l4, false, to.sport);
-    }
-    if to.dport != dport {
-        set_port(d, ip.l3, ip.l4, true, to.dport);
-    }
+    let from = ip.key();
+    rewrite::nat(
+        pkt.data_mut(),
+        (ip.l3, ip.l4, ip.proto),
+        &from,
+        &to,
+        ip.ports.is_some(),
+    );
+    ip.src = to.src;
+    ip.dst = to.dst;
     ip.ports = Some((to.sport, to.dport));
 }
 

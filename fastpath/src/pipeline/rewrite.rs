@@ -1,12 +1,12 @@
 //! In-place header rewrites with incremental checksum updates (RFC 1624 eqn. 3): the fast path
 //! changes only the fields that change and never recomputes a checksum from scratch.
 
-use crate::wire::{be16, be32, checksum, ipproto, put16, put32};
+use crate::tables::conntrack::FlowKey;
+use crate::wire::{be16, checksum, ipproto, put16, put32};
 
 /// Offsets inside an IPv4 header.
 pub(crate) mod ip {
     pub const TTL: usize = 8;
-    pub const PROTO: usize = 9;
     pub const CSUM: usize = 10;
     pub const SRC: usize = 12;
     pub const DST: usize = 16;
@@ -23,25 +23,6 @@ fn l4_csum_off(proto: u8) -> Option<usize> {
     }
 }
 
-#[inline(always)]
-fn fix_l4(d: &mut [u8], proto: u8, l4: usize, f: impl Fn(u16) -> u16) {
-    if let Some(off) = l4_csum_off(proto) {
-        let at = l4 + off;
-        if at + 2 > d.len() {
-            return;
-        }
-        let old = be16(d, at);
-        if proto == ipproto::UDP && old == 0 {
-            return; // RFC 768: no checksum; leave it absent.
-        }
-        let mut new = f(old);
-        if proto == ipproto::UDP && new == 0 {
-            new = 0xffff; // RFC 768: a computed zero is sent as all ones.
-        }
-        put16(d, at, new);
-    }
-}
-
 /// Decrements the TTL at IPv4 header `l3`, updating the header checksum. The caller has checked
 /// that the TTL is above 1.
 #[inline(always)]
@@ -54,42 +35,44 @@ pub(crate) fn dec_ttl(d: &mut [u8], l3: usize) {
     put16(d, l3 + ip::CSUM, (c + u32::from(c >= 0xffff)) as u16);
 }
 
-/// Rewrites the source address (IPv4 checksum and the L4 pseudo-header checksum).
+/// The NAT rewrite: the packet's addresses become `to.src`/`to.dst` and, when it has ports
+/// (`ports`: a TCP/UDP header that is whole, not a later fragment), its ports become
+/// `to.sport`/`to.dport`. `from` is the tuple the packet carries now. The IPv4 checksum gets one
+/// combined delta (the addresses), the TCP/UDP checksum another (addresses through the pseudo
+/// header, and ports) — RFC 1624 eqn. 3 once per checksum instead of once per field. A UDP
+/// checksum of zero (none, RFC 768) stays zero; a computed zero is sent as `0xffff`.
 #[inline(always)]
-pub(crate) fn set_src_ip(d: &mut [u8], l3: usize, l4: usize, new: u32) {
-    set_addr(d, l3, l4, ip::SRC, new)
-}
-
-/// Rewrites the destination address (IPv4 checksum and the L4 pseudo-header checksum).
-#[inline(always)]
-pub(crate) fn set_dst_ip(d: &mut [u8], l3: usize, l4: usize, new: u32) {
-    set_addr(d, l3, l4, ip::DST, new)
-}
-
-#[inline(always)]
-fn set_addr(d: &mut [u8], l3: usize, l4: usize, field: usize, new: u32) {
-    let old = be32(d, l3 + field);
-    if old == new {
+pub(crate) fn nat(
+    d: &mut [u8],
+    (l3, l4, proto): (usize, usize, u8),
+    from: &FlowKey,
+    to: &FlowKey,
+    ports: bool,
+) {
+    let Some(h) = d.get_mut(l3..l3 + 20) else {
         return;
-    }
-    put32(d, l3 + field, new);
-    let c = be16(d, l3 + ip::CSUM);
-    put16(d, l3 + ip::CSUM, checksum::update32(c, old, new));
-    let proto = d[l3 + ip::PROTO];
-    fix_l4(d, proto, l4, |c| checksum::update32(c, old, new));
-}
-
-/// Rewrites the L4 source (`dst == false`) or destination port, updating the L4 checksum.
-#[inline(always)]
-pub(crate) fn set_port(d: &mut [u8], l3: usize, l4: usize, dst: bool, new: u16) {
-    let at = l4 + if dst { 2 } else { 0 };
-    let old = be16(d, at);
-    if old == new {
+    };
+    let addrs = checksum::delta32(from.src, to.src) + checksum::delta32(from.dst, to.dst);
+    put32(h, ip::SRC, to.src);
+    put32(h, ip::DST, to.dst);
+    put16(h, ip::CSUM, checksum::apply_delta(be16(h, ip::CSUM), addrs));
+    let Some(off) = l4_csum_off(proto).filter(|_| ports) else {
         return;
+    };
+    let Some(t) = d.get_mut(l4..l4 + off + 2) else {
+        return;
+    };
+    put16(t, 0, to.sport);
+    put16(t, 2, to.dport);
+    let old = be16(t, off);
+    if proto == ipproto::UDP && old == 0 {
+        return; // RFC 768: no checksum; leave it absent.
     }
-    put16(d, at, new);
-    let proto = d[l3 + ip::PROTO];
-    fix_l4(d, proto, l4, |c| checksum::update16(c, old, new));
+    let delta =
+        addrs + checksum::delta16(from.sport, to.sport) + checksum::delta16(from.dport, to.dport);
+    let new = checksum::apply_delta(old, delta);
+    // RFC 768: a computed zero is sent as all ones (TCP's checksum is never zero here).
+    put16(t, off, if new == 0 { 0xffff } else { new });
 }
 
 #[cfg(test)]

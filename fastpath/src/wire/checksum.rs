@@ -213,6 +213,30 @@ pub fn update32(old_csum: u16, old: u32, new: u32) -> u16 {
     !fold(s)
 }
 
+/// The partial-sum change of replacing the two 16-bit words of `old` with those of `new`
+/// (`~m + m'` of RFC 1624 eqn. 3 for each word). Changes to several fields add up (their sum
+/// stays below 2^20 for the few fields a NAT rewrites) and go to [`apply_delta`] once.
+#[inline(always)]
+pub fn delta32(old: u32, new: u32) -> u32 {
+    let not_old = !old;
+    (not_old >> 16) + (not_old & 0xffff) + (new >> 16) + (new & 0xffff)
+}
+
+/// Like [`delta32`] for one 16-bit word.
+#[inline(always)]
+pub fn delta16(old: u16, new: u16) -> u32 {
+    u32::from(!old) + u32::from(new)
+}
+
+/// Updates checksum `old_csum` by a sum of deltas ([`delta32`], [`delta16`]): RFC 1624 eqn. 3,
+/// `HC' = ~(~HC + Σ(~m + m'))`, for all the changed words at once. Equal to applying
+/// [`update16`]/[`update32`] field by field (a property test checks it). A field that did not
+/// change contributes `0xffff`, one's complement zero, and changes nothing.
+#[inline(always)]
+pub fn apply_delta(old_csum: u16, delta: u32) -> u16 {
+    !fold(u32::from(!old_csum) + delta)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,6 +447,32 @@ mod tests {
             w[1] = (new >> 16) as u16;
             w[2] = new as u16;
             prop_assert_eq!(update32(w[csum_at], old, new), full(&w, csum_at));
+        }
+
+        #[test]
+        fn combined_delta_equals_field_by_field(words in header_strategy(), csum_sel in any::<usize>(), a in any::<u32>(), b in any::<u32>(), p in any::<u16>(), same in any::<[bool; 3]>()) {
+            // A NAT rewrite: two 32-bit fields (words 1..3, 3..5) and a 16-bit one (word 5)
+            // replaced, some of them by themselves, the checksum after them; one delta sum
+            // must give what three eqn. 3 updates and the full recomputation give.
+            prop_assume!(words.len() > 7);
+            let n = words.len();
+            let csum_at = 6 + csum_sel % (n - 6);
+            let mut w = words.clone();
+            w[csum_at] = full(&w, csum_at);
+            let old_a = (u32::from(w[1]) << 16) | u32::from(w[2]);
+            let old_b = (u32::from(w[3]) << 16) | u32::from(w[4]);
+            let old_p = w[5];
+            let (a, b, p) = (if same[0] { old_a } else { a }, if same[1] { old_b } else { b }, if same[2] { old_p } else { p });
+            let stepwise = update16(update32(update32(w[csum_at], old_a, a), old_b, b), old_p, p);
+            let delta = delta32(old_a, a) + delta32(old_b, b) + delta16(old_p, p);
+            let combined = apply_delta(w[csum_at], delta);
+            w[1] = (a >> 16) as u16;
+            w[2] = a as u16;
+            w[3] = (b >> 16) as u16;
+            w[4] = b as u16;
+            w[5] = p;
+            prop_assert_eq!(combined, stepwise);
+            prop_assert_eq!(combined, full(&w, csum_at));
         }
 
         #[test]
