@@ -409,7 +409,7 @@ impl Conntrack {
 
     /// Finds the entry one of whose tuples is `key`. Expired entries are not returned (they are
     /// removed on the spot).
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&mut self, key: &FlowKey, now: u64, c: &Counters) -> Option<(u32, Dir)> {
         let p = key.pack();
         let h = hash_packed(&p);
@@ -417,11 +417,19 @@ impl Conntrack {
         let idx = r >> 1;
         if self.entries[idx as usize].expired(now, &self.timeouts) {
             let _ = pos;
-            self.remove(idx);
-            c.inc(Event::CtExpired);
+            self.drop_expired(idx, c);
             return None;
         }
         Some((idx, if r & 1 == 0 { Dir::Orig } else { Dir::Reply }))
+    }
+
+    /// Removes an entry a lookup found expired (out of line: lookups are inlined into the
+    /// per-packet path, and this is the rare case).
+    #[cold]
+    #[inline(never)]
+    fn drop_expired(&mut self, idx: u32, c: &Counters) {
+        self.remove(idx);
+        c.inc(Event::CtExpired);
     }
 
     #[inline(always)]
