@@ -254,6 +254,9 @@ pub struct Worker {
     tap_regs: Vec<Option<Arc<PodPort>>>,
     /// The port-set generation `tap_regs` was synchronised with.
     ports_seen: u64,
+    /// Where the pipeline writes a burst's dispositions (kept here so that no array is
+    /// initialised per burst).
+    out: [Disposition; BURST],
 }
 
 /// From this many TAP ports on, a worker asks epoll which have frames (one `epoll_wait`, ~410 ns
@@ -303,6 +306,7 @@ impl Worker {
             taps: TapPoller::new().ok(),
             tap_regs: Vec::new(),
             ports_seen: u64::MAX,
+            out: [Disposition::Drop(DropReason::Runt); BURST],
         }
     }
 
@@ -347,6 +351,7 @@ impl Worker {
             taps,
             tap_regs,
             ports_seen,
+            out,
         } = self;
         ports.refresh();
         let (set, seen) = (ports.get(), ports.seen());
@@ -363,6 +368,7 @@ impl Worker {
             tx,
             stats,
             handoff,
+            out,
         };
         let mut got = 0;
         for &q in uplink_queues.iter() {
@@ -455,6 +461,8 @@ struct Io<'a> {
     tx: &'a mut [Burst],
     stats: &'a mut LoopStats,
     handoff: &'a Handoff,
+    /// The pipeline's dispositions for the burst being forwarded.
+    out: &'a mut [Disposition; BURST],
 }
 
 /// Receives one burst from receive queue `rxq` of `ingress`, runs it through the pipeline,
@@ -467,9 +475,9 @@ fn poll_port(
     ingress: Ingress,
     now_ms: u64,
 ) -> usize {
-    let mut rx = Burst::new();
+    let mut burst = Burst::new();
     let n = match io.set.get(ingress) {
-        Some(port) => port.rx_burst(rxq, &mut rx),
+        Some(port) => port.rx_burst(rxq, &mut burst),
         None => 0,
     };
     if n == 0 {
@@ -478,20 +486,17 @@ fn poll_port(
     io.stats.rx += n as u64;
     // Multi-segment packets cannot go through the pipeline. Ports are set up without
     // scatter, so they do not arrive; should one, it is dropped and counted here.
-    let burst = if rx.iter().all(|m| m.is_contiguous()) {
-        rx
-    } else {
-        let mut b = Burst::new();
-        for m in rx {
-            if m.is_contiguous() {
-                let _ = b.push(m);
-            } else {
-                io.c.count_drop(DropReason::MultiSegment);
+    if !burst.iter().all(|m| m.is_contiguous()) {
+        let c = io.c;
+        burst.retain(|m| {
+            let whole = m.is_contiguous();
+            if !whole {
+                c.count_drop(DropReason::MultiSegment);
             }
-        }
-        b
-    };
-    forward(pipeline, io, burst, ingress, true, now_ms);
+            whole
+        });
+    }
+    forward(pipeline, io, &mut burst, ingress, true, now_ms);
     n
 }
 
@@ -511,52 +516,50 @@ fn poll_handoff(pipeline: &mut Pipeline, io: &mut Io<'_>, now_ms: u64) -> usize 
         };
         got += 1;
         if !batch.is_empty() && (ingress != at || batch.is_full()) {
-            forward(pipeline, io, core::mem::take(&mut batch), at, false, now_ms);
+            forward(pipeline, io, &mut batch, at, false, now_ms);
         }
         at = ingress;
         let _ = batch.push(m); // never full here: flushed just above
     }
     if !batch.is_empty() {
-        forward(pipeline, io, batch, at, false, now_ms);
+        forward(pipeline, io, &mut batch, at, false, now_ms);
     }
     got
 }
 
 /// Runs a burst through the pipeline (`received`: from a port; else handed over by another
-/// worker) and moves each packet to its destination's transmit buffer or handoff queue, then
-/// flushes the buffers it filled.
+/// worker) and moves each packet to its destination's transmit queue, buffer or handoff queue.
+/// `burst` is empty afterwards.
 #[inline]
 fn forward(
     pipeline: &mut Pipeline,
     io: &mut Io<'_>,
-    mut burst: Burst,
+    burst: &mut Burst,
     ingress: Ingress,
     received: bool,
     now_ms: u64,
 ) {
-    let mut out = [Disposition::Drop(DropReason::Runt); BURST];
     let len = burst.len();
+    // The worker's own array: written whole by the pipeline, never re-initialised per burst.
+    let out = &mut io.out[..len];
     if received {
-        pipeline.process(ingress, burst.as_mut_slice(), &mut out[..len], now_ms);
+        pipeline.process(ingress, burst.as_mut_slice(), out, now_ms);
     } else {
-        pipeline.process_handed(ingress, burst.as_mut_slice(), &mut out[..len], now_ms);
+        pipeline.process_handed(ingress, burst.as_mut_slice(), out, now_ms);
     }
     let c = io.c;
     // The common case: the whole burst goes one way (a train of one flow, or one kind of
-    // traffic). Send the burst as it is, with no per-packet move into a transmit buffer.
-    if let Some(slot) = same_slot(&out[..len]) {
+    // traffic). It is sent from where it was received, with no per-packet move.
+    if let Some(slot) = same_slot(out) {
         if io.tx.get(slot).is_some_and(|b| b.is_empty()) {
-            if let Some(buf) = io.tx.get_mut(slot) {
-                *buf = burst;
-                flush(io, &[slot]);
-                return;
-            }
+            send(io.set, io.txq, c, io.stats, slot, burst);
+            return;
         }
     }
     // The transmit buffers this burst filled (at most one per packet), so the flush visits
     // those and not every configured port.
     let mut touched: heapless::Vec<usize, BURST> = heapless::Vec::new();
-    for (m, d) in burst.into_iter().zip(out.iter()) {
+    for (m, d) in core::mem::take(burst).into_iter().zip(io.out.iter()) {
         let slot = match *d {
             Disposition::ToUplink => TX_UPLINK,
             Disposition::ToHost => TX_HOST,
@@ -586,7 +589,18 @@ fn forward(
             c.count_drop(DropReason::TxQueueFull);
         }
     }
-    flush(io, &touched);
+    let Io {
+        set,
+        tx,
+        txq,
+        stats,
+        ..
+    } = io;
+    for &slot in &touched {
+        if let Some(buf) = tx.get_mut(slot) {
+            send(set, *txq, c, stats, slot, buf);
+        }
+    }
 }
 
 /// The transmit buffer every one of `out` goes to, if they all go to the same one.
@@ -602,27 +616,31 @@ fn same_slot(out: &[Disposition]) -> Option<usize> {
     out.iter().all(|d| *d == first).then_some(slot)
 }
 
-/// Sends every transmit buffer; what a full queue refuses after one retry is freed and
-/// counted, and so is what is addressed to a port the set does not have (a pod port being
-/// removed).
-fn flush(io: &mut Io<'_>, touched: &[usize]) {
-    let (c, q) = (io.c, io.txq);
-    for &slot in touched {
-        let Some(buf) = io.tx.get_mut(slot) else {
-            continue;
-        };
-        let Some(port) = io.set.for_slot(slot) else {
-            for _ in core::mem::take(buf) {
-                c.count_drop(DropReason::NoSuchPort);
-            }
-            continue;
-        };
-        let mut sent = port.tx_burst(q, buf);
-        if !buf.is_empty() {
-            sent += port.tx_burst(q, buf);
+/// Sends `pkts` to the port of transmit slot `slot` on this worker's queue; what a full queue
+/// refuses after one retry is freed and counted, and so is what is addressed to a port the set
+/// does not have (a pod port being removed). `pkts` is empty afterwards.
+#[inline]
+fn send(
+    set: &PortSet,
+    txq: u16,
+    c: &Counters,
+    stats: &mut LoopStats,
+    slot: usize,
+    pkts: &mut Burst,
+) {
+    let Some(port) = set.for_slot(slot) else {
+        for _ in core::mem::take(pkts) {
+            c.count_drop(DropReason::NoSuchPort);
         }
-        io.stats.tx += sent as u64;
-        for _ in core::mem::take(buf) {
+        return;
+    };
+    let mut sent = port.tx_burst(txq, pkts);
+    if !pkts.is_empty() {
+        sent += port.tx_burst(txq, pkts);
+    }
+    stats.tx += sent as u64;
+    if !pkts.is_empty() {
+        for _ in core::mem::take(pkts) {
             c.count_drop(DropReason::TxQueueFull);
         }
     }

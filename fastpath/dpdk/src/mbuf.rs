@@ -19,6 +19,13 @@ pub struct Mbuf {
     ptr: NonNull<sys::rte_mbuf>,
 }
 
+// Bursts are handed to the driver as arrays of `*mut rte_mbuf` (`Port::rx_burst`/`tx_burst`):
+// an Mbuf must stay exactly one mbuf pointer.
+const _: () = assert!(
+    core::mem::size_of::<Mbuf>() == core::mem::size_of::<*mut sys::rte_mbuf>()
+        && core::mem::align_of::<Mbuf>() == core::mem::align_of::<*mut sys::rte_mbuf>()
+);
+
 // SAFETY: an mbuf is owned by exactly one Mbuf value; moving the owner to another thread (lcore)
 // is how DPDK applications hand packets around. Freeing from any lcore is allowed.
 unsafe impl Send for Mbuf {}
@@ -26,27 +33,6 @@ unsafe impl Send for Mbuf {}
 impl Mbuf {
     pub(crate) fn from_raw_nonnull(ptr: NonNull<sys::rte_mbuf>) -> Mbuf {
         Mbuf { ptr }
-    }
-
-    /// Takes ownership of a raw mbuf pointer (from an rx burst). Returns None for NULL.
-    ///
-    /// # Safety
-    /// `p` must be a valid mbuf that nobody else owns or will free.
-    pub(crate) unsafe fn from_raw(p: *mut sys::rte_mbuf) -> Option<Mbuf> {
-        NonNull::new(p).map(|ptr| Mbuf { ptr })
-    }
-
-    /// Gives up ownership (the caller, e.g. a tx burst, now owns the mbuf).
-    pub(crate) fn into_raw(self) -> *mut sys::rte_mbuf {
-        let p = self.ptr.as_ptr();
-        std::mem::forget(self);
-        p
-    }
-
-    /// The raw pointer, still owned by `self` (to build tx arrays; ownership then moves with
-    /// [`Mbuf::into_raw`]).
-    pub(crate) fn as_raw(&self) -> *mut sys::rte_mbuf {
-        self.ptr.as_ptr()
     }
 
     /// True if the packet is in one segment (the only kind the pipeline handles).

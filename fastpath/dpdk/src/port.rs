@@ -8,7 +8,7 @@ use dpdk_sys as sys;
 use fastpath::wire::MacAddr;
 
 use crate::error::{check, DpdkError};
-use crate::mbuf::{Burst, Mbuf, BURST};
+use crate::mbuf::Burst;
 use crate::mempool::PktPool;
 
 /// How to set a port up.
@@ -180,24 +180,26 @@ impl Port {
     /// Receives up to the room left in `out` from queue `q`; returns how many arrived.
     #[inline]
     pub fn rx_burst(&self, q: u16, out: &mut Burst) -> usize {
-        let room = out.capacity() - out.len();
+        let len = out.len();
+        let room = out.capacity() - len;
         if room == 0 {
             return 0;
         }
-        let mut raw: [*mut sys::rte_mbuf; BURST] = [ptr::null_mut(); BURST];
-        // SAFETY: the port is started and q is one of its queues; raw has room for `room`
+        // The driver writes straight into the burst's spare slots: an `Mbuf` is a
+        // `#[repr(transparent)]` non-null mbuf pointer, so the slots are an array of
+        // `*mut rte_mbuf` (no copy through a separate pointer array, no per-packet push).
+        // SAFETY: `as_mut_ptr` points at the Vec's whole buffer of `capacity` slots, so
+        // `len..capacity` is `room` writable slots, each the size and alignment of a pointer.
+        let slots = unsafe { out.as_mut_ptr().add(len) }.cast::<*mut sys::rte_mbuf>();
+        // SAFETY: the port is started and q is one of its queues; `slots` has room for `room`
         // pointers. Only the lcore that owns queue q calls this (the caller's contract, as in
         // DPDK).
-        let n = usize::from(unsafe {
-            sys::podlane_rte_eth_rx_burst(self.id, q, raw.as_mut_ptr(), room as u16)
-        });
-        for &p in &raw[..n] {
-            // SAFETY: rx_burst hands over ownership of n valid mbufs.
-            if let Some(m) = unsafe { Mbuf::from_raw(p) } {
-                // Cannot fail: n <= room. Were it to, the returned mbuf is dropped (freed).
-                let _ = out.push(m);
-            }
-        }
+        let n =
+            usize::from(unsafe { sys::podlane_rte_eth_rx_burst(self.id, q, slots, room as u16) })
+                .min(room);
+        // SAFETY: rx_burst wrote n valid, non-null mbuf pointers into the first n slots and
+        // handed their ownership over: they are initialised `Mbuf`s now.
+        unsafe { out.set_len(len + n) };
         n
     }
 
@@ -209,22 +211,21 @@ impl Port {
         if n == 0 {
             return 0;
         }
-        let mut raw: [*mut sys::rte_mbuf; BURST] = [ptr::null_mut(); BURST];
-        for (r, m) in raw.iter_mut().zip(pkts.iter()) {
-            *r = m.as_raw();
-        }
-        // SAFETY: the port is started and q is one of its queues; raw holds n valid mbufs that
-        // `pkts` owns. The driver takes ownership of the first `sent`.
+        let base = pkts.as_mut_ptr();
+        // SAFETY: the port is started and q is one of its queues; `base` points at n
+        // initialised `Mbuf`s, i.e. n valid mbuf pointers (`#[repr(transparent)]`) that `pkts`
+        // owns. The driver takes ownership of the first `sent`.
         let sent = usize::from(unsafe {
-            sys::podlane_rte_eth_tx_burst(self.id, q, raw.as_mut_ptr(), n as u16)
-        });
-        let all = core::mem::take(pkts);
-        for (i, m) in all.into_iter().enumerate() {
-            if i < sent {
-                // Owned by the driver now: must not be freed here.
-                let _ = m.into_raw();
-            } else {
-                let _ = pkts.push(m);
+            sys::podlane_rte_eth_tx_burst(self.id, q, base.cast::<*mut sys::rte_mbuf>(), n as u16)
+        })
+        .min(n);
+        if sent > 0 {
+            // SAFETY: the first `sent` slots now belong to the driver and must not be dropped;
+            // the unsent `n - sent` move to the front (`ptr::copy` handles the overlap), and
+            // the length covers exactly them, so every Mbuf left is owned once.
+            unsafe {
+                ptr::copy(base.add(sent), base, n - sent);
+                pkts.set_len(n - sent);
             }
         }
         sent
