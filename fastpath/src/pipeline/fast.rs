@@ -81,11 +81,14 @@ fn plain_ipv4(d: &[u8], l3: usize) -> Option<Ip4> {
 }
 
 /// A frame from the pod `owner` to a local pod or through the tunnel, or of an established
-/// Service flow, not touching a flow the pod is the backend of.
+/// Service flow, not touching a flow the pod is the backend of. `backend`: whether the pod is
+/// some NATed flow's backend (`Conntrack::pod_is_backend` of the port's pod, read once per burst
+/// by the caller, and again after each packet the general path took).
 #[inline(always)]
 pub(crate) fn pod<B: PacketBuf>(
     cx: &mut Ctx<'_>,
     owner: &PortOwner,
+    backend: bool,
     pkt: &mut B,
 ) -> Option<Disposition> {
     let d = pkt.data();
@@ -110,8 +113,7 @@ pub(crate) fn pod<B: PacketBuf>(
         nat::apply(cx, pkt, &mut ip)?;
         return Some(route::route(cx, pkt, &ip));
     }
-    let base = t.node.pod_cidr.network().to_bits();
-    if ip.ports.is_some() && cx.ct.pod_is_backend(ip.src.wrapping_sub(base) as usize) {
+    if ip.ports.is_some() && backend {
         return None;
     }
     if let Some(pod) = t.pods.lookup(ip.dst) {

@@ -10,8 +10,10 @@ use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::{checksum, ethertype, ipproto, put16};
 
 /// A packet addressed to the gateway IP: echo requests are answered in place; anything else is
-/// dropped (the gateway runs no services).
-pub(crate) fn gateway<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &Ip4) -> Disposition {
+/// dropped (the gateway runs no services). Out of line and taking `ip` by value, so that the
+/// routing step it hangs off keeps its `Ip4` in registers.
+#[inline(never)]
+pub(crate) fn gateway<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: Ip4) -> Disposition {
     let Some(src) = cx.t.pods.lookup(ip.src).copied() else {
         return Disposition::Drop(DropReason::IcmpIgnored);
     };
@@ -51,8 +53,11 @@ pub(crate) fn gateway<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &Ip4) -> 
 const QUOTE_L4: usize = 8;
 
 /// Rewrites a too-big packet from a local pod into the ICMP "fragmentation needed" error that
-/// tells it the pod MTU, and sends that back to the pod.
-pub(crate) fn frag_needed<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &Ip4) -> Disposition {
+/// tells it the pod MTU, and sends that back to the pod. Out of line and taking `ip` by value
+/// (see [`gateway`]).
+#[cold]
+#[inline(never)]
+pub(crate) fn frag_needed<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: Ip4) -> Disposition {
     let Some(src) = cx.t.pods.lookup(ip.src).copied() else {
         return Disposition::Drop(DropReason::TooBig);
     };

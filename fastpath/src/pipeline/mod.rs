@@ -410,10 +410,25 @@ impl Pipeline {
                 } else {
                     None
                 };
+                // Whether the pod is a NATed flow's backend: the same for the whole burst (every
+                // frame the lane takes is from the port's pod), looked up again after a frame
+                // the general path took, as that may have started or ended a flow.
+                let backend_of = |cx: &Ctx<'_>| {
+                    owner.is_some_and(|ow| {
+                        let base = cx.t.node.pod_cidr.network().to_bits();
+                        cx.ct.pod_is_backend(ow.ip.wrapping_sub(base) as usize)
+                    })
+                };
+                let mut backend = backend_of(&cx);
                 for (pkt, o) in burst {
-                    let d = match owner.as_ref().and_then(|ow| fast::pod(&mut cx, ow, pkt)) {
+                    let lane = owner.as_ref();
+                    let d = match lane.and_then(|ow| fast::pod(&mut cx, ow, backend, pkt)) {
                         Some(d) => d,
-                        None => pod::process(&mut cx, port, pkt),
+                        None => {
+                            let d = pod::process(&mut cx, port, pkt);
+                            backend = backend_of(&cx);
+                            d
+                        }
                     };
                     *o = count(c, &mut tx, d);
                 }
