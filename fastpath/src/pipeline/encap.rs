@@ -30,7 +30,7 @@ pub(crate) fn encap<B: PacketBuf>(
         // The pod MTU is the underlay's minus 50; a bigger packet would be fragmented or lost
         // on the underlay. Tell the sender (RFC 1191) instead of letting it vanish.
         return if ip.df {
-            icmp::frag_needed(cx, pkt, *ip)
+            icmp::frag_needed(cx, pkt)
         } else {
             Disposition::Drop(DropReason::TooBig)
         };

@@ -4,16 +4,25 @@
 
 use crate::buf::PacketBuf;
 use crate::counters::{Disposition, DropReason, Event};
-use crate::pipeline::{Ctx, Ip4};
+use crate::pipeline::{parse_ipv4, tri, Ctx, Ip4};
 use crate::wire::icmp::{msg_type, unreach_code, Icmpv4Packet};
 use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::{checksum, ethertype, ipproto, put16};
 
+/// The IPv4 header of a routed frame (at 14: every caller routes untagged frames), parsed again
+/// by the rare ICMP paths below instead of being passed in: an `Ip4` argument makes the
+/// compiler build the struct in memory on the hot routing path that might call them. The
+/// header was checked and kept consistent (incremental checksums) on the way here.
+#[inline(always)]
+fn reparse<B: PacketBuf>(pkt: &B) -> Result<Ip4, DropReason> {
+    parse_ipv4(pkt.data(), 14)
+}
+
 /// A packet addressed to the gateway IP: echo requests are answered in place; anything else is
-/// dropped (the gateway runs no services). Out of line and taking `ip` by value, so that the
-/// routing step it hangs off keeps its `Ip4` in registers.
+/// dropped (the gateway runs no services). Out of line (see [`reparse`]).
 #[inline(never)]
-pub(crate) fn gateway<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: Ip4) -> Disposition {
+pub(crate) fn gateway<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
+    let ip = tri!(reparse(pkt));
     let Some(src) = cx.t.pods.lookup(ip.src).copied() else {
         return Disposition::Drop(DropReason::IcmpIgnored);
     };
@@ -53,11 +62,11 @@ pub(crate) fn gateway<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: Ip4) -> D
 const QUOTE_L4: usize = 8;
 
 /// Rewrites a too-big packet from a local pod into the ICMP "fragmentation needed" error that
-/// tells it the pod MTU, and sends that back to the pod. Out of line and taking `ip` by value
-/// (see [`gateway`]).
+/// tells it the pod MTU, and sends that back to the pod. Out of line (see [`reparse`]).
 #[cold]
 #[inline(never)]
-pub(crate) fn frag_needed<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: Ip4) -> Disposition {
+pub(crate) fn frag_needed<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
+    let ip = tri!(reparse(pkt));
     let Some(src) = cx.t.pods.lookup(ip.src).copied() else {
         return Disposition::Drop(DropReason::TooBig);
     };
