@@ -224,9 +224,15 @@ impl Handoff {
 
     /// Queues for `workers` workers (none for a single worker, which never hands over).
     pub fn new(workers: u16) -> Arc<Handoff> {
+        Handoff::with_depth(workers, Handoff::DEPTH)
+    }
+
+    /// Like [`Handoff::new`] with queues of `depth` packets (at least 1); tests use a small
+    /// one to fill it.
+    pub fn with_depth(workers: u16, depth: usize) -> Arc<Handoff> {
         let n = if workers > 1 { workers } else { 0 };
         Arc::new(Handoff {
-            queues: (0..n).map(|_| ArrayQueue::new(Handoff::DEPTH)).collect(),
+            queues: (0..n).map(|_| ArrayQueue::new(depth.max(1))).collect(),
         })
     }
 }
