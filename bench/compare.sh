@@ -23,6 +23,7 @@
 # temporary files — is removed on exit, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 orig_args="$*"
 
 short=0
@@ -130,8 +131,6 @@ emit() { # system profile flows "samples..." -> the median, with every sample
 }
 
 # ---- inputs --------------------------------------------------------------------------------
-# node.toml: node A's identity from the sample configuration.
-sed -n '/^\[node\]/,/^host_mac/p' deploy/fastpath.toml > "$tmp/node.toml"
 mkpcap() { # profile flows -> $tmp/<profile>-<flows>.pcap
     "$gen" pcap --profile "$1" --flows "$2" --pcap "$tmp/$1-$2.pcap" --state "$tmp/state.json"
 }
@@ -143,8 +142,7 @@ testpmd_mpps() { # pcap
         --no-telemetry --file-prefix "plcmp-$id-tp" --log-level lib.eal:error \
         --vdev "net_pcap0,rx_pcap=$1,infinite_rx=1" --vdev net_null0,no-rx=1 -- \
         --forward-mode=io --no-flush-rx -a --stats-period 1 2>/dev/null || true; } |
-        awk '/Rx-pps:/ { n++; if (n % 2 == 1 && $2 > 0) print $2 }' | sort -n |
-        awk '{ v[NR] = $1 } END { if (NR == 0) print "0"; else printf "%.3f\n", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) / 1e6 }'
+        bench_testpmd_median
 }
 
 # ---- (b) podlane ---------------------------------------------------------------------------
@@ -172,29 +170,13 @@ fp_config() { # profile in_dev sink_kind(null|pcap) tag -> config path
         pod_a) a=$in_dev ;;
         uplink) u=$in_dev ;;
     esac
-    cat > "$cfg" <<TOML
-state_file = "$tmp/state.json"
-[eal]
-lcores = "0-1"
-no_huge = true
-memory_mb = 1024
-file_prefix = "plcmp-$id-fp"
-log_level = "lib.eal:error"
-no_pci = true
-$(cat "$tmp/node.toml")
-$ct
-[[ports]]
-devargs = "$u"
-role = "uplink"
-[[ports]]
-devargs = "$a"
-role = "pod"
-pod_port = 0
-[[ports]]
-devargs = "$b"
-role = "pod"
-pod_port = 1
-TOML
+    {
+        bench_fastpath_head "$tmp/state.json" 0-1 "plcmp-$id-fp"
+        echo "$ct"
+        bench_port "$u" uplink
+        bench_port "$a" pod 0
+        bench_port "$b" pod 1
+    } > "$cfg"
     echo "$cfg"
 }
 

@@ -6,6 +6,7 @@
 # Prints Mpps and polls per second with no TAP and with TAPS TAPs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 taps=${1:-100}
 secs=${2:-4}
 out=target/bench
@@ -22,30 +23,15 @@ ip netns add "$ns"
 pcap="$(pwd)/$out/idle-decap.pcap"
 state="$(pwd)/$out/idle-decap-state.json"
 target/release/podlane-benchgen --profile decap --flows 1024 --pcap "$pcap" --state "$state"
-sed -n '/^\[node\]/,/^host_mac/p' deploy/fastpath.toml > "$out/node.toml"
 for n in 0 "$taps"; do
     cfg="$out/idle-$n.toml"
-    cat > "$cfg" <<TOML
-state_file = "$state"
-[eal]
-lcores = "0-1"
-no_huge = true
-memory_mb = 1024
-file_prefix = "pl-idle-$run_id-$n"
-log_level = "lib.eal:error"
-no_pci = true
-$(cat "$out/node.toml")
-[[ports]]
-devargs = "net_pcap0,rx_pcap=$pcap,infinite_rx=1"
-role = "uplink"
-[[ports]]
-devargs = "net_null0,no-rx=1"
-role = "pod"
-pod_port = 0
-TOML
+    {
+        bench_fastpath_head "$state" 0-1 "pl-idle-$run_id-$n"
+        bench_port "net_pcap0,rx_pcap=$pcap,infinite_rx=1" uplink
+        bench_port "net_null0,no-rx=1" pod 0
+    } > "$cfg"
     for i in $(seq 1 "$n"); do
-        printf '[[ports]]\ndevargs = "tap:plidle%d@/var/run/netns/%s"\nrole = "pod"\npod_port = %d\n' \
-            "$i" "$ns" "$i" >> "$cfg"
+        bench_port "tap:plidle$i@/var/run/netns/$ns" pod "$i" >> "$cfg"
     done
     target/release/podlane-fastpath --config "$cfg" --duration "$secs" --stats-json "$out/idle-$n.json" >/dev/null
     python3 -c "import json; d=json.load(open('$out/idle-$n.json')); print('%4d idle TAPs: %6.2f Mpps, %7.0f polls/s' % ($n, d['tx_mpps'], d['polls'] / d['seconds']))"

@@ -7,6 +7,7 @@
 # "0@0,1@0,2@1". Writes target/bench/scaling.json. No hugepages needed (--no-huge).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 secs=${1:-5}
 flows=${2:-1024}
 out=target/bench
@@ -18,31 +19,17 @@ trap cleanup EXIT
 pcap="$(pwd)/$out/scaling-decap.pcap"
 state="$(pwd)/$out/scaling-decap-state.json"
 target/release/podlane-benchgen --profile decap --flows "$flows" --pcap "$pcap" --state "$state"
-sed -n '/^\[node\]/,/^host_mac/p' deploy/fastpath.toml > "$out/node.toml"
 
 lcores_for() { if [ "$1" = 1 ]; then echo "0@0,1@1"; else echo "0@0,1@0,2@1"; fi; }
 rx_for() { local r="rx_pcap=$pcap"; [ "$1" = 2 ] && r="$r,rx_pcap=$pcap"; echo "$r"; }
 
 podlane_mpps() {
     local w=$1 cfg="$out/scaling-w$1.toml" stats="$out/scaling-w$1.json"
-    cat > "$cfg" <<TOML
-state_file = "$state"
-[eal]
-lcores = "$(lcores_for "$w")"
-no_huge = true
-memory_mb = 1024
-file_prefix = "pl-sc-$run_id-w$w"
-log_level = "lib.eal:error"
-no_pci = true
-$(cat "$out/node.toml")
-[[ports]]
-devargs = "net_pcap0,$(rx_for "$w"),infinite_rx=1"
-role = "uplink"
-[[ports]]
-devargs = "net_null0,no-rx=1"
-role = "pod"
-pod_port = 0
-TOML
+    {
+        bench_fastpath_head "$state" "$(lcores_for "$w")" "pl-sc-$run_id-w$w"
+        bench_port "net_pcap0,$(rx_for "$w"),infinite_rx=1" uplink
+        bench_port "net_null0,no-rx=1" pod 0
+    } > "$cfg"
     target/release/podlane-fastpath --config "$cfg" --duration "$secs" --stats-json "$stats" >/dev/null
     python3 -c "import json; d=json.load(open('$stats')); print('%.3f' % d['tx_mpps'])"
 }
@@ -54,8 +41,7 @@ testpmd_mpps() {
         --vdev "net_pcap0,$(rx_for "$c"),infinite_rx=1" --vdev net_null0,no-rx=1 -- \
         --forward-mode=io --no-flush-rx -a --stats-period 1 --nb-cores="$c" --rxq="$c" \
         --txq="$c" 2>/dev/null || true; } |
-        awk '/Rx-pps:/ { n++; if (n % 2 == 1 && $2 > 0) print $2 }' |
-        python3 -c 'import sys, statistics; v = [float(x) for x in sys.stdin]; print("%.3f" % (statistics.median(v) / 1e6 if v else 0))'
+        bench_testpmd_median
 }
 
 printf '%-8s %10s %10s %8s\n' workers testpmd podlane ratio

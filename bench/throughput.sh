@@ -5,6 +5,7 @@
 # Prints a table and writes target/bench/throughput.json. No hugepages needed (--no-huge).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 secs=${1:-5}
 flows=${2:-1024}
 out=target/bench
@@ -23,43 +24,26 @@ testpmd_mpps() {
         --file-prefix "pl-tp-$run_id" \
         --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null0,no-rx=1 -- \
         --forward-mode=io --no-flush-rx -a --stats-period 1 2>/dev/null || true; } |
-        awk '/Rx-pps:/ { n++; if (n % 2 == 1 && $2 > 0) print $2 }' |
-        python3 -c 'import sys, statistics; v = [float(x) for x in sys.stdin]; print("%.3f" % (statistics.median(v) / 1e6 if v else 0))'
+        bench_testpmd_median
 }
 
 # podlane: the pcap port is the ingress (a pod, or the uplink for decap), net_null the egress.
 podlane_mpps() {
     local profile=$1 pcap=$2 state=$3 cfg="$out/$1.toml" stats="$out/$1-stats.json"
-    local in_role=pod out_role=uplink in_extra='pod_port = 0' out_extra=''
-    local more=''
+    local in_role=pod out_role=uplink in_pod=0 out_pod='' more=''
     if [ "$profile" = decap ]; then
-        in_role=uplink; out_role=pod; in_extra=''; out_extra='pod_port = 0'
+        in_role=uplink; out_role=pod; in_pod=''; out_pod=0
     elif [ "$profile" = local ]; then
         # Pod A to pod B: pod B's port is the sink; the uplink is an idle null device.
-        out_extra='pod_port = 1'; out_role=pod
-        more=$'[[ports]]\ndevargs = "net_null1,no-rx=1"\nrole = "uplink"'
+        out_role=pod; out_pod=1
+        more=$(bench_port "net_null1,no-rx=1" uplink)
     fi
-    sed -n '/^\[node\]/,/^host_mac/p' deploy/fastpath.toml > "$out/node.toml"
-    cat > "$cfg" <<TOML
-state_file = "$state"
-[eal]
-lcores = "0-1"
-no_huge = true
-memory_mb = 1024
-file_prefix = "pl-fp-$run_id-$profile"
-log_level = "lib.eal:error"
-no_pci = true
-$(cat "$out/node.toml")
-[[ports]]
-devargs = "net_pcap0,rx_pcap=$pcap,infinite_rx=1"
-role = "$in_role"
-$in_extra
-[[ports]]
-devargs = "net_null0,no-rx=1"
-role = "$out_role"
-$out_extra
-$more
-TOML
+    {
+        bench_fastpath_head "$state" 0-1 "pl-fp-$run_id-$profile"
+        bench_port "net_pcap0,rx_pcap=$pcap,infinite_rx=1" "$in_role" "$in_pod"
+        bench_port "net_null0,no-rx=1" "$out_role" "$out_pod"
+        echo "$more"
+    } > "$cfg"
     "$fp" --config "$cfg" --duration "$secs" --stats-json "$stats" >/dev/null
     python3 -c "import json,sys; d=json.load(open('$stats')); print('%.3f' % d['tx_mpps'])"
 }
