@@ -9,17 +9,16 @@
 
 mod common;
 
-use common::{assert_frames, read_pcap, write_pcap};
+use common::{
+    assert_frames, read_pcap, test_eal, two_worker_ports, two_workers, tx_pcap, write_pcap,
+};
 
 use std::sync::Arc;
 
-use daemon::worker::{Handoff, PodPort, PortSet, Worker};
-use dpdk::{Eal, EalConfig, PktPool, Port, PortConfig};
+use daemon::worker::Handoff;
+use dpdk::PktPool;
 use fastpath::counters::{DropReason, Event};
 use fastpath::fixtures::*;
-use fastpath::pipeline::Pipeline;
-use fastpath::rcu::Publisher;
-use fastpath::tables::conntrack::Timeouts;
 use fastpath::tables::services::{EndpointSpec, EndpointState};
 use fastpath::tables::NodeConfig;
 use fastpath::update::Update;
@@ -34,14 +33,14 @@ fn a_full_handoff_queue_drops_counts_and_frees() {
     let dir = std::env::temp_dir().join(format!("podlane-handoff-full-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let gw = NodeConfig::example_node_a().gateway_mac;
-    let ports = || 41000..41000 + FLOWS;
-    let syns: Vec<_> = ports()
+    let sports = || 41000..41000 + FLOWS;
+    let syns: Vec<_> = sports()
         .map(|p| {
             let a = Addrs::new(POD_A_MAC, gw, POD_A_IP, WEB_VIP);
             frame::tcp_frame(&a, p, 80, 100, 0, tf::SYN, b"")
         })
         .collect();
-    let syn_acks: Vec<_> = ports()
+    let syn_acks: Vec<_> = sports()
         .map(|p| {
             let b = Addrs::new(POD_B_MAC, gw, POD_B_IP, POD_A_IP);
             frame::tcp_frame(&b, 8080, p, 900, 101, tf::SYN | tf::ACK, b"")
@@ -50,44 +49,11 @@ fn a_full_handoff_queue_drops_counts_and_frees() {
     let empty = write_pcap(&dir, "empty.pcap", &[]);
     let pa = write_pcap(&dir, "poda_in.pcap", &syns);
     let pb = write_pcap(&dir, "podb_in.pcap", &syn_acks);
-    let out = |n: &str, q: u16| dir.join(format!("{n}_tx{q}.pcap"));
-    let tx = |n: &str| {
-        format!(
-            "tx_pcap={},tx_pcap={}",
-            out(n, 0).display(),
-            out(n, 1).display()
-        )
-    };
-    let devargs = [
-        format!(
-            "net_pcap0,rx_pcap={0},rx_pcap={0},{1}",
-            empty.display(),
-            tx("uplink")
-        ),
-        format!("net_pcap1,rx_pcap={},{}", pa.display(), tx("poda")),
-        format!("net_pcap2,rx_pcap={},{}", pb.display(), tx("podb")),
-    ];
+    let out = |n: &str, q: u16| tx_pcap(&dir, n, q);
 
-    let eal = Eal::init(&EalConfig::for_tests(
-        &format!("podlane-handoff-full-{}", std::process::id()),
-        &[],
-    ))
-    .expect("EAL without hugepages");
+    let eal = test_eal("podlane-handoff-full");
     let pool = Arc::new(PktPool::new("handoff-full", 4095, 0).unwrap());
-    let start = |d: &str, rxq: u16| {
-        let id = eal.attach(d).expect("attach net_pcap");
-        let cfg = PortConfig {
-            rx_queues: rxq,
-            tx_queues: 2,
-            ..PortConfig::default()
-        };
-        Port::start(id, &cfg, &pool).expect("port start")
-    };
-    let uplink = Arc::new(start(&devargs[0], 2));
-    let pods = vec![
-        Some(Arc::new(PodPort::Eth(start(&devargs[1], 1)))),
-        Some(Arc::new(PodPort::Eth(start(&devargs[2], 1)))),
-    ];
+    let ports = two_worker_ports(&eal, &pool, &dir, [&empty, &empty], &pa, &pb);
 
     let mut w = node_a_writer();
     let mut s = services().into_iter().find(|s| s.frontend == WEB).unwrap();
@@ -97,16 +63,8 @@ fn a_full_handoff_queue_drops_counts_and_frees() {
         state: EndpointState::Ready,
     }];
     w.apply(Update::AddService(s)).unwrap();
-    let set = Publisher::new(PortSet {
-        uplink,
-        host: None,
-        pods,
-    });
     let handoff = Handoff::with_depth(2, DEPTH);
-    let mut workers: Vec<Worker> = Pipeline::workers(w.reader(), 2, 4096, Timeouts::default())
-        .into_iter()
-        .map(|p| Worker::sharded(p, set.reader(), 2, 16, &handoff))
-        .collect();
+    let (set, mut workers) = two_workers(w.reader(), ports, &handoff);
     let now = 1000;
     // Worker 0 opens the flows (the SYNs go to pod B on worker 0's queue), then worker 1
     // receives every SYN-ACK and hands all five over; worker 0 then takes what the queue held.
@@ -148,7 +106,7 @@ fn a_full_handoff_queue_drops_counts_and_frees() {
         ttl: 63,
         ..Addrs::new(gw, POD_A_MAC, WEB_VIP, POD_A_IP)
     };
-    let want_a: Vec<_> = ports()
+    let want_a: Vec<_> = sports()
         .take(DEPTH)
         .map(|p| frame::tcp_frame(&to_a, 80, p, 900, 101, tf::SYN | tf::ACK, b""))
         .collect();
@@ -158,7 +116,7 @@ fn a_full_handoff_queue_drops_counts_and_frees() {
         ttl: 63,
         ..Addrs::new(gw, POD_B_MAC, POD_A_IP, POD_B_IP)
     };
-    let want_b: Vec<_> = ports()
+    let want_b: Vec<_> = sports()
         .map(|p| frame::tcp_frame(&to_b, p, 8080, 100, 0, tf::SYN, b""))
         .collect();
     assert_frames("pod B q0", &read_pcap(&out("podb", 0)), &want_b);

@@ -10,17 +10,17 @@
 
 mod common;
 
-use common::{assert_frames, read_pcap, write_pcap};
+use common::{
+    assert_frames, read_pcap, test_eal, two_worker_ports, two_workers, tx_pcap, write_pcap,
+};
 
 use std::sync::Arc;
 
-use daemon::worker::{Handoff, PodPort, PortSet, Worker};
-use dpdk::{Eal, EalConfig, PktPool, Port, PortConfig};
+use daemon::worker::Handoff;
+use dpdk::PktPool;
 use fastpath::counters::Event;
 use fastpath::fixtures::*;
-use fastpath::pipeline::{Pipeline, Shard};
-use fastpath::rcu::Publisher;
-use fastpath::tables::conntrack::Timeouts;
+use fastpath::pipeline::Shard;
 use fastpath::tables::services::{EndpointSpec, EndpointState};
 use fastpath::tables::NodeConfig;
 use fastpath::update::Update;
@@ -91,46 +91,12 @@ fn two_workers_hand_nat_replies_to_the_flow_owner() {
     let uq1 = write_pcap(&dir, "uplink_q1.pcap", &uplink_q1);
     let pa = write_pcap(&dir, "poda_in.pcap", &pod_a_in);
     let pb = write_pcap(&dir, "podb_in.pcap", &pod_b_in);
-    let out = |n: &str, q: u16| dir.join(format!("{n}_tx{q}.pcap"));
-    let tx = |n: &str| {
-        format!(
-            "tx_pcap={},tx_pcap={}",
-            out(n, 0).display(),
-            out(n, 1).display()
-        )
-    };
-    let devargs = [
-        format!(
-            "net_pcap0,rx_pcap={},rx_pcap={},{}",
-            uq0.display(),
-            uq1.display(),
-            tx("uplink")
-        ),
-        format!("net_pcap1,rx_pcap={},{}", pa.display(), tx("poda")),
-        format!("net_pcap2,rx_pcap={},{}", pb.display(), tx("podb")),
-    ];
+    let out = |n: &str, q: u16| tx_pcap(&dir, n, q);
 
     // ---- DPDK ------------------------------------------------------------------------------
-    let eal = Eal::init(&EalConfig::for_tests(
-        &format!("podlane-workers-{}", std::process::id()),
-        &[],
-    ))
-    .expect("EAL without hugepages");
+    let eal = test_eal("podlane-workers");
     let pool = Arc::new(PktPool::new("workers", 8191, 256).unwrap());
-    let start = |d: &str, rxq: u16| {
-        let id = eal.attach(d).expect("attach net_pcap");
-        let cfg = PortConfig {
-            rx_queues: rxq,
-            tx_queues: 2,
-            ..PortConfig::default()
-        };
-        Port::start(id, &cfg, &pool).expect("port start")
-    };
-    let uplink = Arc::new(start(&devargs[0], 2));
-    let pods = vec![
-        Some(Arc::new(PodPort::Eth(start(&devargs[1], 1)))),
-        Some(Arc::new(PodPort::Eth(start(&devargs[2], 1)))),
-    ];
+    let ports = two_worker_ports(&eal, &pool, &dir, [&uq0, &uq1], &pa, &pb);
 
     // ---- tables: DNS served by pod C (remote), web by pod B (local) ------------------------
     let mut w = node_a_writer();
@@ -143,16 +109,8 @@ fn two_workers_hand_nat_replies_to_the_flow_owner() {
         }];
         w.apply(Update::AddService(s)).unwrap();
     }
-    let set = Publisher::new(PortSet {
-        uplink,
-        host: None,
-        pods,
-    });
     let handoff = Handoff::new(2);
-    let mut workers: Vec<Worker> = Pipeline::workers(w.reader(), 2, 4096, Timeouts::default())
-        .into_iter()
-        .map(|p| Worker::sharded(p, set.reader(), 2, 16, &handoff))
-        .collect();
+    let (set, mut workers) = two_workers(w.reader(), ports, &handoff);
     assert_eq!(workers[0].uplink_queues(), [0]);
     assert_eq!(workers[1].uplink_queues(), [1]);
     // Worker 0 first: its NAT flows exist before worker 1 sees their replies.
