@@ -412,7 +412,10 @@ impl Pipeline {
                 };
                 // Whether the pod is a NATed flow's backend: the same for the whole burst (every
                 // frame the lane takes is from the port's pod), looked up again after a frame
-                // the general path took, as that may have started or ended a flow.
+                // the general path took, as that may have started or ended a flow. Read after
+                // the burst was received, it sees every flow any worker started before these
+                // frames were sent (a backend answers only what reached it, after the insert);
+                // a count that drops meanwhile only sends frames the general way.
                 let backend_of = |cx: &Ctx<'_>| {
                     owner.is_some_and(|ow| {
                         let base = cx.t.node.pod_cidr.network().to_bits();
