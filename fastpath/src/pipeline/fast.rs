@@ -165,8 +165,7 @@ pub(crate) fn uplink<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Option<Disp
     }
     let inner_end = outer.l4 + udp_len;
     let inner = plain_ipv4(&d[..inner_end], INNER + 14)?;
-    let base = node.pod_cidr.network().to_bits();
-    if inner.ports.is_some() && cx.ct.pod_is_client(inner.dst.wrapping_sub(base) as usize) {
+    if inner.ports.is_some() && cx.ct.pod_is_client(inner.dst) {
         return None;
     }
     let pod = *cx.t.pods.lookup(inner.dst)?;

@@ -416,12 +416,7 @@ impl Pipeline {
                 // the burst was received, it sees every flow any worker started before these
                 // frames were sent (a backend answers only what reached it, after the insert);
                 // a count that drops meanwhile only sends frames the general way.
-                let backend_of = |cx: &Ctx<'_>| {
-                    owner.is_some_and(|ow| {
-                        let base = cx.t.node.pod_cidr.network().to_bits();
-                        cx.ct.pod_is_backend(ow.ip.wrapping_sub(base) as usize)
-                    })
-                };
+                let backend_of = |cx: &Ctx<'_>| owner.is_some_and(|ow| cx.ct.pod_is_backend(ow.ip));
                 let mut backend = backend_of(&cx);
                 for (pkt, o) in burst {
                     let lane = owner.as_ref();

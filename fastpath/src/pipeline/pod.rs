@@ -55,11 +55,7 @@ pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, port: u16, pkt: &mut B) ->
             };
             tri!(nat::new_flow(cx, pkt, &mut ip, svc, None, None));
         }
-    } else if ip.ports.is_some()
-        && cx
-            .ct
-            .pod_is_backend(ip.src.wrapping_sub(node.pod_cidr.network().to_bits()) as usize)
-    {
+    } else if ip.ports.is_some() && cx.ct.pod_is_backend(ip.src) {
         // A backend of a live NATed flow: its replies are reverse-NATed, by the flow's owner.
         if !cx.shard.single() {
             if let Some(h) =

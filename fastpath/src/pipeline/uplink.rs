@@ -49,8 +49,7 @@ pub(crate) fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispos
     trim_padding(pkt, &ip);
     let node = &cx.t.node;
     let to_node = ip.dst == node.underlay_ip.to_bits();
-    let slot = ip.dst.wrapping_sub(node.pod_cidr.network().to_bits()) as usize;
-    if ip.ports.is_some() && !ip.frag && (to_node || cx.ct.pod_is_client(slot)) {
+    if ip.ports.is_some() && !ip.frag && (to_node || cx.ct.pod_is_client(ip.dst)) {
         // A reply to a NATed flow: reverse-NATed by the flow's owner (`shard.rs`).
         if !cx.shard.single() {
             let owner = if to_node {

@@ -387,18 +387,19 @@ impl Conntrack {
         &self.timeouts
     }
 
-    /// True if some live entry (of any worker sharing these counts) has local pod slot `slot`
-    /// as its client (so replies to that pod may need reverse NAT).
+    /// True if some live entry (of any worker sharing these counts) has the local pod at `ip`
+    /// (host order) as its client (so replies to that pod may need reverse NAT). False for an
+    /// address outside the node's pod CIDR.
     #[inline(always)]
-    pub fn pod_is_client(&self, slot: usize) -> bool {
-        PodRefs::get(&self.refs.client, slot)
+    pub fn pod_is_client(&self, ip: u32) -> bool {
+        PodRefs::get(&self.refs.client, ip.wrapping_sub(self.pod_base) as usize)
     }
 
-    /// True if some live entry (of any worker sharing these counts) has local pod slot `slot`
-    /// as its backend.
+    /// True if some live entry (of any worker sharing these counts) has the local pod at `ip`
+    /// (host order) as its backend. False for an address outside the node's pod CIDR.
     #[inline(always)]
-    pub fn pod_is_backend(&self, slot: usize) -> bool {
-        PodRefs::get(&self.refs.backend, slot)
+    pub fn pod_is_backend(&self, ip: u32) -> bool {
+        PodRefs::get(&self.refs.backend, ip.wrapping_sub(self.pod_base) as usize)
     }
 
     /// The entry at `idx`.
@@ -741,8 +742,8 @@ mod tests {
         assert_eq!(e.rewrite_for(Dir::Orig), k(client, 40000, be, 5353));
         // Replies leave from the VIP to the client.
         assert_eq!(e.rewrite_for(Dir::Reply), k(vip, 53, client, 40000));
-        assert!(t.pod_is_client(2));
-        assert!(!t.pod_is_backend(2));
+        assert!(t.pod_is_client(client));
+        assert!(!t.pod_is_backend(client));
         assert_eq!(
             t.insert(orig, k(be, 1, client, 2), NF, 0, 0, &c),
             Err(InsertError::Exists)
@@ -754,7 +755,7 @@ mod tests {
         t.remove(idx);
         assert!(t.lookup(&orig, 1, &c).is_none());
         assert!(t.lookup(&reply, 1, &c).is_none());
-        assert!(!t.pod_is_client(2));
+        assert!(!t.pod_is_client(client));
         assert!(t.is_empty());
     }
 
