@@ -1,5 +1,6 @@
 //! In-place header rewrites with incremental checksum updates (RFC 1624 eqn. 3): the fast path
-//! changes only the fields that change and never recomputes a checksum from scratch.
+//! never recomputes a checksum from scratch; a field rewritten with its own value adds nothing
+//! to the checksum delta.
 
 use crate::tables::conntrack::FlowKey;
 use crate::wire::{be16, checksum, ipproto, put16, put32};

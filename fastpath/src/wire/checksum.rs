@@ -199,18 +199,14 @@ pub fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u16) ->
 /// For UDP see the module docs: leave a stored 0 alone, and store a result of 0 as `0xffff`.
 #[inline]
 pub fn update16(old_csum: u16, old: u16, new: u16) -> u16 {
-    let s = u32::from(!old_csum) + u32::from(!old) + u32::from(new);
-    !fold(s)
+    apply_delta(old_csum, delta16(old, new))
 }
 
 /// Like [`update16`] for a 32-bit field (for example an IPv4 address) at an even offset: both
 /// of its 16-bit halves are replaced in one step (RFC 1624 eqn. 3 applied to each word).
 #[inline]
 pub fn update32(old_csum: u16, old: u32, new: u32) -> u16 {
-    let not_old = !old;
-    let s =
-        u32::from(!old_csum) + (not_old >> 16) + (not_old & 0xffff) + (new >> 16) + (new & 0xffff);
-    !fold(s)
+    apply_delta(old_csum, delta32(old, new))
 }
 
 /// The partial-sum change of replacing the two 16-bit words of `old` with those of `new`
