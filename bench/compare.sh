@@ -136,22 +136,11 @@ mkpcap() { # profile flows -> $tmp/<profile>-<flows>.pcap
 }
 
 # ---- (a) testpmd ---------------------------------------------------------------------------
-# Median of its per-second Rx-pps reports on port 0 (the pcap). testpmd reports once a second
-# after a start that takes a few seconds; on a loaded machine a short run can end before its
-# first non-zero report (seen once in CI, in --short mode), so a run without a figure is
-# repeated once, 10 s longer.
+# Median of its per-second Rx-pps reports on port 0 (the pcap); see bench_testpmd.
 testpmd_mpps() { # pcap
-    local mpps=0 t
-    for t in $((secs + 3)) $((secs + 13)); do
-        mpps=$({ timeout -s INT "$t" dpdk-testpmd -l 0-1 --no-huge -m 1024 --no-pci \
-            --no-telemetry --file-prefix "plcmp-$id-tp" --log-level lib.eal:error \
-            --vdev "net_pcap0,rx_pcap=$1,infinite_rx=1" --vdev net_null0,no-rx=1 -- \
-            --forward-mode=io --no-flush-rx -a --stats-period 1 2>/dev/null || true; } |
-            bench_testpmd_median)
-        [ "$mpps" != 0 ] && break
-        log "  testpmd gave no figure in ${t} s; once more, longer"
-    done
-    echo "$mpps"
+    bench_testpmd "$secs" -l 0-1 --no-huge -m 1024 --no-pci \
+        --no-telemetry --file-prefix "plcmp-$id-tp" --log-level lib.eal:error \
+        --vdev "net_pcap0,rx_pcap=$1,infinite_rx=1" --vdev net_null0,no-rx=1 --
 }
 
 # ---- (b) podlane ---------------------------------------------------------------------------

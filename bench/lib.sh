@@ -32,3 +32,22 @@ bench_testpmd_median() {
     awk '/Rx-pps:/ { n++; if (n % 2 == 1 && $2 > 0) print $2 }' | sort -n |
         awk '{ v[NR] = $1 } END { if (NR == 0) print "0"; else printf "%.3f\n", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) / 1e6 }'
 }
+
+# dpdk-testpmd io forwarding for about SECONDS, its figure in Mpps (bench_testpmd_median).
+# ARGS are the EAL arguments, `--`, and any testpmd options beyond io forwarding of every port
+# with a report a second. testpmd starts in a few seconds and reports once a second after; on a
+# loaded machine a short run can end before its first non-zero report (seen once in CI, in
+# compare.sh --short), so a run without a figure is repeated once, 10 s longer.
+#   bench_testpmd SECONDS ARGS...
+bench_testpmd() {
+    local secs=$1 mpps=0 t
+    shift
+    for t in $((secs + 3)) $((secs + 13)); do
+        mpps=$({ timeout -s INT "$t" dpdk-testpmd "$@" \
+            --forward-mode=io --no-flush-rx -a --stats-period 1 2>/dev/null || true; } |
+            bench_testpmd_median)
+        [ "$mpps" != 0 ] && break
+        echo "$(date +%T)   testpmd gave no figure in ${t} s; once more, longer" >&2
+    done
+    echo "$mpps"
+}

@@ -36,12 +36,10 @@ podlane_mpps() {
 
 testpmd_mpps() {
     local c=$1
-    { timeout -s INT "$((secs + 3))" dpdk-testpmd --lcores "$(lcores_for "$c")" --no-huge -m 1024 \
+    bench_testpmd "$secs" --lcores "$(lcores_for "$c")" --no-huge -m 1024 \
         --no-pci --no-telemetry --file-prefix "pl-sc-$run_id-t$c" \
         --vdev "net_pcap0,$(rx_for "$c"),infinite_rx=1" --vdev net_null0,no-rx=1 -- \
-        --forward-mode=io --no-flush-rx -a --stats-period 1 --nb-cores="$c" --rxq="$c" \
-        --txq="$c" 2>/dev/null || true; } |
-        bench_testpmd_median
+        --nb-cores="$c" --rxq="$c" --txq="$c"
 }
 
 printf '%-8s %10s %10s %8s\n' workers testpmd podlane ratio

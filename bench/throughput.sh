@@ -20,11 +20,9 @@ trap cleanup EXIT
 # testpmd: the I/O ceiling. Median of its per-second Rx-pps reports on port 0 (the pcap).
 testpmd_mpps() {
     local pcap=$1
-    { timeout -s INT "$((secs + 3))" dpdk-testpmd -l 0-1 --no-huge -m 1024 --no-pci --no-telemetry \
+    bench_testpmd "$secs" -l 0-1 --no-huge -m 1024 --no-pci --no-telemetry \
         --file-prefix "pl-tp-$run_id" \
-        --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null0,no-rx=1 -- \
-        --forward-mode=io --no-flush-rx -a --stats-period 1 2>/dev/null || true; } |
-        bench_testpmd_median
+        --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null0,no-rx=1 --
 }
 
 # podlane: the pcap port is the ingress (a pod, or the uplink for decap), net_null the egress.
