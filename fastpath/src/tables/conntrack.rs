@@ -227,19 +227,67 @@ impl Entry {
         self.keys[0][1] as u8
     }
 
-    fn timeout(&self, t: &Timeouts) -> u64 {
-        match self.state {
-            TcpState::SynSent => t.tcp_syn_ms,
-            TcpState::Established => t.tcp_established_ms,
-            TcpState::FinWait => t.tcp_fin_ms,
-            TcpState::Closed => t.tcp_closed_ms,
-            TcpState::None if self.flags & flags::REPLIED != 0 => t.udp_replied_ms,
-            TcpState::None => t.udp_ms,
+    /// The TCP state after a packet with `tcp_flags` in direction `dir` (REPLIED already set
+    /// for a reply). Out of line: most packets change nothing ([`Conntrack::touch`]).
+    #[inline(never)]
+    fn follow_tcp(&mut self, dir: Dir, tcp_flags: u8) {
+        use crate::wire::tcp::flags as tf;
+        if tcp_flags & tf::RST != 0 {
+            self.state = TcpState::Closed;
+            return;
+        }
+        if tcp_flags & tf::FIN != 0 {
+            self.flags |= if dir == Dir::Orig {
+                flags::FIN_ORIG
+            } else {
+                flags::FIN_REPLY
+            };
+        }
+        let both_fin = flags::FIN_ORIG | flags::FIN_REPLY;
+        self.state = if self.flags & both_fin == both_fin {
+            TcpState::Closed
+        } else if self.flags & both_fin != 0 {
+            TcpState::FinWait
+        } else if self.state == TcpState::SynSent && self.flags & flags::REPLIED != 0 {
+            TcpState::Established
+        } else {
+            self.state
+        };
+    }
+
+    /// Where the entry's idle timeout is in [`Limits`]: its TCP state, or for UDP
+    /// whether it was answered.
+    #[inline(always)]
+    fn limit_index(&self) -> usize {
+        match self.state as usize {
+            0 if self.flags & flags::REPLIED != 0 => Limits::UDP_REPLIED,
+            i => i,
         }
     }
 
-    fn expired(&self, now: u64, t: &Timeouts) -> bool {
-        now.saturating_sub(self.last_seen) > self.timeout(t)
+    #[inline(always)]
+    fn expired(&self, now: u64, limits: &Limits) -> bool {
+        now.saturating_sub(self.last_seen) > limits.0[self.limit_index()]
+    }
+}
+
+/// The idle timeouts as a table indexed by [`TcpState`] (`None`: UDP not answered), plus UDP
+/// answered at the end: a lookup's expiry check is one indexed load, not a branch per state.
+#[derive(Debug, Clone, Copy)]
+struct Limits([u64; 6]);
+
+impl Limits {
+    const UDP_REPLIED: usize = 5;
+
+    fn new(t: &Timeouts) -> Limits {
+        let mut l = [0; 6];
+        l[TcpState::None as usize] = t.udp_ms;
+        l[TcpState::SynSent as usize] = t.tcp_syn_ms;
+        l[TcpState::Established as usize] = t.tcp_established_ms;
+        l[TcpState::FinWait as usize] = t.tcp_fin_ms;
+        l[TcpState::Closed as usize] = t.tcp_closed_ms;
+        l[Limits::UDP_REPLIED] = t.udp_replied_ms;
+        Limits(l)
     }
 }
 
@@ -273,6 +321,7 @@ pub struct Conntrack {
     free_len: usize,
     hand: usize,
     timeouts: Timeouts,
+    limits: Limits,
     pod_base: u32,
     /// Per local pod: live entries (of every worker) with that pod as client or backend.
     refs: Arc<PodRefs>,
@@ -361,6 +410,7 @@ impl Conntrack {
             free_len: cap,
             hand: 0,
             timeouts,
+            limits: Limits::new(&timeouts),
             pod_base,
             refs,
             len: 0,
@@ -417,7 +467,7 @@ impl Conntrack {
         let h = hash_packed(&p);
         let (pos, r) = self.find(&p, h)?;
         let idx = r >> 1;
-        if self.entries[idx as usize].expired(now, &self.timeouts) {
+        if self.entries[idx as usize].expired(now, &self.limits) {
             let _ = pos;
             self.drop_expired(idx, c);
             return None;
@@ -450,38 +500,21 @@ impl Conntrack {
     }
 
     /// Records a packet of the flow: refreshes the idle timer and follows TCP flags.
-    #[inline]
+    #[inline(always)]
     pub fn touch(&mut self, idx: u32, dir: Dir, tcp_flags: u8, now: u64) {
         let e = &mut self.entries[idx as usize];
         e.last_seen = now;
         if dir == Dir::Reply {
             e.flags |= flags::REPLIED;
         }
-        if e.state == TcpState::None {
-            return;
-        }
+        // UDP, and established TCP without FIN or RST (an established entry has seen no FIN:
+        // the first one moves it on), change nothing else: the per-packet case stays inline.
         use crate::wire::tcp::flags as tf;
-        if tcp_flags & tf::RST != 0 {
-            e.state = TcpState::Closed;
+        let quiet = tcp_flags & (tf::RST | tf::FIN) == 0;
+        if e.state == TcpState::None || (e.state == TcpState::Established && quiet) {
             return;
         }
-        if tcp_flags & tf::FIN != 0 {
-            e.flags |= if dir == Dir::Orig {
-                flags::FIN_ORIG
-            } else {
-                flags::FIN_REPLY
-            };
-        }
-        let both_fin = flags::FIN_ORIG | flags::FIN_REPLY;
-        e.state = if e.flags & both_fin == both_fin {
-            TcpState::Closed
-        } else if e.flags & both_fin != 0 {
-            TcpState::FinWait
-        } else if e.state == TcpState::SynSent && e.flags & flags::REPLIED != 0 {
-            TcpState::Established
-        } else {
-            e.state
-        };
+        e.follow_tcp(dir, tcp_flags);
     }
 
     /// Inserts a flow with tuples `orig` and `reply`. Makes room when full (reclaiming an expired
@@ -600,7 +633,7 @@ impl Conntrack {
             if e.flags & flags::USED == 0 {
                 continue;
             }
-            if e.expired(now, &self.timeouts) {
+            if e.expired(now, &self.limits) {
                 self.hand = wrap(i + 1);
                 self.remove(i as u32);
                 c.inc(Event::CtExpired);
@@ -682,7 +715,7 @@ impl Conntrack {
             // A compare, not `% cap`: a division per entry is dearer than the check itself.
             self.hand = if i + 1 == cap { 0 } else { i + 1 };
             let e = &self.entries[i];
-            if e.flags & flags::USED != 0 && e.expired(now, &self.timeouts) {
+            if e.flags & flags::USED != 0 && e.expired(now, &self.limits) {
                 self.remove(i as u32);
                 removed += 1;
             }
@@ -796,6 +829,64 @@ mod tests {
         assert_eq!(t.entry(i).state, TcpState::Established);
         t.touch(i, Dir::Orig, tf::RST, 1);
         assert_eq!(t.entry(i).state, TcpState::Closed);
+    }
+
+    #[test]
+    fn each_state_expires_after_its_own_timeout() {
+        // Six different timeouts, so a state read against another's limit shows.
+        let to = Timeouts {
+            tcp_syn_ms: 100,
+            tcp_established_ms: 200,
+            tcp_fin_ms: 300,
+            tcp_closed_ms: 400,
+            udp_ms: 500,
+            udp_replied_ms: 600,
+        };
+        use crate::wire::tcp::flags as tf;
+        let c = Counters::default();
+        // (protocol, first packet's flags, a later packet: direction and flags, state, limit)
+        let cases: [(u8, u8, Option<(Dir, u8)>, TcpState, u64); 6] = [
+            (17, 0, None, TcpState::None, 500),
+            (17, 0, Some((Dir::Reply, 0)), TcpState::None, 600),
+            (6, tf::SYN, None, TcpState::SynSent, 100),
+            (
+                6,
+                tf::ACK,
+                Some((Dir::Reply, tf::ACK)),
+                TcpState::Established,
+                200,
+            ),
+            (
+                6,
+                tf::ACK,
+                Some((Dir::Orig, tf::FIN | tf::ACK)),
+                TcpState::FinWait,
+                300,
+            ),
+            (
+                6,
+                tf::ACK,
+                Some((Dir::Reply, tf::RST)),
+                TcpState::Closed,
+                400,
+            ),
+        ];
+        for (proto, first, then, state, limit) in cases {
+            for late in [false, true] {
+                let mut t = Conntrack::new(16, to, 0x0af4_0100, 256);
+                let (mut o, mut r) = (k(1, 2, 3, 4), k(3, 4, 1, 2));
+                o.proto = proto;
+                r.proto = proto;
+                let i = t.insert(o, r, NF, first, 0, &c).unwrap();
+                if let Some((dir, fl)) = then {
+                    t.touch(i, dir, fl, 10);
+                }
+                assert_eq!(t.entry(i).state, state);
+                let seen = if then.is_some() { 10 } else { 0 };
+                let at = seen + limit + u64::from(late);
+                assert_eq!(t.lookup(&o, at, &c).is_none(), late, "{state:?} at {at}");
+            }
+        }
     }
 
     #[test]

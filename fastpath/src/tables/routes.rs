@@ -154,6 +154,18 @@ struct Direct {
     shift: u32,
     base: u32,
     slots: Box<[u32]>,
+    /// Every remote node's pod CIDR has this prefix length (the normal cluster): a lookup is
+    /// the array alone, no walk over prefix lengths.
+    sole: bool,
+}
+
+impl Direct {
+    /// The node index for `ip`, `u32::MAX` for none (an empty slot, or outside the array).
+    #[inline(always)]
+    fn slot(&self, ip: u32) -> u32 {
+        let i = ((u64::from(ip) >> self.shift) as u32).wrapping_sub(self.base);
+        self.slots.get(i as usize).copied().unwrap_or(u32::MAX)
+    }
 }
 
 impl RouteTable {
@@ -257,18 +269,26 @@ impl RouteTable {
             shift,
             base: lo,
             slots,
+            sole: self.by_prefix.len() == 1,
         })
     }
 
     /// The node whose pod CIDR holds `ip` (host order).
     #[inline(always)]
     pub fn lookup(&self, ip: u32) -> Option<&NodeRoute> {
+        match &self.direct {
+            // An empty slot holds u32::MAX, which no node index reaches.
+            Some(d) if d.sole => self.nodes.get(d.slot(ip) as usize),
+            _ => self.lookup_by_prefix(ip),
+        }
+    }
+
+    /// Longest-prefix match walking the prefix lengths, longest first (the direct array
+    /// standing in for its own length).
+    fn lookup_by_prefix(&self, ip: u32) -> Option<&NodeRoute> {
         for (len, mask, map) in &self.by_prefix {
             let hit = match &self.direct {
-                Some(d) if d.len == *len => {
-                    let i = ((u64::from(ip) >> d.shift) as u32).wrapping_sub(d.base);
-                    d.slots.get(i as usize).copied().filter(|&n| n != u32::MAX)
-                }
+                Some(d) if d.len == *len => Some(d.slot(ip)).filter(|&n| n != u32::MAX),
                 _ => map.get(&(ip & mask)).copied(),
             };
             if let Some(i) = hit {
@@ -370,7 +390,8 @@ mod tests {
 
     #[test]
     fn direct_array_agrees_with_hash_lookup_at_scale() {
-        // 5,000 nodes with /24s out of 10.128.0.0/9, plus a longer prefix inside nobody's.
+        // 5,000 nodes with /24s out of 10.128.0.0/9: one prefix length, looked up in the array
+        // alone; then with a longer prefix inside nobody's, walked longest first.
         let a = NodeConfig::example_node_a();
         let mut nodes: Vec<RemoteNodeSpec> = (0..5000u32)
             .map(|i| {
@@ -384,20 +405,44 @@ mod tests {
                 }
             })
             .collect();
-        nodes.push(node("x", 200, "10.200.0.0/28"));
-        let t = RouteTable::build(&a, &nodes, 10_000).unwrap();
-        assert!(t.direct.is_some());
-        let mut x: u32 = 7;
-        for _ in 0..50_000 {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            let ip = 0x0a00_0000 | (x & 0x00ff_ffff);
-            let want = nodes.iter().position(|n| n.pod_cidr.contains_u32(ip));
-            let got = t
-                .lookup(ip)
-                .map(|r| nodes.iter().position(|n| n.name == r.spec.name).unwrap());
-            assert_eq!(got, want, "{}", Ipv4Addr::from(ip));
+        for mixed in [false, true] {
+            if mixed {
+                nodes.push(node("x", 200, "10.200.0.0/28"));
+            }
+            let t = RouteTable::build(&a, &nodes, 10_000).unwrap();
+            assert!(t.direct.as_ref().is_some_and(|d| d.sole != mixed));
+            let mut x: u32 = 7;
+            for i in 0..50_000 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                // Mostly 10/8 (nodes, gaps, the /28); every 8th anywhere, below and above
+                // the array.
+                let ip = if i % 8 == 0 {
+                    x
+                } else {
+                    0x0a00_0000 | (x & 0x00ff_ffff)
+                };
+                let want = nodes.iter().position(|n| n.pod_cidr.contains_u32(ip));
+                let got = t
+                    .lookup(ip)
+                    .map(|r| nodes.iter().position(|n| n.name == r.spec.name).unwrap());
+                assert_eq!(got, want, "{}", Ipv4Addr::from(ip));
+            }
+            for ip in [
+                0,
+                u32::MAX,
+                0x0a7f_ffff,
+                0x0a80_0000,
+                0x0a93_87ff,
+                0x0a93_8800,
+            ] {
+                let want = nodes.iter().position(|n| n.pod_cidr.contains_u32(ip));
+                let got = t
+                    .lookup(ip)
+                    .map(|r| nodes.iter().position(|n| n.name == r.spec.name).unwrap());
+                assert_eq!(got, want, "{}", Ipv4Addr::from(ip));
+            }
         }
     }
 

@@ -97,20 +97,19 @@ pub fn sum_fixed<const N: usize>(data: &[u8; N]) -> u32 {
 
 /// True if the 20-byte IPv4 header `h` (no options) has a correct header checksum.
 ///
-/// The sum is taken over native-endian 64-bit words: a one's complement sum of byte-swapped
-/// 16-bit words is the byte swap of the sum (RFC 1071 §2 (B)), and a correct header sums to
-/// `0xffff`, which reads the same in either byte order. Three loads and two adds instead of
-/// five byte-swapped words.
+/// Correct means the one's complement sum of its ten 16-bit words folds to `0xffff`. With
+/// `2^16 ≡ 1 (mod 0xffff)`, the plain sum `s` of the five native-endian 32-bit words (at most
+/// `5 · (2^32 - 1)`, no carries to fold) is congruent to that sum of words — and so to its
+/// fold — modulo `0xffff`, and the byte order does not matter (a one's complement sum of
+/// byte-swapped words is the byte swap of the sum, RFC 1071 §2 (B); `0xffff` reads the same
+/// either way). The fold is `0xffff` exactly when `s` is a non-zero multiple of `0xffff` (an
+/// all-zero header sums, and folds, to 0): five loads, four adds and one multiply-compare,
+/// no folding.
 #[inline(always)]
 pub fn ipv4_header_ok(h: &[u8; 20]) -> bool {
-    let (a, rest) = h.split_first_chunk::<8>().expect("20 > 8");
-    let (b, c) = rest.split_first_chunk::<8>().expect("12 > 8");
-    let c: &[u8; 4] = c.try_into().expect("4 bytes left");
-    let s = add64(
-        add64(u64::from_ne_bytes(*a), u64::from_ne_bytes(*b)),
-        u64::from(u32::from_ne_bytes(*c)),
-    );
-    fold(fold64(s)) == 0xffff
+    let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    let s = w(0) + w(4) + w(8) + w(12) + w(16);
+    s != 0 && s % 0xffff == 0
 }
 
 /// One's complement addition of two 64-bit partial sums (end-around carry). `2^64 ≡ 1`
@@ -269,6 +268,25 @@ mod tests {
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(fold(sum(&data)), 0xddf2);
         assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn ipv4_header_ok_edges() {
+        // All zeros sums to 0, not "-0": wrong. All ones is ten 0xffff words: right.
+        assert!(!ipv4_header_ok(&[0; 20]));
+        assert!(ipv4_header_ok(&[0xff; 20]));
+        // A real header (RFC 1071-style example, checksum 0xb861), and each single-bit flip of
+        // it, which a one's complement sum always catches.
+        let h: [u8; 20] = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert!(ipv4_header_ok(&h));
+        for bit in 0..160 {
+            let mut x = h;
+            x[bit / 8] ^= 1 << (bit % 8);
+            assert!(!ipv4_header_ok(&x), "bit {bit}");
+        }
     }
 
     #[test]
