@@ -117,6 +117,10 @@ pub struct QueueSection {
     /// `q % workers`) and filled by the NIC's RSS. 0 (the default): one per worker.
     #[serde(default)]
     pub uplink_rx_queues: u16,
+    /// Most packets a worker takes from a receive queue at once, 1 to 32 (the default, the
+    /// pipeline's burst). Smaller bounds how long a packet waits behind the burst ahead of it.
+    #[serde(default = "default_burst")]
+    pub burst: u16,
 }
 
 impl Default for QueueSection {
@@ -126,8 +130,13 @@ impl Default for QueueSection {
             tx_desc: default_desc(),
             mbufs: default_mbufs(),
             uplink_rx_queues: 0,
+            burst: default_burst(),
         }
     }
+}
+
+fn default_burst() -> u16 {
+    fastpath::pipeline::BURST as u16
 }
 
 fn default_desc() -> u16 {
@@ -179,6 +188,13 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "[eal]: no_huge and in_memory do not combine (DPDK refuses --no-huge with --in-memory); pick one".into(),
             ));
+        }
+        let max_burst = fastpath::pipeline::BURST;
+        if !(1..=max_burst).contains(&usize::from(self.queues.burst)) {
+            return Err(ConfigError::Invalid(format!(
+                "[queues]: burst = {} is out of range; a worker takes 1 to {max_burst} packets from a queue at once",
+                self.queues.burst
+            )));
         }
         let uplinks = self.ports.iter().filter(|p| p.role == Role::Uplink).count();
         if uplinks != 1 {
@@ -261,6 +277,9 @@ mod tests {
         let c = Config::parse(SAMPLE).unwrap();
         assert_eq!(c.ports.len(), 4);
         assert_eq!(c.node.vni, 1);
+        assert_eq!(c.queues.burst, 32);
+        let without = SAMPLE.replace("burst = 32", "");
+        assert_eq!(Config::parse(&without).unwrap().queues.burst, 32);
     }
 
     #[test]
@@ -277,6 +296,11 @@ mod tests {
             .contains("exactly one uplink"));
         let bad = SAMPLE.replace("vni = 1", "vni = 99999999");
         assert!(Config::parse(&bad).unwrap_err().to_string().contains("VNI"));
+        for n in [0, 33] {
+            let bad = SAMPLE.replace("burst = 32", &format!("burst = {n}"));
+            let e = Config::parse(&bad).unwrap_err().to_string();
+            assert!(e.contains("burst") && e.contains("1 to 32"), "{e}");
+        }
         let bad = SAMPLE.replace("[eal]", "[eal]\nbogus = 1");
         assert!(Config::parse(&bad)
             .unwrap_err()

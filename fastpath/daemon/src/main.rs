@@ -174,6 +174,7 @@ fn run_dpdk(
             cfg.capacities.max_pod_ports,
             &handoff,
         )
+        .with_burst(usize::from(cfg.queues.burst))
     })
     .collect();
     drop(handoff);

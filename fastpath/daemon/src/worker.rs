@@ -60,11 +60,11 @@ impl PodPort {
     }
 
     #[inline]
-    fn rx_burst(&self, q: u16, out: &mut Burst) -> usize {
+    fn rx_burst(&self, q: u16, out: &mut Burst, max: usize) -> usize {
         match self {
-            PodPort::Eth(p) => p.rx_burst(q, out),
+            PodPort::Eth(p) => p.rx_burst_max(q, out, max),
             // One queue: the TAP is opened without IFF_MULTI_QUEUE.
-            PodPort::Tap(t, pool) => t.rx_burst(pool, out),
+            PodPort::Tap(t, pool) => t.rx_burst_max(pool, out, max),
         }
     }
 
@@ -99,10 +99,10 @@ enum AnyPort<'a> {
 
 impl AnyPort<'_> {
     #[inline]
-    fn rx_burst(self, q: u16, out: &mut Burst) -> usize {
+    fn rx_burst(self, q: u16, out: &mut Burst, max: usize) -> usize {
         match self {
-            AnyPort::Eth(p) => p.rx_burst(q, out),
-            AnyPort::Pod(p) => p.rx_burst(q, out),
+            AnyPort::Eth(p) => p.rx_burst_max(q, out, max),
+            AnyPort::Pod(p) => p.rx_burst(q, out, max),
         }
     }
 
@@ -263,6 +263,8 @@ pub struct Worker {
     /// Where the pipeline writes a burst's dispositions (kept here so that no array is
     /// initialised per burst).
     out: [Disposition; BURST],
+    /// Most packets taken from a receive queue at once (1 to [`BURST`]).
+    burst: usize,
 }
 
 /// From this many TAP ports on, a worker asks epoll which have frames (one `epoll_wait`, ~410 ns
@@ -313,7 +315,16 @@ impl Worker {
             tap_regs: Vec::new(),
             ports_seen: u64::MAX,
             out: [Disposition::Drop(DropReason::Runt); BURST],
+            burst: BURST,
         }
+    }
+
+    /// Takes at most `n` packets from a receive queue at once (`[queues] burst`; clamped to
+    /// 1 ..= [`BURST`], the default being [`BURST`]). Smaller bursts bound the time a packet
+    /// waits while the burst ahead of it is processed, at some cost in throughput.
+    pub fn with_burst(mut self, n: usize) -> Worker {
+        self.burst = n.clamp(1, BURST);
+        self
     }
 
     /// Where the control thread asks this worker for its conntrack entries.
@@ -358,6 +369,7 @@ impl Worker {
             tap_regs,
             ports_seen,
             out,
+            burst,
         } = self;
         ports.refresh();
         let (set, seen) = (ports.get(), ports.seen());
@@ -375,6 +387,7 @@ impl Worker {
             stats,
             handoff,
             out,
+            burst: *burst,
         };
         let mut got = 0;
         for &q in uplink_queues.iter() {
@@ -469,6 +482,8 @@ struct Io<'a> {
     handoff: &'a Handoff,
     /// The pipeline's dispositions for the burst being forwarded.
     out: &'a mut [Disposition; BURST],
+    /// Most packets taken from a receive queue at once.
+    burst: usize,
 }
 
 /// Receives one burst from receive queue `rxq` of `ingress`, runs it through the pipeline,
@@ -483,7 +498,7 @@ fn poll_port(
 ) -> usize {
     let mut burst = Burst::new();
     let n = match io.set.get(ingress) {
-        Some(port) => port.rx_burst(rxq, &mut burst),
+        Some(port) => port.rx_burst(rxq, &mut burst, io.burst),
         None => 0,
     };
     if n == 0 {

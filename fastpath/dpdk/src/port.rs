@@ -180,8 +180,14 @@ impl Port {
     /// Receives up to the room left in `out` from queue `q`; returns how many arrived.
     #[inline]
     pub fn rx_burst(&self, q: u16, out: &mut Burst) -> usize {
+        self.rx_burst_max(q, out, usize::MAX)
+    }
+
+    /// [`Port::rx_burst`], taking at most `max` packets.
+    #[inline]
+    pub fn rx_burst_max(&self, q: u16, out: &mut Burst, max: usize) -> usize {
         let len = out.len();
-        let room = out.capacity() - len;
+        let room = (out.capacity() - len).min(max);
         if room == 0 {
             return 0;
         }

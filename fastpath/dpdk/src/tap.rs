@@ -163,7 +163,13 @@ impl TapPort {
     /// exhausted pool ends the burst (`rx_nombuf`).
     #[inline]
     pub fn rx_burst(&self, pool: &PktPool, out: &mut Burst) -> usize {
-        let room = out.capacity() - out.len();
+        self.rx_burst_max(pool, out, usize::MAX)
+    }
+
+    /// [`TapPort::rx_burst`], taking at most `max` frames.
+    #[inline]
+    pub fn rx_burst_max(&self, pool: &PktPool, out: &mut Burst, max: usize) -> usize {
+        let room = (out.capacity() - out.len()).min(max);
         let fd = self.file.as_raw_fd();
         let (mut got, mut bytes, mut errors, mut nombuf) = (0usize, 0u64, 0u64, 0u64);
         while got < room {

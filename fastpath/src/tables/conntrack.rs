@@ -845,7 +845,8 @@ mod tests {
         use crate::wire::tcp::flags as tf;
         let c = Counters::default();
         // (protocol, first packet's flags, a later packet: direction and flags, state, limit)
-        let cases: [(u8, u8, Option<(Dir, u8)>, TcpState, u64); 6] = [
+        type Case = (u8, u8, Option<(Dir, u8)>, TcpState, u64);
+        let cases: [Case; 6] = [
             (17, 0, None, TcpState::None, 500),
             (17, 0, Some((Dir::Reply, 0)), TcpState::None, 600),
             (6, tf::SYN, None, TcpState::SynSent, 100),
