@@ -7,7 +7,9 @@ use core::str::FromStr;
 /// An IPv4 network: an address with all host bits zero and a prefix length 0–32.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ipv4Cidr {
-    addr: Ipv4Addr,
+    /// The network address, host order (compared per packet without a byte swap; ordered
+    /// and hashed as the address).
+    net: u32,
     prefix_len: u8,
     /// The netmask, host order (derived from `prefix_len`, kept for the hot path).
     mask: u32,
@@ -39,7 +41,7 @@ impl Ipv4Cidr {
             u32::MAX << (32 - u32::from(prefix_len))
         };
         let c = Ipv4Cidr {
-            addr,
+            net: u32::from(addr),
             prefix_len,
             mask,
         };
@@ -55,7 +57,7 @@ impl Ipv4Cidr {
 
     /// The network address.
     pub const fn network(&self) -> Ipv4Addr {
-        self.addr
+        Ipv4Addr::from_bits(self.net)
     }
 
     /// The prefix length.
@@ -72,7 +74,7 @@ impl Ipv4Cidr {
     /// True if `ip` (host order) is inside.
     #[inline(always)]
     pub const fn contains_u32(&self, ip: u32) -> bool {
-        ip & self.mask == self.addr.to_bits()
+        ip & self.mask == self.net
     }
 
     /// True if `ip` is inside.
@@ -88,24 +90,24 @@ impl Ipv4Cidr {
 
     /// The `n`th address of the prefix, if inside.
     pub fn nth(&self, n: u64) -> Option<Ipv4Addr> {
-        (n < self.size()).then(|| Ipv4Addr::from(self.addr.to_bits().wrapping_add(n as u32)))
+        (n < self.size()).then(|| Ipv4Addr::from(self.net.wrapping_add(n as u32)))
     }
 
     /// The broadcast address (all host bits set).
     pub fn broadcast(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.addr.to_bits() | !self.mask())
+        Ipv4Addr::from(self.net | !self.mask())
     }
 
     /// True if the two prefixes share any address.
     pub fn overlaps(&self, other: &Ipv4Cidr) -> bool {
         let m = self.mask() & other.mask();
-        self.addr.to_bits() & m == other.addr.to_bits() & m
+        self.net & m == other.net & m
     }
 }
 
 impl fmt::Display for Ipv4Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
+        write!(f, "{}/{}", self.network(), self.prefix_len)
     }
 }
 

@@ -127,26 +127,32 @@ impl PacketBuf for Mbuf {
     #[inline(always)]
     fn data(&self) -> &[u8] {
         let h = self.hdr();
+        let p = h
+            .buf_addr
+            .cast::<u8>()
+            .wrapping_add(usize::from(h.data_off));
         // SAFETY: buf_addr + data_off is the start of data_len initialised bytes inside the
-        // mbuf's buffer (DPDK's invariant data_off + data_len <= buf_len); &self prevents
-        // mutation for the slice's lifetime.
+        // mbuf's buffer (DPDK's invariant data_off + data_len <= buf_len), so not null; &self
+        // prevents mutation for the slice's lifetime.
         unsafe {
-            std::slice::from_raw_parts(
-                h.buf_addr.cast::<u8>().add(usize::from(h.data_off)),
-                usize::from(h.data_len),
-            )
+            std::hint::assert_unchecked(!p.is_null());
+            std::slice::from_raw_parts(p, usize::from(h.data_len))
         }
     }
 
     #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
         let h = self.hdr_mut();
-        // SAFETY: as in `data`; &mut self makes the slice the only reference.
+        let p = h
+            .buf_addr
+            .cast::<u8>()
+            .wrapping_add(usize::from(h.data_off));
+        // SAFETY: as in `data`; &mut self makes the slice the only reference. The pointer is
+        // inside a valid mbuf's buffer, so not null: telling the compiler lets an
+        // `Option<&mut [u8]>` built from it (`prepend`) skip its null test per packet.
         unsafe {
-            std::slice::from_raw_parts_mut(
-                h.buf_addr.cast::<u8>().add(usize::from(h.data_off)),
-                usize::from(h.data_len),
-            )
+            std::hint::assert_unchecked(!p.is_null());
+            std::slice::from_raw_parts_mut(p, usize::from(h.data_len))
         }
     }
 

@@ -35,20 +35,21 @@ pub(crate) fn encap<B: PacketBuf>(
             Disposition::Drop(DropReason::TooBig)
         };
     }
-    // The inner frame always has its IPv4 header at 14 here (every caller routes untagged
-    // frames); fixed-size views make the field writes free of bounds checks.
-    let Some(inner) = pkt.data_mut().first_chunk_mut::<34>() else {
-        return Disposition::Drop(DropReason::NoHeadroom);
-    };
-    dec_ttl(inner, ip.l3);
     let sport = vxlan::source_port(ip.flow_hash());
     let Some(d) = pkt.prepend(vxlan::ENCAP_OVERHEAD) else {
         return Disposition::Drop(DropReason::NoHeadroom);
     };
     let total = (d.len() - tmpl::IP) as u16;
-    let Some(h) = d.first_chunk_mut::<TEMPLATE_LEN>() else {
+    // The template covers the outer headers and the inner Ethernet header; the inner IPv4
+    // header follows at ip.l3 = 14 of the inner frame (every caller routes untagged frames),
+    // so fixed-size views make the writes free of bounds checks.
+    let Some((h, inner)) = d.split_first_chunk_mut::<TEMPLATE_LEN>() else {
         return Disposition::Drop(DropReason::NoHeadroom);
     };
+    let Some(inner_ip) = inner.first_chunk_mut::<20>() else {
+        return Disposition::Drop(DropReason::NoHeadroom);
+    };
+    dec_ttl(inner_ip, 0);
     *h = r.template.bytes;
     put16(h, tmpl::IP_LEN, total);
     put16(

@@ -80,14 +80,35 @@ fn plain_ipv4(d: &[u8], l3: usize) -> Option<Ip4> {
     })
 }
 
-/// A frame from the pod `owner` to a local pod or through the tunnel, or of an established
-/// Service flow, not touching a flow the pod is the backend of. `backend`: whether the pod is
-/// some NATed flow's backend (`Conntrack::pod_is_backend` of the port's pod, read once per burst
-/// by the caller, and again after each packet the general path took).
+/// What the pod lane checks a port's frames against, prepared once per burst from the port's
+/// owner.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PodLane {
+    /// The pod's IP, host order.
+    ip: u32,
+    /// Ethernet bytes 6..14 of the pod's IPv4 frames — its MAC, then EtherType 0x0800 — as one
+    /// native-endian word: the source and type checks are one compare.
+    l2: u64,
+}
+
+impl PodLane {
+    pub fn new(owner: &PortOwner) -> PodLane {
+        let m = owner.mac.0;
+        PodLane {
+            ip: owner.ip,
+            l2: u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0x08, 0x00]),
+        }
+    }
+}
+
+/// A frame from the port's pod (`lane`) to a local pod or through the tunnel, or of an
+/// established Service flow, not touching a flow the pod is the backend of. `backend`: whether
+/// the pod is some NATed flow's backend (`Conntrack::pod_is_backend` of the port's pod, read
+/// once per burst by the caller, and again after each packet the general path took).
 #[inline(always)]
 pub(crate) fn pod<B: PacketBuf>(
     cx: &mut Ctx<'_>,
-    owner: &PortOwner,
+    lane: &PodLane,
     backend: bool,
     pkt: &mut B,
 ) -> Option<Disposition> {
@@ -95,13 +116,14 @@ pub(crate) fn pod<B: PacketBuf>(
     if d.len() > MAX_FRAME_LEN {
         return None;
     }
-    let eth: &[u8; 14] = d.get(..14)?.try_into().ok()?;
-    if eth[12..14] != [0x08, 0x00] || eth[6..12] != owner.mac.0 {
+    let eth: &[u8; 14] = d.first_chunk()?;
+    let (_, l2) = eth.split_last_chunk::<8>()?;
+    if u64::from_ne_bytes(*l2) != lane.l2 {
         return None;
     }
     let mut ip = plain_ipv4(d, 14)?;
     let t = cx.t;
-    if ip.src != owner.ip || is_multicast_or_broadcast(ip.dst) {
+    if ip.src != lane.ip || is_multicast_or_broadcast(ip.dst) {
         return None;
     }
     if t.node.service_cidr.contains_u32(ip.dst) {

@@ -410,6 +410,7 @@ impl Pipeline {
                 } else {
                     None
                 };
+                let lane = owner.as_ref().map(fast::PodLane::new);
                 // Whether the pod is a NATed flow's backend: the same for the whole burst (every
                 // frame the lane takes is from the port's pod), looked up again after a frame
                 // the general path took, as that may have started or ended a flow. Read after
@@ -418,17 +419,25 @@ impl Pipeline {
                 // a count that drops meanwhile only sends frames the general way.
                 let backend_of = |cx: &Ctx<'_>| owner.is_some_and(|ow| cx.ct.pod_is_backend(ow.ip));
                 let mut backend = backend_of(&cx);
-                for (pkt, o) in burst {
-                    let lane = owner.as_ref();
-                    let d = match lane.and_then(|ow| fast::pod(&mut cx, ow, backend, pkt)) {
-                        Some(d) => d,
-                        None => {
-                            let d = pod::process(&mut cx, port, pkt);
-                            backend = backend_of(&cx);
-                            d
+                match lane {
+                    Some(lane) => {
+                        for (pkt, o) in burst {
+                            let d = match fast::pod(&mut cx, &lane, backend, pkt) {
+                                Some(d) => d,
+                                None => {
+                                    let d = pod::process(&mut cx, port, pkt);
+                                    backend = backend_of(&cx);
+                                    d
+                                }
+                            };
+                            *o = count(c, &mut tx, d);
                         }
-                    };
-                    *o = count(c, &mut tx, d);
+                    }
+                    None => {
+                        for (pkt, o) in burst {
+                            *o = count(c, &mut tx, pod::process(&mut cx, port, pkt));
+                        }
+                    }
                 }
             }
             Ingress::Uplink => {
