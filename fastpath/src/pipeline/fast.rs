@@ -194,9 +194,10 @@ pub(crate) fn uplink<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Option<Disp
     if !cx.cache.known_vtep(cx.t, outer.src) {
         return None;
     }
-    // Committed: strip the outer headers (and any padding), deliver.
+    // Committed: strip the outer headers, and any padding after the inner packet (what
+    // `decap.rs` and then `trim_padding` do, in one trim), deliver.
     let len = d.len();
-    pkt.trim(len - inner_end);
+    pkt.trim(len - inner.end);
     pkt.adj(INNER);
     cx.c.inc(Event::Decap);
     let ip = Ip4 {
@@ -205,6 +206,5 @@ pub(crate) fn uplink<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Option<Disp
         end: inner.end - INNER,
         ..inner
     };
-    trim_padding(pkt, &ip);
     Some(route::deliver_local(cx, pkt, &ip, pod))
 }

@@ -8,7 +8,7 @@ use crate::pipeline::{encap, icmp, is_multicast_or_broadcast, Ctx, Ip4};
 use crate::tables::pods::PodSlot;
 use crate::tables::UnknownDestination;
 
-/// Routes the IPv4 packet `ip` (Ethernet header at 0, IPv4 at 14).
+/// Routes the IPv4 packet `ip` (untagged: Ethernet header at 0, IPv4 at 14).
 #[inline(always)]
 pub(crate) fn route<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &Ip4) -> Disposition {
     let t = cx.t;
@@ -57,11 +57,22 @@ pub(crate) fn deliver_local<B: PacketBuf>(
     if ip.ttl <= 1 {
         return Disposition::Drop(DropReason::TtlExpired);
     }
-    let d = pkt.data_mut();
-    d[0..6].copy_from_slice(pod.mac.as_bytes());
-    d[6..12].copy_from_slice(cx.t.node.gateway_mac.as_bytes());
-    dec_ttl(d, ip.l3);
+    let Some(h) = headers(pkt, ip) else {
+        return Disposition::Drop(DropReason::Ipv4Malformed);
+    };
+    h[0..6].copy_from_slice(pod.mac.as_bytes());
+    h[6..12].copy_from_slice(cx.t.node.gateway_mac.as_bytes());
+    dec_ttl(h, 14);
     Disposition::ToPod(pod.port)
+}
+
+/// The Ethernet and IPv4 headers of a routed packet as one fixed-size view (so the rewrites
+/// need no bounds checks). Every caller routes untagged frames, IPv4 at 14, parsed: `None`
+/// cannot happen, and is dropped as malformed should it ever.
+#[inline(always)]
+fn headers<'a, B: PacketBuf>(pkt: &'a mut B, ip: &Ip4) -> Option<&'a mut [u8; 34]> {
+    debug_assert_eq!(ip.l3, 14);
+    pkt.data_mut().first_chunk_mut::<34>()
 }
 
 /// Hands a frame to the node kernel: addressed to the host-path interface's MAC, from the
@@ -86,9 +97,11 @@ pub(crate) fn to_external<B: PacketBuf>(
     if ip.ttl <= 1 {
         return Disposition::Drop(DropReason::TtlExpired);
     }
-    let d = pkt.data_mut();
-    d[0..6].copy_from_slice(&mac);
-    d[6..12].copy_from_slice(cx.t.node.underlay_mac.as_bytes());
-    dec_ttl(d, ip.l3);
+    let Some(h) = headers(pkt, ip) else {
+        return Disposition::Drop(DropReason::Ipv4Malformed);
+    };
+    h[0..6].copy_from_slice(&mac);
+    h[6..12].copy_from_slice(cx.t.node.underlay_mac.as_bytes());
+    dec_ttl(h, 14);
     Disposition::ToUplink
 }
