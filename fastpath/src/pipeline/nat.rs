@@ -26,16 +26,16 @@ impl Hit {
     }
 }
 
-/// Rewrites the packet's addresses and ports to `to`, keeping `ip` in step.
+/// Rewrites the packet's addresses and ports to `to` — the checksums by `deltas`, the entry's
+/// for this direction — keeping `ip` in step.
 #[inline(always)]
-fn rewrite<B: PacketBuf>(pkt: &mut B, ip: &mut Ip4, to: FlowKey) {
-    let from = ip.key();
+fn rewrite<B: PacketBuf>(pkt: &mut B, ip: &mut Ip4, to: FlowKey, deltas: (u32, u32)) {
     rewrite::nat(
         pkt.data_mut(),
         (ip.l3, ip.l4, ip.proto),
-        &from,
         &to,
         ip.ports.is_some(),
+        deltas,
     );
     ip.src = to.src;
     ip.dst = to.dst;
@@ -55,13 +55,14 @@ pub(crate) fn apply<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &mut Ip4) -
         return None;
     }
     let to = e.rewrite_for(dir);
+    let deltas = e.nat_deltas(dir);
     let hit = Hit {
         dir,
         flags: e.flags,
         client_mac: e.client_mac,
     };
     cx.ct.touch(idx, dir, ip.tcp_flags, cx.now);
-    rewrite(pkt, ip, to);
+    rewrite(pkt, ip, to, deltas);
     cx.c.inc(if dir == Dir::Orig {
         Event::CtHitOrig
     } else {
@@ -188,11 +189,12 @@ pub(crate) fn new_flow<B: PacketBuf>(
     cx.c.inc(Event::CtNew);
     let e = cx.ct.entry(idx);
     let to = e.rewrite_for(Dir::Orig);
+    let deltas = e.nat_deltas(Dir::Orig);
     let hit = Hit {
         dir: Dir::Orig,
         flags: e.flags,
         client_mac: e.client_mac,
     };
-    rewrite(pkt, ip, to);
+    rewrite(pkt, ip, to, deltas);
     Ok(hit)
 }

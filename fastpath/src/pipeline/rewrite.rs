@@ -38,25 +38,30 @@ pub(crate) fn dec_ttl(d: &mut [u8], l3: usize) {
 
 /// The NAT rewrite: the packet's addresses become `to.src`/`to.dst` and, when it has ports
 /// (`ports`: a TCP/UDP header that is whole, not a later fragment), its ports become
-/// `to.sport`/`to.dport`. `from` is the tuple the packet carries now. The IPv4 checksum gets one
-/// combined delta (the addresses), the TCP/UDP checksum another (addresses through the pseudo
-/// header, and ports) — RFC 1624 eqn. 3 once per checksum instead of once per field. A UDP
-/// checksum of zero (none, RFC 768) stays zero; a computed zero is sent as `0xffff`.
+/// `to.sport`/`to.dport`. The checksums are updated by the rewrite's deltas — the IPv4
+/// header's (the addresses) and the TCP/UDP one's (addresses through the pseudo header, and
+/// ports), [`FlowKey::rewrite_deltas`] from the packet's tuple to `to`, or any sums congruent
+/// to them modulo `0xffff` and, like them, not zero (conntrack keeps them per flow:
+/// `Entry::nat_deltas`) — RFC 1624 eqn. 3 once per checksum. A UDP checksum of zero (none,
+/// RFC 768) stays zero; a computed zero is sent as `0xffff`.
 #[inline(always)]
 pub(crate) fn nat(
     d: &mut [u8],
     (l3, l4, proto): (usize, usize, u8),
-    from: &FlowKey,
     to: &FlowKey,
     ports: bool,
+    (ip_delta, l4_delta): (u32, u32),
 ) {
     let Some(h) = d.get_mut(l3..l3 + 20) else {
         return;
     };
-    let addrs = checksum::delta32(from.src, to.src) + checksum::delta32(from.dst, to.dst);
     put32(h, ip::SRC, to.src);
     put32(h, ip::DST, to.dst);
-    put16(h, ip::CSUM, checksum::apply_delta(be16(h, ip::CSUM), addrs));
+    put16(
+        h,
+        ip::CSUM,
+        checksum::apply_delta(be16(h, ip::CSUM), ip_delta),
+    );
     let Some(off) = l4_csum_off(proto).filter(|_| ports) else {
         return;
     };
@@ -69,9 +74,7 @@ pub(crate) fn nat(
     if proto == ipproto::UDP && old == 0 {
         return; // RFC 768: no checksum; leave it absent.
     }
-    let delta =
-        addrs + checksum::delta16(from.sport, to.sport) + checksum::delta16(from.dport, to.dport);
-    let new = checksum::apply_delta(old, delta);
+    let new = checksum::apply_delta(old, l4_delta);
     // RFC 768: a computed zero is sent as all ones (TCP's checksum is never zero here).
     put16(t, off, if new == 0 { 0xffff } else { new });
 }
@@ -81,7 +84,87 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    use crate::counters::Counters;
+    use crate::tables::conntrack::{Conntrack, Dir, NewFlow, Timeouts};
+    use crate::wire::frame::{self, Addrs};
+    use crate::wire::MacAddr;
+    use core::net::Ipv4Addr;
+
+    /// A TCP or UDP frame (IPv4 at 14, TCP/UDP at 34) carrying `k`, checksums computed.
+    fn frame_of(k: &FlowKey, payload: &[u8], udp_csum: bool) -> Vec<u8> {
+        let a = Addrs::new(
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            MacAddr([2, 0, 0, 0, 0, 2]),
+            Ipv4Addr::from(k.src),
+            Ipv4Addr::from(k.dst),
+        );
+        if k.proto == ipproto::TCP {
+            frame::tcp_frame(&a, k.sport, k.dport, 7, 9, 0x18, payload)
+        } else {
+            let mut f = frame::udp_frame(&a, k.sport, k.dport, payload);
+            if !udp_csum {
+                f[40..42].fill(0);
+            }
+            f
+        }
+    }
+
+    fn key(src: u32, dst: u32, sport: u16, dport: u16, tcp: bool) -> FlowKey {
+        let proto = if tcp { ipproto::TCP } else { ipproto::UDP };
+        FlowKey {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+        }
+    }
+
     proptest! {
+        /// The rewrite by the tuples' deltas gives the frame built with the new tuple from
+        /// scratch, byte for byte (a UDP frame without a checksum keeps none).
+        #[test]
+        fn nat_matches_a_frame_built_with_the_new_tuple(
+            a in any::<[u32; 4]>(), p in any::<[u16; 4]>(), tcp in any::<bool>(),
+            udp_csum in any::<bool>(), payload in prop::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let from = key(a[0], a[1], p[0], p[1], tcp);
+            let to = key(a[2], a[3], p[2], p[3], tcp);
+            let mut d = frame_of(&from, &payload, udp_csum);
+            nat(&mut d, (14, 34, from.proto), &to, true, from.rewrite_deltas(&to));
+            prop_assert_eq!(d, frame_of(&to, &payload, udp_csum));
+        }
+
+        /// Conntrack's stored deltas, both directions: a packet of the original tuple becomes
+        /// the reversed reply tuple and a reply becomes the reversed original tuple, exactly as
+        /// when built from scratch. SNAT flows change all four fields, DNAT two.
+        #[test]
+        fn stored_deltas_rewrite_both_directions(
+            a in any::<[u32; 3]>(), p in any::<[u16; 3]>(), tcp in any::<bool>(),
+            snat in any::<bool>(), payload in prop::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let orig = key(a[0], a[1], p[0], p[1], tcp);
+            // The backend (a[2]:p[2]) answers the client, or the SNAT address (a[1]) it saw.
+            let reply = if snat {
+                key(a[2], a[1], p[2], p[1] ^ 1, tcp)
+            } else {
+                key(a[2], a[0], p[2], p[0], tcp)
+            };
+            let c = Counters::default();
+            let mut t = Conntrack::new(16, Timeouts::default(), 0x0af4_0100, 256);
+            let nf = NewFlow { ep_slot: 0, ep_gen: 0, flags: 0, client_mac: [0; 6] };
+            let Ok(i) = t.insert(orig, reply, nf, 0, 0, &c) else {
+                return Ok(()); // orig == reply: not a flow
+            };
+            let e = t.entry(i);
+            for (dir, k) in [(Dir::Orig, orig), (Dir::Reply, reply)] {
+                let to = e.rewrite_for(dir);
+                let mut d = frame_of(&k, &payload, true);
+                nat(&mut d, (14, 34, k.proto), &to, true, e.nat_deltas(dir));
+                prop_assert_eq!(d, frame_of(&to, &payload, true), "{:?}", dir);
+            }
+        }
+
         #[test]
         fn dec_ttl_matches_a_full_recomputation(mut h in prop::array::uniform20(any::<u8>()), ttl in 2u8..=255) {
             h[ip::TTL] = ttl;

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::counters::{Counters, Event};
+use crate::wire::checksum;
 
 /// A 5-tuple, addresses and ports in host order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -71,6 +72,32 @@ impl FlowKey {
     #[inline(always)]
     pub fn hash(&self) -> u32 {
         hash_packed(&self.pack())
+    }
+
+    /// The checksum deltas (RFC 1624 eqn. 3, `Σ(~m + m')`, unfolded) of rewriting a packet
+    /// carrying this tuple to `to`: for the IPv4 header (the addresses) and for TCP/UDP (the
+    /// addresses through the pseudo header, and the ports). See [`checksum::apply_delta`].
+    #[inline(always)]
+    pub fn rewrite_deltas(&self, to: &FlowKey) -> (u32, u32) {
+        let addrs = checksum::delta32(self.src, to.src) + checksum::delta32(self.dst, to.dst);
+        let l4 = addrs
+            + checksum::delta16(self.sport, to.sport)
+            + checksum::delta16(self.dport, to.dport);
+        (addrs, l4)
+    }
+}
+
+/// A pod slot as an entry stores it (the /16 broadcast slot, never a pod's, reads as none).
+fn pod16(slot: u32) -> u16 {
+    u16::try_from(slot).unwrap_or(NO_POD)
+}
+
+/// An entry's pod slot as [`PodRefs`] takes it.
+fn pod32(slot: u16) -> u32 {
+    if slot == NO_POD {
+        NO_SLOT
+    } else {
+        u32::from(slot)
     }
 }
 
@@ -154,6 +181,11 @@ pub mod flags {
 }
 
 const NO_SLOT: u32 = u32::MAX;
+/// [`NO_SLOT`] as an entry stores it.
+const NO_POD: u16 = u16::MAX;
+
+// One cache line: a lookup that hits reads one line of the entry array.
+const _: () = assert!(core::mem::size_of::<Entry>() == 64);
 
 /// What the pipeline records about a new flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,8 +209,18 @@ pub struct Entry {
     pub ep_slot: u32,
     /// Endpoint generation at creation.
     pub ep_gen: u32,
-    client_pod: u32,
-    backend_pod: u32,
+    /// Local pod slots of the client and the backend ([`NO_POD`]: not a local pod). A pod CIDR
+    /// is /16 or longer, so a slot fits 16 bits; `u16::MAX` would be a /16's broadcast
+    /// address, which no pod has.
+    client_pod: u16,
+    backend_pod: u16,
+    /// The checksum deltas of the NAT rewrite in the original direction, folded: IPv4 header
+    /// and TCP/UDP ([`FlowKey::rewrite_deltas`] of the original tuple to the reversed reply
+    /// tuple). The reply direction's are their one's complement negation
+    /// ([`Entry::nat_deltas`]). Computed once at insert, so a packet's rewrite adds one delta
+    /// per checksum instead of computing it from the two tuples.
+    nat_ip: u16,
+    nat_l4: u16,
     /// TCP state.
     pub state: TcpState,
     /// [`flags`].
@@ -193,8 +235,10 @@ impl Entry {
         last_seen: 0,
         ep_slot: 0,
         ep_gen: 0,
-        client_pod: NO_SLOT,
-        backend_pod: NO_SLOT,
+        client_pod: NO_POD,
+        backend_pod: NO_POD,
+        nat_ip: 0,
+        nat_l4: 0,
         state: TcpState::None,
         flags: 0,
         client_mac: [0; 6],
@@ -210,6 +254,23 @@ impl Entry {
     #[inline(always)]
     pub fn rewrite_for(&self, dir: Dir) -> FlowKey {
         FlowKey::unpack(&self.keys[1 - dir as usize]).reversed()
+    }
+
+    /// The checksum deltas (IPv4 header, TCP/UDP) of rewriting a packet matching `dir` to
+    /// [`Entry::rewrite_for`]`(dir)`: what [`FlowKey::rewrite_deltas`] gives for the two
+    /// tuples, up to one's complement representation (congruent modulo `0xffff` and never
+    /// zero, so [`checksum::apply_delta`] gives the same checksum). The reply direction undoes
+    /// the original's rewrite: its delta is the negation, `!d` (`0xffff` for `!d == 0`).
+    #[inline(always)]
+    pub fn nat_deltas(&self, dir: Dir) -> (u32, u32) {
+        let neg = |d: u16| match !d {
+            0 => 0xffff,
+            n => n,
+        };
+        match dir {
+            Dir::Orig => (u32::from(self.nat_ip), u32::from(self.nat_l4)),
+            Dir::Reply => (u32::from(neg(self.nat_ip)), u32::from(neg(self.nat_l4))),
+        }
     }
 
     /// Milliseconds timestamp of the last packet.
@@ -584,8 +645,11 @@ impl Conntrack {
         } else {
             TcpState::Established
         };
-        let client_pod = self.pod_slot(orig.src);
-        let backend_pod = self.pod_slot(reply.src);
+        // Stored in 16 bits: the counts go up for the slot the entry keeps (and so down again
+        // when it goes).
+        let client_pod = pod16(self.pod_slot(orig.src));
+        let backend_pod = pod16(self.pod_slot(reply.src));
+        let (ip_d, l4_d) = orig.rewrite_deltas(&reply.reversed());
         self.entries[idx as usize] = Entry {
             keys: [po, pr],
             last_seen: now,
@@ -593,12 +657,15 @@ impl Conntrack {
             ep_gen: nf.ep_gen,
             client_pod,
             backend_pod,
+            // Folding keeps a non-zero sum non-zero (and congruent).
+            nat_ip: checksum::fold(ip_d),
+            nat_l4: checksum::fold(l4_d),
             state,
             flags: nf.flags | flags::USED,
             client_mac: nf.client_mac,
         };
-        PodRefs::bump(&self.refs.client, client_pod, true);
-        PodRefs::bump(&self.refs.backend, backend_pod, true);
+        PodRefs::bump(&self.refs.client, pod32(client_pod), true);
+        PodRefs::bump(&self.refs.backend, pod32(backend_pod), true);
         self.index_insert(ho, idx << 1);
         self.index_insert(hr, (idx << 1) | 1);
         self.len += 1;
@@ -694,8 +761,8 @@ impl Conntrack {
         }
         self.index_remove(hash_packed(&e.keys[0]), idx << 1);
         self.index_remove(hash_packed(&e.keys[1]), (idx << 1) | 1);
-        PodRefs::bump(&self.refs.client, e.client_pod, false);
-        PodRefs::bump(&self.refs.backend, e.backend_pod, false);
+        PodRefs::bump(&self.refs.client, pod32(e.client_pod), false);
+        PodRefs::bump(&self.refs.backend, pod32(e.backend_pod), false);
         self.entries[idx as usize] = Entry::EMPTY;
         self.free[self.free_len] = idx;
         self.free_len += 1;
