@@ -258,9 +258,11 @@ impl Entry {
 
     /// The checksum deltas (IPv4 header, TCP/UDP) of rewriting a packet matching `dir` to
     /// [`Entry::rewrite_for`]`(dir)`: what [`FlowKey::rewrite_deltas`] gives for the two
-    /// tuples, up to one's complement representation (congruent modulo `0xffff` and never
-    /// zero, so [`checksum::apply_delta`] gives the same checksum). The reply direction undoes
-    /// the original's rewrite: its delta is the negation, `!d` (`0xffff` for `!d == 0`).
+    /// tuples, up to one's complement representation (congruent modulo `0xffff`, and not zero
+    /// as the sums are not for any real rewrite — an unchanged word alone adds `0xffff` — so
+    /// [`checksum::apply_delta`] gives the same checksum; property-tested against frames built
+    /// from scratch in `rewrite.rs`). The reply direction undoes the original's rewrite: its
+    /// delta is the negation, `!d` (`0xffff` for `!d == 0`).
     #[inline(always)]
     pub fn nat_deltas(&self, dir: Dir) -> (u32, u32) {
         let neg = |d: u16| match !d {
