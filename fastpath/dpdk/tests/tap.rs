@@ -1,5 +1,6 @@
 //! `TapPort` against the kernel: a TAP in a network namespace this test creates answers an
-//! echo request the port writes; a frame of exactly an mbuf's room arrives whole, a larger one
+//! echo request the port writes; a read burst takes at most the frames asked for, the rest
+//! waiting for the next; a frame of exactly an mbuf's room arrives whole, a larger one
 //! is a counted receive error, not a cut frame; a write to a TAP whose link is down is a
 //! counted transmit error, its mbuf freed; dropping the port deletes the device; a device
 //! deleted under the port makes reads find nothing; every mbuf is back in the pool at the end.
@@ -135,6 +136,31 @@ fn tap_port_reads_and_writes_frames_in_a_namespace() {
         s.rx_packets >= 1 && s.rx_bytes >= reply.len() as u64,
         "{s:?}"
     );
+
+    // At most `max` frames per read burst (`[queues] burst`): three echo requests from the
+    // namespace (to a neighbour that never answers) are taken two, then one; none is lost.
+    let mut pings = Command::new("ip")
+        .args([
+            "netns", "exec", &ns, "ping", "-c", "3", "-i", "0.01", "-W", "1",
+        ])
+        .args(["10.99.0.2"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // ping ends a second after its last request (-W 1): all three are queued by then.
+    let _ = pings.wait();
+    let echo_request = |f: &[u8]| f.len() >= 35 && f[23] == 1 && f[34] == 8;
+    let mut b = Burst::new();
+    assert_eq!(tap.rx_burst_max(&pool, &mut b, 2), 2);
+    assert!(b.iter().all(|m| echo_request(m.data())), "the first two");
+    let mut rest = Burst::new();
+    assert_eq!(
+        tap.rx_burst_max(&pool, &mut rest, usize::MAX),
+        1,
+        "the third"
+    );
+    assert!(echo_request(rest[0].data()));
+    drop((b, rest));
 
     // A frame of exactly an mbuf's room (2,048 bytes) arrives whole; a 4,042-byte one
     // (MTU 9000) does not fit: a receive error.
