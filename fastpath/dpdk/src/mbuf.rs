@@ -67,12 +67,10 @@ impl Mbuf {
     /// `read(2)` straight into the mbuf; [`Mbuf::extend_written`] then counts them). For a
     /// single-segment mbuf, as every freshly allocated one is.
     pub(crate) fn tail_ptr(&mut self) -> *mut u8 {
-        let h = self.hdr_mut();
         // wrapping_add: no dereference here; the address stays inside the mbuf's buffer
         // (data_off + data_len <= buf_len).
-        h.buf_addr
-            .cast::<u8>()
-            .wrapping_add(usize::from(h.data_off) + usize::from(h.data_len))
+        self.data_ptr()
+            .wrapping_add(usize::from(self.hdr().data_len))
     }
 
     /// Counts `n` bytes written at [`Mbuf::tail_ptr`] as packet data (`rte_pktmbuf_append`
@@ -121,39 +119,39 @@ impl Mbuf {
         // SAFETY: self owns a valid mbuf; &mut self makes this the only reference.
         unsafe { self.ptr.as_mut() }
     }
+
+    /// Where the packet data starts, `buf_addr + data_off`. Never null, and the compiler is
+    /// told so: an `Option<&mut [u8]>` built from it (`prepend`) then needs no null test per
+    /// packet.
+    #[inline(always)]
+    fn data_ptr(&self) -> *mut u8 {
+        let h = self.hdr();
+        // wrapping_add: no dereference here; data_off <= buf_len keeps it inside the buffer.
+        let p = h
+            .buf_addr
+            .cast::<u8>()
+            .wrapping_add(usize::from(h.data_off));
+        // SAFETY: a valid mbuf's buf_addr is the address of its buffer, not null, and p is
+        // inside that buffer.
+        unsafe { std::hint::assert_unchecked(!p.is_null()) };
+        p
+    }
 }
 
 impl PacketBuf for Mbuf {
     #[inline(always)]
     fn data(&self) -> &[u8] {
-        let h = self.hdr();
-        let p = h
-            .buf_addr
-            .cast::<u8>()
-            .wrapping_add(usize::from(h.data_off));
-        // SAFETY: buf_addr + data_off is the start of data_len initialised bytes inside the
-        // mbuf's buffer (DPDK's invariant data_off + data_len <= buf_len), so not null; &self
-        // prevents mutation for the slice's lifetime.
-        unsafe {
-            std::hint::assert_unchecked(!p.is_null());
-            std::slice::from_raw_parts(p, usize::from(h.data_len))
-        }
+        // SAFETY: data_ptr() is the start of data_len initialised bytes inside the mbuf's
+        // buffer (DPDK's invariant data_off + data_len <= buf_len); &self prevents mutation
+        // for the slice's lifetime.
+        unsafe { std::slice::from_raw_parts(self.data_ptr(), usize::from(self.hdr().data_len)) }
     }
 
     #[inline(always)]
     fn data_mut(&mut self) -> &mut [u8] {
-        let h = self.hdr_mut();
-        let p = h
-            .buf_addr
-            .cast::<u8>()
-            .wrapping_add(usize::from(h.data_off));
-        // SAFETY: as in `data`; &mut self makes the slice the only reference. The pointer is
-        // inside a valid mbuf's buffer, so not null: telling the compiler lets an
-        // `Option<&mut [u8]>` built from it (`prepend`) skip its null test per packet.
-        unsafe {
-            std::hint::assert_unchecked(!p.is_null());
-            std::slice::from_raw_parts_mut(p, usize::from(h.data_len))
-        }
+        let len = usize::from(self.hdr().data_len);
+        // SAFETY: as in `data`; &mut self makes the slice the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.data_ptr(), len) }
     }
 
     #[inline(always)]
