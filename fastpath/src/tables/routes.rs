@@ -411,6 +411,13 @@ mod tests {
             }
             let t = RouteTable::build(&a, &nodes, 10_000).unwrap();
             assert!(t.direct.as_ref().is_some_and(|d| d.sole != mixed));
+            let check = |ip: u32| {
+                let want = nodes.iter().position(|n| n.pod_cidr.contains_u32(ip));
+                let got = t
+                    .lookup(ip)
+                    .map(|r| nodes.iter().position(|n| n.name == r.spec.name).unwrap());
+                assert_eq!(got, want, "{}", Ipv4Addr::from(ip));
+            };
             let mut x: u32 = 7;
             for i in 0..50_000 {
                 x ^= x << 13;
@@ -418,16 +425,11 @@ mod tests {
                 x ^= x << 5;
                 // Mostly 10/8 (nodes, gaps, the /28); every 8th anywhere, below and above
                 // the array.
-                let ip = if i % 8 == 0 {
+                check(if i % 8 == 0 {
                     x
                 } else {
                     0x0a00_0000 | (x & 0x00ff_ffff)
-                };
-                let want = nodes.iter().position(|n| n.pod_cidr.contains_u32(ip));
-                let got = t
-                    .lookup(ip)
-                    .map(|r| nodes.iter().position(|n| n.name == r.spec.name).unwrap());
-                assert_eq!(got, want, "{}", Ipv4Addr::from(ip));
+                });
             }
             for ip in [
                 0,
@@ -437,11 +439,7 @@ mod tests {
                 0x0a93_87ff,
                 0x0a93_8800,
             ] {
-                let want = nodes.iter().position(|n| n.pod_cidr.contains_u32(ip));
-                let got = t
-                    .lookup(ip)
-                    .map(|r| nodes.iter().position(|n| n.name == r.spec.name).unwrap());
-                assert_eq!(got, want, "{}", Ipv4Addr::from(ip));
+                check(ip);
             }
         }
     }
