@@ -21,6 +21,16 @@ pub trait PacketBuf {
     fn adj(&mut self, n: usize) -> bool;
     /// Removes `n` bytes from the end. Returns false (packet unchanged) if it is shorter.
     fn trim(&mut self, n: usize) -> bool;
+    /// Narrows the packet to its bytes `start..end` — `trim(len - end)` then `adj(start)`, in
+    /// one step (a decapsulation drops the outer headers and the inner packet's padding at
+    /// once). Returns false (packet unchanged) unless `start <= end <= len`.
+    fn keep(&mut self, start: usize, end: usize) -> bool {
+        let len = self.len();
+        if start > end || end > len {
+            return false;
+        }
+        self.trim(len - end) && self.adj(start)
+    }
     /// The packet length.
     fn len(&self) -> usize {
         self.data().len()
@@ -169,6 +179,22 @@ mod tests {
         assert_eq!(b.data(), &[2, 3]);
         assert!(b.prepend(DEFAULT_HEADROOM + 2).is_none());
         assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn keep_narrows_or_changes_nothing() {
+        let f: Vec<u8> = (0..10).collect();
+        let mut b = HeapBuf::from_frame(&f);
+        for (start, end) in [(4, 3), (0, 11), (11, 11)] {
+            assert!(!b.keep(start, end), "{start}..{end}");
+            assert_eq!(b.data(), &f[..], "unchanged after {start}..{end}");
+        }
+        assert!(b.keep(2, 9));
+        assert_eq!(b.data(), &f[2..9]);
+        assert_eq!(b.headroom(), DEFAULT_HEADROOM + 2);
+        assert!(b.keep(0, 7), "the whole packet");
+        assert!(b.keep(3, 3));
+        assert!(b.is_empty());
     }
 
     #[test]

@@ -10,13 +10,27 @@ use core::net::Ipv4Addr;
 use fastpath::counters::Disposition;
 use fastpath::fixtures::*;
 use fastpath::pipeline::Ingress;
-use fastpath::tables::services::{EndpointSpec, EndpointState};
+use fastpath::tables::services::{EndpointSpec, EndpointState, FrontendKey, Protocol, ServiceSpec};
 use fastpath::tables::NodeConfig;
 use fastpath::update::Update;
 use fastpath::wire::checksum;
 use fastpath::wire::frame::{self, Addrs};
 use fastpath::wire::tcp::flags as tf;
 use proptest::prelude::*;
+
+/// Two more Services, served from the host network: by node B (through the tunnel to its
+/// underlay address) and by node A itself (to the host path) — NATed flows whose backend is no
+/// pod.
+const HOSTNET_B: FrontendKey = FrontendKey {
+    ip: Ipv4Addr::new(10, 96, 0, 30),
+    port: 443,
+    protocol: Protocol::Tcp,
+};
+const HOSTNET_A: FrontendKey = FrontendKey {
+    ip: Ipv4Addr::new(10, 96, 0, 31),
+    port: 443,
+    protocol: Protocol::Tcp,
+};
 
 /// Node A twice, the second without fast lanes; DNS served by pod B (local), web by pod C
 /// (remote), so after `warm` pod A is two NATed flows' client and pod B a backend: frames of
@@ -32,6 +46,22 @@ fn pair() -> (Node, Node) {
                 state: EndpointState::Ready,
             }];
             n.w.apply(Update::AddService(s)).unwrap();
+        }
+        for (fe, node) in [
+            (HOSTNET_B, NodeConfig::example_node_b()),
+            (HOSTNET_A, NodeConfig::example_node_a()),
+        ] {
+            n.w.apply(Update::AddService(ServiceSpec {
+                name: format!("default/hostnet-{}:https", node.name),
+                frontend: fe,
+                node_port: None,
+                endpoints: vec![EndpointSpec {
+                    ip: node.underlay_ip,
+                    port: 6443,
+                    state: EndpointState::Ready,
+                }],
+            }))
+            .unwrap();
         }
         n.p.set_fast_lanes(fast);
         n
@@ -113,6 +143,31 @@ fn frames() -> Vec<(Ingress, Vec<u8>)> {
                 false,
             ),
         ),
+        // One byte over the tunnel's limit (IPv4 length 1451 with a 1,500-byte underlay): to a
+        // remote pod it is answered with ICMP frag-needed, to a local one delivered — both the
+        // general way.
+        (
+            Ingress::Pod(POD_A_PORT),
+            frame::udp_frame(&pod_a_to(POD_C_IP), 1000, 2000, &[7; 1451 - 28]),
+        ),
+        (
+            Ingress::Pod(POD_A_PORT),
+            frame::udp_frame(&pod_a_to(POD_B_IP), 1000, 2000, &[7; 1451 - 28]),
+        ),
+        // And at the limit: encapsulated by the lane.
+        (
+            Ingress::Pod(POD_A_PORT),
+            frame::udp_frame(&pod_a_to(POD_C_IP), 1000, 2000, &[7; 1450 - 28]),
+        ),
+        // Established flows (after `warm`) to the host-network Services.
+        (
+            Ingress::Pod(POD_A_PORT),
+            frame::tcp_frame(&pod_a_to(HOSTNET_B.ip), 43000, 443, 2, 1, tf::ACK, b"to B"),
+        ),
+        (
+            Ingress::Pod(POD_A_PORT),
+            frame::tcp_frame(&pod_a_to(HOSTNET_A.ip), 43001, 443, 2, 1, tf::ACK, b"to A"),
+        ),
     ]
 }
 
@@ -136,18 +191,45 @@ fn same(fast: &mut Node, slow: &mut Node, ing: Ingress, f: &[u8]) -> Result<(), 
     Ok(())
 }
 
+/// Starts pod A's TCP flows to the web Service (a remote backend) and to the host-network
+/// ones (the UDP one to DNS is `frames()[5]`).
+fn start_flows(fast: &mut Node, slow: &mut Node) -> Result<(), TestCaseError> {
+    for (vip, port, sport) in [
+        (WEB_VIP, 80, 42000),
+        (HOSTNET_B.ip, 443, 43000),
+        (HOSTNET_A.ip, 443, 43001),
+    ] {
+        let syn = frame::tcp_frame(&pod_a_to(vip), sport, port, 1, 0, tf::SYN, b"");
+        same(fast, slow, Ingress::Pod(POD_A_PORT), &syn)?;
+    }
+    Ok(())
+}
+
 #[test]
 fn valid_frames_take_the_lanes_and_match_the_general_path() {
     let (mut fast, mut slow) = pair();
-    let mut delivered = 0;
-    for (ing, f) in frames() {
-        let (df, bf) = fast.run(ing, &f);
-        let (ds, bs) = slow.run(ing, &f);
-        assert_eq!((df, &bf), (ds, &bs));
-        delivered += usize::from(matches!(df, Disposition::ToPod(_) | Disposition::ToUplink));
+    for warmed in [false, true] {
+        if warmed {
+            start_flows(&mut fast, &mut slow).unwrap();
+        }
+        let mut delivered = 0;
+        for (ing, f) in frames() {
+            let (df, bf) = fast.run(ing, &f);
+            let (ds, bs) = slow.run(ing, &f);
+            assert_eq!((df, &bf), (ds, &bs));
+            delivered += usize::from(matches!(df, Disposition::ToPod(_) | Disposition::ToUplink));
+        }
+        assert_eq!(fast.counters(), slow.counters());
+        assert!(delivered >= 10, "{delivered}");
     }
-    assert_eq!(fast.counters(), slow.counters());
-    assert!(delivered >= 8, "{delivered}");
+    // The established host-network flows: NATed by the lane, then to node B's underlay address
+    // through the tunnel, and to this node's own through the host path.
+    let hostnet = &frames()[14..];
+    assert_eq!(
+        fast.run(hostnet[0].0, &hostnet[0].1).0,
+        Disposition::ToUplink
+    );
+    assert_eq!(fast.run(hostnet[1].0, &hostnet[1].1).0, Disposition::ToHost);
 }
 
 proptest! {
@@ -156,7 +238,7 @@ proptest! {
     #[test]
     fn mutated_frames_get_the_same_answer_with_and_without_lanes(
         warm in any::<bool>(),
-        which in 0usize..11,
+        which in 0usize..16,
         flips in proptest::collection::vec(
             (
                 any::<bool>(),
@@ -172,11 +254,10 @@ proptest! {
         let (mut fast, mut slow) = pair();
         let frames = frames();
         if warm {
-            // Pod A becomes two NATed flows' client (one to a local, one to a remote backend).
+            // Pod A becomes NATed flows' client (local, remote and host-network backends).
             let (ing, q) = &frames[5];
             same(&mut fast, &mut slow, *ing, q)?;
-            let syn = frame::tcp_frame(&pod_a_to(WEB_VIP), 42000, 80, 1, 0, tf::SYN, b"");
-            same(&mut fast, &mut slow, Ingress::Pod(POD_A_PORT), &syn)?;
+            start_flows(&mut fast, &mut slow)?;
         }
         let (ing, mut f) = frames[which].clone();
         for (hot, pos, x) in flips {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_queue::ArrayQueue;
 use dpdk::{Burst, Mbuf, PktPool, Port, PortStats, TapPoller, TapPort};
 use fastpath::counters::{Counters, Disposition, DropReason};
-use fastpath::pipeline::{Ingress, Pipeline, Shard, BURST};
+use fastpath::pipeline::{Ingress, Pipeline, Sent, Shard, BURST};
 use fastpath::proto::CtFlow;
 use fastpath::rcu::Reader;
 use fastpath::tables::conntrack::Conntrack;
@@ -563,15 +563,15 @@ fn forward(
     let len = burst.len();
     // The worker's own array: written whole by the pipeline, never re-initialised per burst.
     let out = &mut io.out[..len];
-    if received {
-        pipeline.process(ingress, burst.as_mut_slice(), out, now_ms);
+    let sent = if received {
+        pipeline.process(ingress, burst.as_mut_slice(), out, now_ms)
     } else {
-        pipeline.process_handed(ingress, burst.as_mut_slice(), out, now_ms);
-    }
+        pipeline.process_handed(ingress, burst.as_mut_slice(), out, now_ms)
+    };
     let c = io.c;
     // The common case: the whole burst goes one way (a train of one flow, or one kind of
     // traffic). It is sent from where it was received, with no per-packet move.
-    if let Some(slot) = same_slot(out) {
+    if let Some(slot) = same_slot(sent, out) {
         if io.tx.get(slot).is_some_and(|b| b.is_empty()) {
             send(io.set, io.txq, c, io.stats, slot, burst);
             return;
@@ -624,17 +624,30 @@ fn forward(
     }
 }
 
-/// The transmit buffer every one of `out` goes to, if they all go to the same one.
+/// The transmit buffer every one of `out` goes to, if they all go to the same one: known from
+/// the pipeline's counts for the uplink and the host path, checked packet by packet for pods.
 #[inline]
-fn same_slot(out: &[Disposition]) -> Option<usize> {
+fn same_slot(sent: Sent, out: &[Disposition]) -> Option<usize> {
+    let n = out.len() as u64;
+    if n == 0 {
+        return None;
+    }
+    if sent.uplink == n {
+        return Some(TX_UPLINK);
+    }
+    if sent.host == n {
+        return Some(TX_HOST);
+    }
+    if sent.pod != n {
+        return None;
+    }
     let first = *out.first()?;
-    let slot = match first {
-        Disposition::ToUplink => TX_UPLINK,
-        Disposition::ToHost => TX_HOST,
-        Disposition::ToPod(p) => TX_POD0 + usize::from(p),
-        Disposition::Drop(_) | Disposition::Handoff { .. } => return None,
+    let Disposition::ToPod(p) = first else {
+        return None;
     };
-    out.iter().all(|d| *d == first).then_some(slot)
+    out.iter()
+        .all(|d| *d == first)
+        .then_some(TX_POD0 + usize::from(p))
 }
 
 /// Sends `pkts` to the port of transmit slot `slot` on this worker's queue; what a full queue

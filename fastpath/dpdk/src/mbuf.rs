@@ -41,6 +41,12 @@ impl Mbuf {
         self.hdr().nb_segs == 1
     }
 
+    /// The mbuf's packet length (`pkt_len`: of all segments; of the one, for the packets the
+    /// pipeline handles, where it equals the data length).
+    pub fn pkt_len(&self) -> u32 {
+        self.hdr().pkt_len
+    }
+
     /// Room after the data.
     pub fn tailroom(&self) -> usize {
         // SAFETY: self owns a valid mbuf.
@@ -184,6 +190,22 @@ impl PacketBuf for Mbuf {
         h.data_off += n16;
         h.data_len -= n16;
         h.pkt_len -= u32::from(n16);
+        true
+    }
+
+    #[inline(always)]
+    fn keep(&mut self, start: usize, end: usize) -> bool {
+        let h = self.hdr_mut();
+        let (Ok(s16), Ok(e16)) = (u16::try_from(start), u16::try_from(end)) else {
+            return false;
+        };
+        if s16 > e16 || e16 > h.data_len {
+            return false;
+        }
+        let cut = h.data_len - (e16 - s16);
+        h.data_off += s16;
+        h.data_len = e16 - s16;
+        h.pkt_len -= u32::from(cut);
         true
     }
 

@@ -2,7 +2,8 @@
 //! through a pointer array). On `net_ring0`, whose transmit ring feeds its receive ring: bursts
 //! are sent until the ring is full; the burst the ring takes only part of keeps exactly the
 //! unsent packets, in order, at its front; receiving appends after what a burst already holds;
-//! every frame comes back once, in order, byte for byte; every mbuf is back in the pool.
+//! every frame comes back once, in order, byte for byte; every mbuf is back in the pool. And
+//! `Mbuf`'s one-step narrowing (`PacketBuf::keep`) on a real mbuf.
 //!
 //! The EAL runs without hugepages and can be initialised once per process: one test.
 
@@ -116,6 +117,22 @@ fn bursts_go_to_and_come_from_the_driver_in_place() {
         (sent_total as u32..next).collect::<Vec<_>>()
     );
     drop(b);
+
+    // `keep` narrows an mbuf to a range of its bytes, data and packet lengths together (the
+    // decap lane's one-step strip), or changes nothing.
+    let f = frame(7);
+    let mut m = pool.alloc_frame(&f).expect("mbuf");
+    let headroom = m.headroom();
+    for (start, end) in [(20, 19), (0, 61)] {
+        assert!(!m.keep(start, end), "{start}..{end}");
+        assert_eq!(m.data(), &f[..]);
+        assert_eq!(m.pkt_len(), 60);
+    }
+    assert!(m.keep(14, 18));
+    assert_eq!(m.data(), &7u32.to_be_bytes());
+    assert_eq!(m.pkt_len(), 4);
+    assert_eq!(m.headroom(), headroom + 14);
+    drop(m);
 
     assert_eq!(pool.in_use(), 0, "every mbuf back in the pool");
     port.close().expect("close");

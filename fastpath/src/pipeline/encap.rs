@@ -25,8 +25,7 @@ pub(crate) fn encap<B: PacketBuf>(
     if ip.ttl <= 1 {
         return Disposition::Drop(DropReason::TtlExpired);
     }
-    let inner_ip_len = ip.end - ip.l3;
-    if inner_ip_len + vxlan::ENCAP_OVERHEAD > cx.t.node.underlay_mtu as usize {
+    if !fits(cx, ip.end - ip.l3) {
         // The pod MTU is the underlay's minus 50; a bigger packet would be fragmented or lost
         // on the underlay. Tell the sender (RFC 1191) instead of letting it vanish.
         return if ip.df {
@@ -35,7 +34,24 @@ pub(crate) fn encap<B: PacketBuf>(
             Disposition::Drop(DropReason::TooBig)
         };
     }
-    let sport = vxlan::source_port(ip.flow_hash());
+    push(cx, pkt, r, vxlan::source_port(ip.flow_hash()))
+}
+
+/// True if an inner IPv4 packet of `ip_len` bytes fits the underlay MTU once encapsulated.
+#[inline(always)]
+pub(crate) fn fits(cx: &Ctx<'_>, ip_len: usize) -> bool {
+    ip_len + vxlan::ENCAP_OVERHEAD <= usize::from(cx.t.node.underlay_mtu)
+}
+
+/// The encapsulation itself, of a frame [`encap`]'s checks passed (TTL above 1, [`fits`]):
+/// inner TTL − 1, outer headers from `r`'s template with UDP source port `sport`.
+#[inline(always)]
+pub(crate) fn push<B: PacketBuf>(
+    cx: &mut Ctx<'_>,
+    pkt: &mut B,
+    r: &NodeRoute,
+    sport: u16,
+) -> Disposition {
     let Some(d) = pkt.prepend(vxlan::ENCAP_OVERHEAD) else {
         return Disposition::Drop(DropReason::NoHeadroom);
     };

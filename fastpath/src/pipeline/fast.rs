@@ -10,23 +10,30 @@
 //! Service lookup that missed may have dropped an expired or purged entry (counted once), after
 //! which the general path's lookup misses too and starts the flow. Everything unusual goes the
 //! general way: VLAN tags, IP options, fragments, ARP, new Service flows, NAT replies, bad
-//! checksums, drops of every kind.
+//! checksums, a TTL of 1, packets too big for the tunnel, drops of every kind.
+//!
+//! Written for the registers: a lane parses no more than it decides on, reads the rest (the
+//! ports, the tuple the VXLAN source port hashes) from the frame where it uses it, and counts
+//! the disposition where it is made (`tx`), so a constant one costs an increment — each value
+//! kept across the table lookups was a spill and a reload (callgrind, docs/PERFORMANCE.md).
 
 use crate::buf::PacketBuf;
 use crate::counters::{Disposition, Event};
 use crate::pipeline::{
-    encap, is_multicast_or_broadcast, nat, route, trim_padding, Ctx, Ip4, MAX_FRAME_LEN,
+    count, encap, is_multicast_or_broadcast, nat, route, trim_padding, Ctx, Ip4, MAX_FRAME_LEN,
 };
+use crate::tables::conntrack::FlowKey;
 use crate::tables::pods::PortOwner;
 use crate::wire::{checksum, ipproto, vxlan};
 
 /// The IPv4 header at offset `l3` of `d`, if it is the plain kind: version 4 without options,
-/// not a fragment, a consistent total length, a correct header checksum. Ports are read for
-/// TCP/UDP whose header fits, as `parse_ipv4` does. It repeats `parse_ipv4`'s decoding on
-/// purpose: sharing one decoder (tried) cost encap and decap ~20 instructions a packet
-/// (callgrind), the fragment and option cases this lane never takes.
+/// not a fragment, a consistent total length, a correct header checksum. Without the ports
+/// (`None`, no TCP flags): the lanes read them where they need them ([`read_ports`],
+/// [`has_ports`], the flow hash). It repeats `parse_ipv4`'s decoding on purpose: sharing one
+/// decoder (tried) cost encap and decap ~20 instructions a packet (callgrind), the fragment
+/// and option cases the lanes never take.
 #[inline(always)]
-fn plain_ipv4(d: &[u8], l3: usize) -> Option<Ip4> {
+fn plain_header(d: &[u8], l3: usize) -> Option<Ip4> {
     let h: &[u8; 20] = d.get(l3..l3 + 20)?.try_into().ok()?;
     if h[0] != 0x45 {
         return None;
@@ -40,44 +47,57 @@ fn plain_ipv4(d: &[u8], l3: usize) -> Option<Ip4> {
     if !checksum::ipv4_header_ok(h) {
         return None;
     }
-    let l4 = l3 + 20;
-    let proto = h[9];
-    let (ports, tcp_flags) = match proto {
-        ipproto::TCP if total >= 40 => {
-            let t: &[u8; 14] = d.get(l4..l4 + 14)?.try_into().ok()?;
-            (
-                Some((
-                    u16::from_be_bytes([t[0], t[1]]),
-                    u16::from_be_bytes([t[2], t[3]]),
-                )),
-                t[13],
-            )
-        }
-        ipproto::UDP if total >= 28 => {
-            let u: &[u8; 4] = d.get(l4..l4 + 4)?.try_into().ok()?;
-            (
-                Some((
-                    u16::from_be_bytes([u[0], u[1]]),
-                    u16::from_be_bytes([u[2], u[3]]),
-                )),
-                0,
-            )
-        }
-        _ => (None, 0),
-    };
     Some(Ip4 {
         l3,
-        l4,
+        l4: l3 + 20,
         end,
         src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
         dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
-        proto,
+        proto: h[9],
         ttl: h[8],
         df: fo & 0x4000 != 0,
         frag: false,
-        ports,
-        tcp_flags,
+        ports: None,
+        tcp_flags: 0,
     })
+}
+
+/// The ports (and TCP flags) of a [`plain_header`], for TCP/UDP whose header is whole, as
+/// `parse_ipv4` reads them. `None` only if `d` is shorter than `ip` says (never, as
+/// `plain_header` checked it).
+#[inline(always)]
+fn read_ports(d: &[u8], ip: &mut Ip4) -> Option<()> {
+    let total = ip.end - ip.l3;
+    match ip.proto {
+        ipproto::TCP if total >= 40 => {
+            let t: &[u8; 14] = d.get(ip.l4..ip.l4 + 14)?.try_into().ok()?;
+            ip.ports = Some((
+                u16::from_be_bytes([t[0], t[1]]),
+                u16::from_be_bytes([t[2], t[3]]),
+            ));
+            ip.tcp_flags = t[13];
+        }
+        ipproto::UDP if total >= 28 => {
+            let u: &[u8; 4] = d.get(ip.l4..ip.l4 + 4)?.try_into().ok()?;
+            ip.ports = Some((
+                u16::from_be_bytes([u[0], u[1]]),
+                u16::from_be_bytes([u[2], u[3]]),
+            ));
+        }
+        _ => {}
+    }
+    Some(())
+}
+
+/// True if a TCP/UDP packet of IPv4 length `total` (no options) has its whole L4 header, i.e.
+/// [`read_ports`] would find ports.
+#[inline(always)]
+fn has_ports(proto: u8, total: usize) -> bool {
+    match proto {
+        ipproto::TCP => total >= 40,
+        ipproto::UDP => total >= 28,
+        _ => false,
+    }
 }
 
 /// What the pod lane checks a port's frames against, prepared once per burst from the port's
@@ -104,107 +124,171 @@ impl PodLane {
 /// A frame from the port's pod (`lane`) to a local pod or through the tunnel, or of an
 /// established Service flow, not touching a flow the pod is the backend of. `backend`: whether
 /// the pod is some NATed flow's backend (`Conntrack::pod_is_backend` of the port's pod, read
-/// once per burst by the caller, and again after each packet the general path took).
+/// once per burst by the caller, and again after each packet the general path took). A
+/// disposition it returns is counted in `tx` already (`pipeline::count`).
 #[inline(always)]
 pub(crate) fn pod<B: PacketBuf>(
     cx: &mut Ctx<'_>,
     lane: &PodLane,
     backend: bool,
     pkt: &mut B,
+    tx: &mut [u64; 4],
 ) -> Option<Disposition> {
     let d = pkt.data();
     if d.len() > MAX_FRAME_LEN {
         return None;
     }
-    let eth: &[u8; 14] = d.first_chunk()?;
+    // Ethernet, the IPv4 header, and the first four bytes after it (where the ports are, when
+    // there are ports): a frame shorter than that (38 bytes, below Ethernet's minimum) goes
+    // the general way.
+    let f: &[u8; 38] = d.first_chunk()?;
+    let (eth, _) = f.split_first_chunk::<14>()?;
     let (_, l2) = eth.split_last_chunk::<8>()?;
     if u64::from_ne_bytes(*l2) != lane.l2 {
         return None;
     }
-    let mut ip = plain_ipv4(d, 14)?;
+    let mut ip = plain_header(d, 14)?;
     let t = cx.t;
-    if ip.src != lane.ip || is_multicast_or_broadcast(ip.dst) {
+    // What the general path checks first — a TTL of 1, a packet too big for the tunnel — sends
+    // the frame that way (which drops it, or answers with ICMP).
+    if ip.src != lane.ip
+        || is_multicast_or_broadcast(ip.dst)
+        || ip.ttl <= 1
+        || !encap::fits(cx, ip.end - ip.l3)
+    {
         return None;
     }
     if t.node.service_cidr.contains_u32(ip.dst) {
         // An established Service flow: NATed as its conntrack entry says, then routed. A miss
         // — a new flow, or an entry this very lookup found expired or purged (counted once,
         // here) — goes to the general path, which looks up again and starts the flow.
+        read_ports(d, &mut ip)?;
         ip.ports?;
         trim_padding(pkt, &ip);
         nat::apply(cx, pkt, &mut ip)?;
-        return Some(route::route(cx, pkt, &ip));
+        // Routed as `route::route` would, its TTL and size checks made above; the rarer
+        // destinations (the host, a node's own address, the gateway, none) go through it
+        // with the rewritten header read again, so nothing parsed lives across the lookups.
+        let d = if let Some(pod) = t.pods.lookup(ip.dst) {
+            route::to_pod(cx, pkt, *pod)
+        } else if let Some(r) = t.routes.lookup(ip.dst) {
+            encap::push(cx, pkt, r, vxlan::source_port(ip.flow_hash()))
+        } else {
+            let d = pkt.data();
+            match plain_header(d, 14).and_then(|mut ip| read_ports(d, &mut ip).map(|()| ip)) {
+                Some(ip) => route::route(cx, pkt, &ip),
+                // Cannot happen: the header was valid, and NAT keeps it so.
+                None => Disposition::Drop(crate::counters::DropReason::Ipv4Malformed),
+            }
+        };
+        return Some(count(cx.c, tx, d));
     }
-    if ip.ports.is_some() && backend {
+    // Routed as it is, unless it may belong to a flow the pod is the backend of (reverse NAT,
+    // the general way). The ports are not parsed: the flow hash reads them from the frame.
+    let ports = has_ports(ip.proto, ip.end - ip.l3);
+    if ports && backend {
         return None;
     }
     if let Some(pod) = t.pods.lookup(ip.dst) {
         trim_padding(pkt, &ip);
-        return Some(route::deliver_local(cx, pkt, &ip, *pod));
+        return Some(count(cx.c, tx, route::to_pod(cx, pkt, *pod)));
     }
-    if let Some(r) = t.routes.lookup(ip.dst) {
-        trim_padding(pkt, &ip);
-        return Some(encap::encap(cx, pkt, &ip, r));
+    let r = t.routes.lookup(ip.dst)?;
+    let (head, l4) = f.split_last_chunk::<4>()?;
+    let (_, addrs) = head.split_last_chunk::<8>()?;
+    let l4 = if ports { u32::from_be_bytes(*l4) } else { 0 };
+    let sport = vxlan::source_port(FlowKey::wide_hash_wire(*addrs, l4, ip.proto));
+    trim_padding(pkt, &ip);
+    Some(count(cx.c, tx, encap::push(cx, pkt, r, sport)))
+}
+
+/// What the uplink lane checks VXLAN frames against, prepared once per burst from the node:
+/// three fixed-offset words, each compared under a mask.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UplinkLane {
+    /// The node's underlay IP, host order.
+    underlay_ip: u32,
+    /// VXLAN header bytes 0..8 under [`VXLAN_MASK`]: the I flag and the node's VNI.
+    vxlan: u64,
+    /// The inner Ethernet destination — the node's VTEP MAC — as bytes 0..6 of a word whose
+    /// last two bytes are masked off.
+    vtep_mac: u64,
+}
+
+/// UDP header bytes 0..8: destination port and checksum, not the source port or length.
+const UDP_MASK: u64 = u64::from_ne_bytes([0, 0, 0xff, 0xff, 0, 0, 0xff, 0xff]);
+/// ... to port 4789 with a zero checksum.
+const UDP_VXLAN: u64 = u64::from_ne_bytes([0, 0, 0x12, 0xb5, 0, 0, 0, 0]);
+/// VXLAN header bytes 0..8: the I flag (the other flag bits and reserved fields are ignored on
+/// receipt, RFC 7348 §5) and the VNI.
+const VXLAN_MASK: u64 = u64::from_ne_bytes([0x08, 0, 0, 0, 0xff, 0xff, 0xff, 0]);
+/// The first six bytes of a word.
+const MAC_MASK: u64 = u64::from_ne_bytes([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0]);
+
+impl UplinkLane {
+    pub fn new(node: &crate::tables::NodeConfig) -> UplinkLane {
+        let v = node.vni.to_be_bytes();
+        let m = node.vtep_mac.0;
+        UplinkLane {
+            underlay_ip: node.underlay_ip.to_bits(),
+            vxlan: u64::from_ne_bytes([0x08, 0, 0, 0, v[1], v[2], v[3], 0]),
+            vtep_mac: u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]),
+        }
     }
-    None
 }
 
 /// A VXLAN frame from a known node to a local pod that is no NATed flow's client: checked as
 /// `decap.rs` checks it (outer UDP checksum zero, I flag, VNI, source VTEP, inner MAC and
-/// EtherType), decapsulated and delivered.
+/// EtherType), decapsulated and delivered. A disposition it returns is counted in `tx`
+/// already.
 #[inline(always)]
-pub(crate) fn uplink<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Option<Disposition> {
-    const INNER: usize = 14 + 20 + 8 + 8;
+pub(crate) fn uplink<B: PacketBuf>(
+    cx: &mut Ctx<'_>,
+    lane: &UplinkLane,
+    pkt: &mut B,
+    tx: &mut [u64; 4],
+) -> Option<Disposition> {
+    const UDP: usize = 14 + 20;
+    const INNER: usize = UDP + 8 + 8;
     let d = pkt.data();
     if d.len() > MAX_FRAME_LEN {
         return None;
     }
-    let h: &[u8; INNER + 14] = d.get(..INNER + 14)?.try_into().ok()?;
-    let node = &cx.t.node;
+    let h: &[u8; INNER + 14] = d.first_chunk()?;
     if h[12..14] != [0x08, 0x00] {
         return None;
     }
-    let outer = plain_ipv4(d, 14)?;
-    // UDP to port 4789 with a zero checksum (what Linux and podlane send over IPv4), a
-    // length that covers the VXLAN header and an inner Ethernet header.
-    let udp_len = usize::from(u16::from_be_bytes([h[38], h[39]]));
+    let outer = plain_header(d, 14)?;
+    // UDP to port 4789 with a zero checksum (what Linux and podlane send over IPv4), a length
+    // that covers the VXLAN header and an inner Ethernet header; the I flag and our VNI.
+    let (_, rest) = h.split_first_chunk::<UDP>()?;
+    let (udp, rest) = rest.split_first_chunk::<8>()?;
+    let (vxlan, inner_eth) = rest.split_first_chunk::<8>()?;
+    let (inner_dst, _) = inner_eth.split_first_chunk::<8>()?;
+    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
     if outer.proto != ipproto::UDP
-        || outer.dst != node.underlay_ip.to_bits()
-        || outer.ports.map(|p| p.1) != Some(vxlan::UDP_PORT)
-        || h[40..42] != [0, 0]
+        || outer.dst != lane.underlay_ip
+        || u64::from_ne_bytes(*udp) & UDP_MASK != UDP_VXLAN
         || udp_len < 8 + 8 + 14
         || outer.l4 + udp_len > outer.end
+        || u64::from_ne_bytes(*vxlan) & VXLAN_MASK != lane.vxlan
+        || u64::from_ne_bytes(*inner_dst) & MAC_MASK != lane.vtep_mac
+        || h[INNER + 12..INNER + 14] != [8, 0]
     {
         return None;
     }
-    // VXLAN: the I flag (reserved bits ignored on receipt), our VNI.
-    let vni = u32::from_be_bytes([0, h[46], h[47], h[48]]);
-    if h[42] & 0x08 == 0 || vni != node.vni {
-        return None;
-    }
-    if h[INNER..INNER + 6] != *node.vtep_mac.as_bytes() || h[INNER + 12..INNER + 14] != [8, 0] {
-        return None;
-    }
     let inner_end = outer.l4 + udp_len;
-    let inner = plain_ipv4(&d[..inner_end], INNER + 14)?;
-    if inner.ports.is_some() && cx.ct.pod_is_client(inner.dst) {
+    let inner = plain_header(&d[..inner_end], INNER + 14)?;
+    if has_ports(inner.proto, inner.end - inner.l3) && cx.ct.pod_is_client(inner.dst) {
         return None;
     }
     let pod = *cx.t.pods.lookup(inner.dst)?;
-    if !cx.cache.known_vtep(cx.t, outer.src) {
+    if inner.ttl <= 1 || !cx.cache.known_vtep(cx.t, outer.src) {
         return None;
     }
-    // Committed: strip the outer headers, and any padding after the inner packet (what
-    // `decap.rs` and then `trim_padding` do, in one trim), deliver.
-    let len = d.len();
-    pkt.trim(len - inner.end);
-    pkt.adj(INNER);
+    // Committed: strip the outer headers and any padding after the inner packet (what
+    // `decap.rs` and then `trim_padding` do, in one step), deliver.
+    pkt.keep(INNER, inner.end);
     cx.c.inc(Event::Decap);
-    let ip = Ip4 {
-        l3: 14,
-        l4: 34,
-        end: inner.end - INNER,
-        ..inner
-    };
-    Some(route::deliver_local(cx, pkt, &ip, pod))
+    Some(count(cx.c, tx, route::to_pod(cx, pkt, pod)))
 }

@@ -63,6 +63,20 @@ pub enum Ingress {
     Tunnel,
 }
 
+/// How many packets of a burst the pipeline sent each way (drops are counted by reason in the
+/// counters). The I/O layer sends a burst that all went one way from where it was received.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// To pod ports (any).
+    pub pod: u64,
+    /// To the uplink.
+    pub uplink: u64,
+    /// To the host path.
+    pub host: u64,
+    /// Handed to other workers.
+    pub handoff: u64,
+}
+
 /// One worker's pipeline: its table reader, its conntrack, its counters.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -157,16 +171,16 @@ impl Ip4 {
         }
     }
 
-    /// Hash of the inner flow for the VXLAN source port: fragments hash without ports so a
-    /// datagram's fragments stay on one underlay path.
+    /// Hash of the inner flow for the VXLAN source port (`FlowKey::wide_hash`): fragments
+    /// hash without ports so a datagram's fragments stay on one underlay path.
     #[inline(always)]
-    pub fn flow_hash(&self) -> u32 {
+    pub fn flow_hash(&self) -> u64 {
         let mut k = self.key();
         if self.frag {
             k.sport = 0;
             k.dport = 0;
         }
-        k.hash()
+        k.wide_hash()
     }
 }
 
@@ -338,15 +352,15 @@ impl Pipeline {
     /// Processes one burst from `ingress`: `out[i]` gets the disposition of `pkts[i]`. Packets
     /// are rewritten in place (encapsulated, decapsulated, NATed, answered). `now_ms` is the
     /// worker's clock for conntrack timeouts. At most `min(pkts.len(), out.len())` packets are
-    /// processed.
+    /// processed. Returns how many went each way.
     pub fn process<B: PacketBuf>(
         &mut self,
         ingress: Ingress,
         pkts: &mut [B],
         out: &mut [Disposition],
         now_ms: u64,
-    ) {
-        self.run(ingress, pkts, out, now_ms, true);
+    ) -> Sent {
+        self.run(ingress, pkts, out, now_ms, true)
     }
 
     /// Processes packets another worker handed over (`Disposition::Handoff`) as if received on
@@ -357,8 +371,8 @@ impl Pipeline {
         pkts: &mut [B],
         out: &mut [Disposition],
         now_ms: u64,
-    ) {
-        self.run(ingress, pkts, out, now_ms, false);
+    ) -> Sent {
+        self.run(ingress, pkts, out, now_ms, false)
     }
 
     #[inline(always)]
@@ -369,7 +383,7 @@ impl Pipeline {
         out: &mut [Disposition],
         now_ms: u64,
         received: bool,
-    ) {
+    ) -> Sent {
         let n = pkts.len().min(out.len());
         let Pipeline {
             tables,
@@ -422,15 +436,14 @@ impl Pipeline {
                 match lane {
                     Some(lane) => {
                         for (pkt, o) in burst {
-                            let d = match fast::pod(&mut cx, &lane, backend, pkt) {
+                            *o = match fast::pod(&mut cx, &lane, backend, pkt, &mut tx) {
                                 Some(d) => d,
                                 None => {
                                     let d = pod::process(&mut cx, port, pkt);
                                     backend = backend_of(&cx);
-                                    d
+                                    count(c, &mut tx, d)
                                 }
                             };
-                            *o = count(c, &mut tx, d);
                         }
                     }
                     None => {
@@ -441,12 +454,17 @@ impl Pipeline {
                 }
             }
             Ingress::Uplink => {
+                let lane = fast::UplinkLane::new(&t.node);
                 for (pkt, o) in burst {
-                    let d = match cx.fast.then(|| fast::uplink(&mut cx, pkt)).flatten() {
-                        Some(d) => d,
-                        None => uplink::process(&mut cx, pkt),
+                    let lane = if cx.fast {
+                        fast::uplink(&mut cx, &lane, pkt, &mut tx)
+                    } else {
+                        None
                     };
-                    *o = count(c, &mut tx, d);
+                    *o = match lane {
+                        Some(d) => d,
+                        None => count(c, &mut tx, uplink::process(&mut cx, pkt)),
+                    };
                 }
             }
             Ingress::Host => {
@@ -465,11 +483,19 @@ impl Pipeline {
         c.add(Event::TxUplink, tx[1]);
         c.add(Event::TxHost, tx[2]);
         c.add(Event::HandoffTx, tx[3]);
+        Sent {
+            pod: tx[0],
+            uplink: tx[1],
+            host: tx[2],
+            handoff: tx[3],
+        }
     }
 }
 
+/// Counts a packet's disposition: a send in `tx` (pod, uplink, host, handoff), a drop under its
+/// reason.
 #[inline(always)]
-fn count(c: &Counters, tx: &mut [u64; 4], d: Disposition) -> Disposition {
+pub(crate) fn count(c: &Counters, tx: &mut [u64; 4], d: Disposition) -> Disposition {
     match d {
         Disposition::ToPod(_) => tx[0] += 1,
         Disposition::ToUplink => tx[1] += 1,

@@ -57,7 +57,14 @@ pub(crate) fn deliver_local<B: PacketBuf>(
     if ip.ttl <= 1 {
         return Disposition::Drop(DropReason::TtlExpired);
     }
-    let Some(h) = headers(pkt, ip) else {
+    debug_assert_eq!(ip.l3, 14);
+    to_pod(cx, pkt, pod)
+}
+
+/// The delivery itself, of a frame whose TTL [`deliver_local`] checked.
+#[inline(always)]
+pub(crate) fn to_pod<B: PacketBuf>(cx: &Ctx<'_>, pkt: &mut B, pod: PodSlot) -> Disposition {
+    let Some(h) = headers(pkt) else {
         return Disposition::Drop(DropReason::Ipv4Malformed);
     };
     h[0..6].copy_from_slice(pod.mac.as_bytes());
@@ -70,8 +77,7 @@ pub(crate) fn deliver_local<B: PacketBuf>(
 /// need no bounds checks). Every caller routes untagged frames, IPv4 at 14, parsed: `None`
 /// cannot happen, and is dropped as malformed should it ever.
 #[inline(always)]
-fn headers<'a, B: PacketBuf>(pkt: &'a mut B, ip: &Ip4) -> Option<&'a mut [u8; 34]> {
-    debug_assert_eq!(ip.l3, 14);
+fn headers<B: PacketBuf>(pkt: &mut B) -> Option<&mut [u8; 34]> {
     pkt.data_mut().first_chunk_mut::<34>()
 }
 
@@ -97,7 +103,8 @@ pub(crate) fn to_external<B: PacketBuf>(
     if ip.ttl <= 1 {
         return Disposition::Drop(DropReason::TtlExpired);
     }
-    let Some(h) = headers(pkt, ip) else {
+    debug_assert_eq!(ip.l3, 14);
+    let Some(h) = headers(pkt) else {
         return Disposition::Drop(DropReason::Ipv4Malformed);
     };
     h[0..6].copy_from_slice(&mac);

@@ -74,6 +74,27 @@ impl FlowKey {
         hash_packed(&self.pack())
     }
 
+    /// A 64-bit hash of the tuple whose top bits are well mixed: the VXLAN source port is its
+    /// top 14 bits ([`vxlan::source_port`](crate::wire::vxlan::source_port)). The same mix
+    /// as [`FlowKey::hash`], without the fold to 32 bits.
+    #[inline(always)]
+    pub fn wide_hash(&self) -> u64 {
+        mix(&self.pack())
+    }
+
+    /// [`FlowKey::wide_hash`] of an IPv4 packet's tuple read from its bytes: `addrs` the
+    /// header's bytes 12..20 (source, destination), `ports` the TCP/UDP header's first four
+    /// bytes as a big-endian word, zero for a packet without ports (as the pipeline's tuple
+    /// has them). For the fast lanes, which read the tuple where it is instead of keeping it
+    /// in registers.
+    #[inline(always)]
+    pub fn wide_hash_wire(addrs: [u8; 8], ports: u32, proto: u8) -> u64 {
+        mix(&[
+            u64::from_be_bytes(addrs),
+            (u64::from(ports) << 16) | u64::from(proto),
+        ])
+    }
+
     /// The checksum deltas (RFC 1624 eqn. 3, `Σ(~m + m')`, unfolded) of rewriting a packet
     /// carrying this tuple to `to`: for the IPv4 header (the addresses) and for TCP/UDP (the
     /// addresses through the pseudo header, and the ports). See [`checksum::apply_delta`].
@@ -103,8 +124,14 @@ fn pod32(slot: u16) -> u32 {
 
 #[inline(always)]
 fn hash_packed(p: &[u64; 2]) -> u32 {
-    let h = (p[0].wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ p[1]).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    let h = mix(p);
     ((h >> 32) ^ (h >> 7)) as u32
+}
+
+/// The 64-bit multiply-xorshift mix of a packed tuple; its top bits are the best mixed.
+#[inline(always)]
+fn mix(p: &[u64; 2]) -> u64 {
+    (p[0].wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ p[1]).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
 }
 
 /// Which tuple of an entry a packet matched.
@@ -826,6 +853,26 @@ mod tests {
 
     fn ct(cap: u32) -> Conntrack {
         Conntrack::new(cap, Timeouts::default(), 0x0af4_0100, 256)
+    }
+
+    proptest::proptest! {
+        /// The hash of a tuple read from packet bytes is the tuple's hash, with and without
+        /// ports.
+        #[test]
+        fn wide_hash_wire_is_the_tuples_wide_hash(
+            src: u32, dst: u32, sport: u16, dport: u16, proto: u8, ports: bool
+        ) {
+            let (sport, dport) = if ports { (sport, dport) } else { (0, 0) };
+            let key = FlowKey { src, dst, sport, dport, proto };
+            let mut addrs = [0u8; 8];
+            addrs[..4].copy_from_slice(&src.to_be_bytes());
+            addrs[4..].copy_from_slice(&dst.to_be_bytes());
+            let mut l4 = [0u8; 4];
+            l4[..2].copy_from_slice(&sport.to_be_bytes());
+            l4[2..].copy_from_slice(&dport.to_be_bytes());
+            let wire = u32::from_be_bytes(l4);
+            proptest::prop_assert_eq!(FlowKey::wide_hash_wire(addrs, wire, proto), key.wide_hash());
+        }
     }
 
     #[test]
