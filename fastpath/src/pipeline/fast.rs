@@ -22,7 +22,7 @@ use crate::counters::{Disposition, Event};
 use crate::pipeline::{
     count, encap, is_multicast_or_broadcast, nat, route, trim_padding, Ctx, Ip4, MAX_FRAME_LEN,
 };
-use crate::tables::conntrack::FlowKey;
+use crate::tables::conntrack::PackedKey;
 use crate::tables::pods::PortOwner;
 use crate::wire::{checksum, ipproto, vxlan};
 
@@ -158,21 +158,28 @@ pub(crate) fn pod<B: PacketBuf>(
     {
         return None;
     }
+    let ports = has_ports(ip.proto, ip.end - ip.l3);
     if t.node.service_cidr.contains_u32(ip.dst) {
         // An established Service flow: NATed as its conntrack entry says, then routed. A miss
         // — a new flow, or an entry this very lookup found expired or purged (counted once,
         // here) — goes to the general path, which looks up again and starts the flow.
-        read_ports(d, &mut ip)?;
-        ip.ports?;
+        if !ports {
+            return None;
+        }
+        let tcp_flags = match ip.proto {
+            ipproto::TCP => *d.get(14 + 20 + 13)?,
+            _ => 0,
+        };
+        let key = wire_key(f, true, ip.proto);
         trim_padding(pkt, &ip);
-        nat::apply(cx, pkt, &mut ip)?;
+        let to = nat::apply_key(cx, pkt, &mut ip, key, true, tcp_flags)?.to;
         // Routed as `route::route` would, its TTL and size checks made above; the rarer
         // destinations (the host, a node's own address, the gateway, none) go through it
         // with the rewritten header read again, so nothing parsed lives across the lookups.
-        let d = if let Some(pod) = t.pods.lookup(ip.dst) {
+        let d = if let Some(pod) = t.pods.lookup(to.dst()) {
             route::to_pod(cx, pkt, *pod)
-        } else if let Some(r) = t.routes.lookup(ip.dst) {
-            encap::push(cx, pkt, r, vxlan::source_port(ip.flow_hash()))
+        } else if let Some(r) = t.routes.lookup(to.dst()) {
+            encap::push(cx, pkt, r, vxlan::source_port(to.wide_hash()))
         } else {
             let d = pkt.data();
             match plain_header(d, 14).and_then(|mut ip| read_ports(d, &mut ip).map(|()| ip)) {
@@ -184,8 +191,7 @@ pub(crate) fn pod<B: PacketBuf>(
         return Some(count(cx.c, tx, d));
     }
     // Routed as it is, unless it may belong to a flow the pod is the backend of (reverse NAT,
-    // the general way). The ports are not parsed: the flow hash reads them from the frame.
-    let ports = has_ports(ip.proto, ip.end - ip.l3);
+    // the general way).
     if ports && backend {
         return None;
     }
@@ -194,12 +200,23 @@ pub(crate) fn pod<B: PacketBuf>(
         return Some(count(cx.c, tx, route::to_pod(cx, pkt, *pod)));
     }
     let r = t.routes.lookup(ip.dst)?;
-    let (head, l4) = f.split_last_chunk::<4>()?;
-    let (_, addrs) = head.split_last_chunk::<8>()?;
-    let l4 = if ports { u32::from_be_bytes(*l4) } else { 0 };
-    let sport = vxlan::source_port(FlowKey::wide_hash_wire(*addrs, l4, ip.proto));
+    let sport = vxlan::source_port(wire_key(f, ports, ip.proto).wide_hash());
     trim_padding(pkt, &ip);
     Some(count(cx.c, tx, encap::push(cx, pkt, r, sport)))
+}
+
+/// The tuple of a frame whose IPv4 header (no options) [`plain_header`] accepted, read from
+/// the first 38 bytes `f`: the addresses, and the TCP/UDP ports if the header is whole
+/// (`ports`, [`has_ports`]), else zero, as the general path has them.
+#[inline(always)]
+fn wire_key(f: &[u8; 38], ports: bool, proto: u8) -> PackedKey {
+    let [.., s0, s1, s2, s3, d0, d1, d2, d3, p0, p1, p2, p3] = *f;
+    let l4 = if ports {
+        u32::from_be_bytes([p0, p1, p2, p3])
+    } else {
+        0
+    };
+    PackedKey::from_wire([s0, s1, s2, s3, d0, d1, d2, d3], l4, proto)
 }
 
 /// What the uplink lane checks VXLAN frames against, prepared once per burst from the node:

@@ -6,7 +6,7 @@ use crate::buf::PacketBuf;
 use crate::counters::{DropReason, Event};
 use crate::pipeline::rewrite;
 use crate::pipeline::{Ctx, Ip4};
-use crate::tables::conntrack::{flags, Dir, FlowKey, InsertError, NewFlow};
+use crate::tables::conntrack::{flags, Dir, FlowKey, InsertError, NewFlow, PackedKey};
 use crate::tables::services::ServiceEntry;
 use crate::wire::ipproto;
 
@@ -16,6 +16,8 @@ pub(crate) struct Hit {
     pub dir: Dir,
     pub flags: u8,
     pub client_mac: [u8; 6],
+    /// The tuple the packet left with.
+    pub to: PackedKey,
 }
 
 impl Hit {
@@ -26,43 +28,61 @@ impl Hit {
     }
 }
 
-/// Rewrites the packet's addresses and ports to `to` — the checksums by `deltas`, the entry's
-/// for this direction — keeping `ip` in step.
+/// Rewrites the packet's addresses and, if it has them (`ports`), ports to `to` — the
+/// checksums by `deltas`, the entry's for this direction — keeping `ip` in step.
 #[inline(always)]
-fn rewrite<B: PacketBuf>(pkt: &mut B, ip: &mut Ip4, to: FlowKey, deltas: (u32, u32)) {
-    rewrite::nat(
-        pkt.data_mut(),
-        (ip.l3, ip.l4, ip.proto),
-        &to,
-        ip.ports.is_some(),
-        deltas,
-    );
-    ip.src = to.src;
-    ip.dst = to.dst;
-    ip.ports = Some((to.sport, to.dport));
+fn rewrite<B: PacketBuf>(
+    pkt: &mut B,
+    ip: &mut Ip4,
+    to: PackedKey,
+    ports: bool,
+    deltas: (u16, u16),
+) {
+    rewrite::nat(pkt.data_mut(), (ip.l3, ip.l4, ip.proto), to, ports, deltas);
+    let k = to.key();
+    ip.src = k.src;
+    ip.dst = k.dst;
+    if ports {
+        ip.ports = Some((k.sport, k.dport));
+    }
 }
 
 /// Looks the packet's tuple up in conntrack; on a hit, NATs it as the entry says. A UDP entry
 /// whose endpoint was removed is purged instead (so the packet can pick a live backend).
 #[inline(always)]
 pub(crate) fn apply<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &mut Ip4) -> Option<Hit> {
-    let key = ip.key();
-    let (idx, dir) = cx.ct.lookup(&key, cx.now, cx.c)?;
+    let key = ip.key().packed();
+    apply_key(cx, pkt, ip, key, ip.ports.is_some(), ip.tcp_flags)
+}
+
+/// [`apply`] of the tuple `key` the caller read from the frame itself, with whether the packet
+/// has ports and its TCP flags (a fast lane's, which parses no ports into `ip`).
+#[inline(always)]
+pub(crate) fn apply_key<B: PacketBuf>(
+    cx: &mut Ctx<'_>,
+    pkt: &mut B,
+    ip: &mut Ip4,
+    key: PackedKey,
+    ports: bool,
+    tcp_flags: u8,
+) -> Option<Hit> {
+    let (idx, dir) = cx.ct.lookup_packed(key, cx.now, cx.c)?;
     let e = cx.ct.entry(idx);
     if e.proto() == ipproto::UDP && cx.t.services.liveness().generation(e.ep_slot) != e.ep_gen {
         cx.ct.remove(idx);
         cx.c.inc(Event::CtPurged);
         return None;
     }
-    let to = e.rewrite_for(dir);
+    let to = e.rewrite_packed(dir);
     let deltas = e.nat_deltas(dir);
     let hit = Hit {
         dir,
         flags: e.flags,
         client_mac: e.client_mac,
+        to,
     };
-    cx.ct.touch(idx, dir, ip.tcp_flags, cx.now);
-    rewrite(pkt, ip, to, deltas);
+    cx.ct.touch(idx, dir, tcp_flags, cx.now);
+    rewrite(pkt, ip, to, ports, deltas);
     cx.c.inc(if dir == Dir::Orig {
         Event::CtHitOrig
     } else {
@@ -188,13 +208,14 @@ pub(crate) fn new_flow<B: PacketBuf>(
     }
     cx.c.inc(Event::CtNew);
     let e = cx.ct.entry(idx);
-    let to = e.rewrite_for(Dir::Orig);
+    let to = e.rewrite_packed(Dir::Orig);
     let deltas = e.nat_deltas(Dir::Orig);
     let hit = Hit {
         dir: Dir::Orig,
         flags: e.flags,
         client_mac: e.client_mac,
+        to,
     };
-    rewrite(pkt, ip, to, deltas);
+    rewrite(pkt, ip, to, true, deltas);
     Ok(hit)
 }

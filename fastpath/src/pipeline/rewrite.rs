@@ -2,8 +2,8 @@
 //! never recomputes a checksum from scratch; a field rewritten with its own value adds nothing
 //! to the checksum delta.
 
-use crate::tables::conntrack::FlowKey;
-use crate::wire::{be16, checksum, ipproto, put16, put32};
+use crate::tables::conntrack::PackedKey;
+use crate::wire::{be16, checksum, ipproto, put16};
 
 /// Offsets inside an IPv4 header.
 pub(crate) mod ip {
@@ -36,31 +36,29 @@ pub(crate) fn dec_ttl(d: &mut [u8], l3: usize) {
     put16(d, l3 + ip::CSUM, (c + u32::from(c >= 0xffff)) as u16);
 }
 
-/// The NAT rewrite: the packet's addresses become `to.src`/`to.dst` and, when it has ports
-/// (`ports`: a TCP/UDP header that is whole, not a later fragment), its ports become
-/// `to.sport`/`to.dport`. The checksums are updated by the rewrite's deltas — the IPv4
+/// The NAT rewrite: the packet's addresses become `to`'s and, when it has ports (`ports`: a
+/// TCP/UDP header that is whole, not a later fragment), its ports too. The checksums are updated by the rewrite's deltas — the IPv4
 /// header's (the addresses) and the TCP/UDP one's (addresses through the pseudo header, and
-/// ports), [`FlowKey::rewrite_deltas`] from the packet's tuple to `to`, or any sums congruent
-/// to them modulo `0xffff` and, like them, not zero (conntrack keeps them per flow:
-/// `Entry::nat_deltas`) — RFC 1624 eqn. 3 once per checksum. A UDP checksum of zero (none,
-/// RFC 768) stays zero; a computed zero is sent as `0xffff`.
+/// ports), folded: [`FlowKey::rewrite_deltas`](crate::tables::conntrack::FlowKey::rewrite_deltas) from the packet's tuple to `to`, or any 16-bit
+/// values congruent to them modulo `0xffff` and, like them, not zero (conntrack keeps them per
+/// flow: `Entry::nat_deltas`) — RFC 1624 eqn. 3 once per checksum. A UDP checksum of zero
+/// (none, RFC 768) stays zero; a computed zero is sent as `0xffff`.
 #[inline(always)]
 pub(crate) fn nat(
     d: &mut [u8],
     (l3, l4, proto): (usize, usize, u8),
-    to: &FlowKey,
+    to: PackedKey,
     ports: bool,
-    (ip_delta, l4_delta): (u32, u32),
+    (ip_delta, l4_delta): (u16, u16),
 ) {
     let Some(h) = d.get_mut(l3..l3 + 20) else {
         return;
     };
-    put32(h, ip::SRC, to.src);
-    put32(h, ip::DST, to.dst);
+    h[ip::SRC..ip::DST + 4].copy_from_slice(&to.addrs_wire());
     put16(
         h,
         ip::CSUM,
-        checksum::apply_delta(be16(h, ip::CSUM), ip_delta),
+        checksum::apply_folded(be16(h, ip::CSUM), ip_delta),
     );
     let Some(off) = l4_csum_off(proto).filter(|_| ports) else {
         return;
@@ -68,13 +66,12 @@ pub(crate) fn nat(
     let Some(t) = d.get_mut(l4..l4 + off + 2) else {
         return;
     };
-    put16(t, 0, to.sport);
-    put16(t, 2, to.dport);
+    t[..4].copy_from_slice(&to.ports_wire());
     let old = be16(t, off);
     if proto == ipproto::UDP && old == 0 {
         return; // RFC 768: no checksum; leave it absent.
     }
-    let new = checksum::apply_delta(old, l4_delta);
+    let new = checksum::apply_folded(old, l4_delta);
     // RFC 768: a computed zero is sent as all ones (TCP's checksum is never zero here).
     put16(t, off, if new == 0 { 0xffff } else { new });
 }
@@ -85,7 +82,7 @@ mod tests {
     use proptest::prelude::*;
 
     use crate::counters::Counters;
-    use crate::tables::conntrack::{Conntrack, Dir, NewFlow, Timeouts};
+    use crate::tables::conntrack::{Conntrack, Dir, FlowKey, NewFlow, Timeouts};
     use crate::wire::frame::{self, Addrs};
     use crate::wire::MacAddr;
     use core::net::Ipv4Addr;
@@ -131,7 +128,7 @@ mod tests {
             let from = key(a[0], a[1], p[0], p[1], tcp);
             let to = key(a[2], a[3], p[2], p[3], tcp);
             let mut d = frame_of(&from, &payload, udp_csum);
-            nat(&mut d, (14, 34, from.proto), &to, true, from.rewrite_deltas(&to));
+            nat(&mut d, (14, 34, from.proto), to.packed(), true, from.rewrite_deltas(&to));
             prop_assert_eq!(d, frame_of(&to, &payload, udp_csum));
         }
 
@@ -160,7 +157,7 @@ mod tests {
             for (dir, k) in [(Dir::Orig, orig), (Dir::Reply, reply)] {
                 let to = e.rewrite_for(dir);
                 let mut d = frame_of(&k, &payload, true);
-                nat(&mut d, (14, 34, k.proto), &to, true, e.nat_deltas(dir));
+                nat(&mut d, (14, 34, k.proto), e.rewrite_packed(dir), true, e.nat_deltas(dir));
                 prop_assert_eq!(d, frame_of(&to, &payload, true), "{:?}", dir);
             }
         }

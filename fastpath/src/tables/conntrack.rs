@@ -82,29 +82,84 @@ impl FlowKey {
         mix(&self.pack())
     }
 
-    /// [`FlowKey::wide_hash`] of an IPv4 packet's tuple read from its bytes: `addrs` the
-    /// header's bytes 12..20 (source, destination), `ports` the TCP/UDP header's first four
-    /// bytes as a big-endian word, zero for a packet without ports (as the pipeline's tuple
-    /// has them). For the fast lanes, which read the tuple where it is instead of keeping it
-    /// in registers.
+    /// The tuple as conntrack stores and hashes it.
     #[inline(always)]
-    pub fn wide_hash_wire(addrs: [u8; 8], ports: u32, proto: u8) -> u64 {
-        mix(&[
+    pub fn packed(&self) -> PackedKey {
+        PackedKey(self.pack())
+    }
+
+    /// The checksum deltas (RFC 1624 eqn. 3, `Σ(~m + m')`, folded to 16 bits) of rewriting a
+    /// packet carrying this tuple to `to`: for the IPv4 header (the addresses) and for TCP/UDP
+    /// (the addresses through the pseudo header, and the ports). See
+    /// [`checksum::apply_folded`].
+    #[inline(always)]
+    pub fn rewrite_deltas(&self, to: &FlowKey) -> (u16, u16) {
+        let addrs = checksum::delta32(self.src, to.src) + checksum::delta32(self.dst, to.dst);
+        let l4 = addrs
+            + checksum::delta16(self.sport, to.sport)
+            + checksum::delta16(self.dport, to.dport);
+        (checksum::fold(addrs), checksum::fold(l4))
+    }
+}
+
+/// A 5-tuple as conntrack stores, compares and hashes it: two words, `src << 32 | dst` and
+/// `sport << 32 | dport << 16 | proto`. The fast lanes build it from a packet's bytes and take
+/// a NAT rewrite's tuple in this form, so nothing is unpacked into fields and packed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackedKey([u64; 2]);
+
+impl PackedKey {
+    /// The tuple of an IPv4 packet read from its bytes: `addrs` the header's bytes 12..20
+    /// (source, destination), `ports` the TCP/UDP header's first four bytes as a big-endian
+    /// word, zero for a packet without ports (as the pipeline's tuple has them).
+    #[inline(always)]
+    pub fn from_wire(addrs: [u8; 8], ports: u32, proto: u8) -> PackedKey {
+        PackedKey([
             u64::from_be_bytes(addrs),
             (u64::from(ports) << 16) | u64::from(proto),
         ])
     }
 
-    /// The checksum deltas (RFC 1624 eqn. 3, `Σ(~m + m')`, unfolded) of rewriting a packet
-    /// carrying this tuple to `to`: for the IPv4 header (the addresses) and for TCP/UDP (the
-    /// addresses through the pseudo header, and the ports). See [`checksum::apply_delta`].
+    /// The tuple seen from the other end ([`FlowKey::reversed`]).
     #[inline(always)]
-    pub fn rewrite_deltas(&self, to: &FlowKey) -> (u32, u32) {
-        let addrs = checksum::delta32(self.src, to.src) + checksum::delta32(self.dst, to.dst);
-        let l4 = addrs
-            + checksum::delta16(self.sport, to.sport)
-            + checksum::delta16(self.dport, to.dport);
-        (addrs, l4)
+    pub fn reversed(self) -> PackedKey {
+        let [a, p] = self.0;
+        let sport = (p >> 32) & 0xffff;
+        let dport = (p >> 16) & 0xffff;
+        PackedKey([
+            a.rotate_left(32),
+            (dport << 32) | (sport << 16) | (p & 0xff),
+        ])
+    }
+
+    /// The tuple's fields.
+    #[inline(always)]
+    pub fn key(self) -> FlowKey {
+        FlowKey::unpack(&self.0)
+    }
+
+    /// The destination address.
+    #[inline(always)]
+    pub fn dst(self) -> u32 {
+        self.0[0] as u32
+    }
+
+    /// The addresses as they are on the wire (IPv4 header bytes 12..20).
+    #[inline(always)]
+    pub fn addrs_wire(self) -> [u8; 8] {
+        self.0[0].to_be_bytes()
+    }
+
+    /// The ports as they are on the wire (TCP/UDP header bytes 0..4).
+    #[inline(always)]
+    pub fn ports_wire(self) -> [u8; 4] {
+        ((self.0[1] >> 16) as u32).to_be_bytes()
+    }
+
+    /// [`FlowKey::wide_hash`] of the tuple.
+    #[inline(always)]
+    pub fn wide_hash(self) -> u64 {
+        mix(&self.0)
     }
 }
 
@@ -280,25 +335,31 @@ impl Entry {
     /// The tuple a packet matching `dir` must leave with: the reverse of the other direction.
     #[inline(always)]
     pub fn rewrite_for(&self, dir: Dir) -> FlowKey {
-        FlowKey::unpack(&self.keys[1 - dir as usize]).reversed()
+        self.rewrite_packed(dir).key()
+    }
+
+    /// [`Entry::rewrite_for`], packed.
+    #[inline(always)]
+    pub fn rewrite_packed(&self, dir: Dir) -> PackedKey {
+        PackedKey(self.keys[1 - dir as usize]).reversed()
     }
 
     /// The checksum deltas (IPv4 header, TCP/UDP) of rewriting a packet matching `dir` to
     /// [`Entry::rewrite_for`]`(dir)`: what [`FlowKey::rewrite_deltas`] gives for the two
     /// tuples, up to one's complement representation (congruent modulo `0xffff`, and not zero
     /// as the sums are not for any real rewrite — an unchanged word alone adds `0xffff` — so
-    /// [`checksum::apply_delta`] gives the same checksum; property-tested against frames built
+    /// [`checksum::apply_folded`] gives the same checksum; property-tested against frames built
     /// from scratch in `rewrite.rs`). The reply direction undoes the original's rewrite: its
     /// delta is the negation, `!d` (`0xffff` for `!d == 0`).
     #[inline(always)]
-    pub fn nat_deltas(&self, dir: Dir) -> (u32, u32) {
+    pub fn nat_deltas(&self, dir: Dir) -> (u16, u16) {
         let neg = |d: u16| match !d {
             0 => 0xffff,
             n => n,
         };
         match dir {
-            Dir::Orig => (u32::from(self.nat_ip), u32::from(self.nat_l4)),
-            Dir::Reply => (u32::from(neg(self.nat_ip)), u32::from(neg(self.nat_l4))),
+            Dir::Orig => (self.nat_ip, self.nat_l4),
+            Dir::Reply => (neg(self.nat_ip), neg(self.nat_l4)),
         }
     }
 
@@ -553,7 +614,13 @@ impl Conntrack {
     /// removed on the spot).
     #[inline(always)]
     pub fn lookup(&mut self, key: &FlowKey, now: u64, c: &Counters) -> Option<(u32, Dir)> {
-        let p = key.pack();
+        self.lookup_packed(key.packed(), now, c)
+    }
+
+    /// [`Conntrack::lookup`] of a packed tuple.
+    #[inline(always)]
+    pub fn lookup_packed(&mut self, key: PackedKey, now: u64, c: &Counters) -> Option<(u32, Dir)> {
+        let p = key.0;
         let h = hash_packed(&p);
         let (pos, r) = self.find(&p, h)?;
         let idx = r >> 1;
@@ -686,9 +753,8 @@ impl Conntrack {
             ep_gen: nf.ep_gen,
             client_pod,
             backend_pod,
-            // Folding keeps a non-zero sum non-zero (and congruent).
-            nat_ip: checksum::fold(ip_d),
-            nat_l4: checksum::fold(l4_d),
+            nat_ip: ip_d,
+            nat_l4: l4_d,
             state,
             flags: nf.flags | flags::USED,
             client_mac: nf.client_mac,
@@ -856,10 +922,10 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The hash of a tuple read from packet bytes is the tuple's hash, with and without
-        /// ports.
+        /// A tuple read from packet bytes is the tuple, with and without ports; reversing and
+        /// hashing it packed is reversing and hashing the fields.
         #[test]
-        fn wide_hash_wire_is_the_tuples_wide_hash(
+        fn packed_from_wire_is_the_tuple(
             src: u32, dst: u32, sport: u16, dport: u16, proto: u8, ports: bool
         ) {
             let (sport, dport) = if ports { (sport, dport) } else { (0, 0) };
@@ -871,7 +937,15 @@ mod tests {
             l4[..2].copy_from_slice(&sport.to_be_bytes());
             l4[2..].copy_from_slice(&dport.to_be_bytes());
             let wire = u32::from_be_bytes(l4);
-            proptest::prop_assert_eq!(FlowKey::wide_hash_wire(addrs, wire, proto), key.wide_hash());
+            let p = PackedKey::from_wire(addrs, wire, proto);
+            proptest::prop_assert_eq!(p, key.packed());
+            proptest::prop_assert_eq!(p.key(), key);
+            proptest::prop_assert_eq!(p.wide_hash(), key.wide_hash());
+            proptest::prop_assert_eq!(p.reversed(), key.reversed().packed());
+            proptest::prop_assert_eq!(p.reversed().reversed(), p);
+            proptest::prop_assert_eq!(p.dst(), dst);
+            proptest::prop_assert_eq!(p.addrs_wire(), addrs);
+            proptest::prop_assert_eq!(p.ports_wire(), l4);
         }
     }
 

@@ -232,6 +232,14 @@ pub fn apply_delta(old_csum: u16, delta: u32) -> u16 {
     !fold(u32::from(!old_csum) + delta)
 }
 
+/// [`apply_delta`] with the delta folded already ([`fold`] of the sum): the same checksum, with
+/// one end-around carry instead of two (`~HC + delta` stays below `2^17`).
+#[inline(always)]
+pub fn apply_folded(old_csum: u16, delta: u16) -> u16 {
+    let s = u32::from(!old_csum) + u32::from(delta);
+    !(((s & 0xffff) + (s >> 16)) as u16)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,6 +488,7 @@ mod tests {
             let stepwise = update16(update32(update32(w[csum_at], old_a, a), old_b, b), old_p, p);
             let delta = delta32(old_a, a) + delta32(old_b, b) + delta16(old_p, p);
             let combined = apply_delta(w[csum_at], delta);
+            prop_assert_eq!(apply_folded(w[csum_at], fold(delta)), combined);
             w[1] = (a >> 16) as u16;
             w[2] = a as u16;
             w[3] = (b >> 16) as u16;
