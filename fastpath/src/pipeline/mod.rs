@@ -112,6 +112,16 @@ impl Cache {
         }
         known
     }
+
+    /// The underlay IP this cache holds as a known VTEP's for tables `t` (0: none).
+    #[inline(always)]
+    pub fn vtep_for(&self, t: &Tables) -> u32 {
+        if self.generation == t.generation {
+            self.vtep_ip
+        } else {
+            0
+        }
+    }
 }
 
 /// What every stage gets: the table version for this burst, conntrack, counters and the time.
@@ -454,7 +464,7 @@ impl Pipeline {
                 }
             }
             Ingress::Uplink => {
-                let lane = fast::UplinkLane::new(&t.node);
+                let lane = fast::UplinkLane::new(t, cx.cache);
                 for (pkt, o) in burst {
                     let lane = if cx.fast {
                         fast::uplink(&mut cx, &lane, pkt, &mut tx)
