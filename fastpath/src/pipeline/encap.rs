@@ -71,7 +71,7 @@ pub(crate) fn push<B: PacketBuf>(
     put16(
         h,
         tmpl::IP_CSUM,
-        checksum::finish(r.template.ip_sum_base + u32::from(total)),
+        checksum::finish_with(r.template.ip_sum_base, total),
     );
     put16(h, tmpl::UDP_SPORT, sport);
     put16(h, tmpl::UDP_LEN, total - 20);

@@ -30,16 +30,21 @@ fn l4_csum_off(proto: u8) -> Option<usize> {
 pub(crate) fn dec_ttl(d: &mut [u8], l3: usize) {
     // The TTL is the high byte of a 16-bit word, so the header sum drops by 0x0100 and the
     // checksum rises by 0x0100 with end-around carry — Linux's `ip_decrease_ttl`, which (like a
-    // full recomputation) never yields 0xffff. The caller has checked TTL > 1.
+    // full recomputation) never yields 0xffff. As Linux does, on the checksum as it is in
+    // memory, adding 0x0100 as it is in memory: one's complement sums do not depend on byte
+    // order (RFC 1071 §2(B)), so no swap either way. The caller has checked TTL > 1.
     d[l3 + ip::TTL] = d[l3 + ip::TTL].wrapping_sub(1);
-    let c = u32::from(be16(d, l3 + ip::CSUM)) + 0x0100;
-    put16(d, l3 + ip::CSUM, (c + u32::from(c >= 0xffff)) as u16);
+    let at = l3 + ip::CSUM;
+    let c = u32::from(u16::from_ne_bytes([d[at], d[at + 1]]))
+        + u32::from(u16::from_ne_bytes(0x0100u16.to_be_bytes()));
+    let c = (c + u32::from(c >= 0xffff)) as u16;
+    d[at..at + 2].copy_from_slice(&c.to_ne_bytes());
 }
 
 /// The NAT rewrite: the packet's addresses become `to`'s and, when it has ports (`ports`: a
-/// TCP/UDP header that is whole, not a later fragment), its ports too. The checksums are updated by the rewrite's deltas — the IPv4
-/// header's (the addresses) and the TCP/UDP one's (addresses through the pseudo header, and
-/// ports), folded: [`FlowKey::rewrite_deltas`](crate::tables::conntrack::FlowKey::rewrite_deltas) from the packet's tuple to `to`, or any 16-bit
+/// TCP/UDP header that is whole, not a later fragment), its ports too. The checksums are
+/// updated by the rewrite's deltas — the IPv4 header's (the addresses) and the TCP/UDP one's
+/// (addresses through the pseudo header, and ports), folded: [`FlowKey::rewrite_deltas`](crate::tables::conntrack::FlowKey::rewrite_deltas) from the packet's tuple to `to`, or any 16-bit
 /// values congruent to them modulo `0xffff` and, like them, not zero (conntrack keeps them per
 /// flow: `Entry::nat_deltas`) — RFC 1624 eqn. 3 once per checksum. A UDP checksum of zero
 /// (none, RFC 768) stays zero; a computed zero is sent as `0xffff`.
@@ -163,7 +168,7 @@ mod tests {
         }
 
         #[test]
-        fn dec_ttl_matches_a_full_recomputation(mut h in prop::array::uniform20(any::<u8>()), ttl in 2u8..=255) {
+        fn dec_ttl_matches_a_full_recomputation_and_the_big_endian_update(mut h in prop::array::uniform20(any::<u8>()), ttl in 2u8..=255) {
             h[ip::TTL] = ttl;
             h[ip::CSUM] = 0;
             h[ip::CSUM + 1] = 0;
@@ -177,6 +182,22 @@ mod tests {
             want[ip::CSUM..ip::CSUM + 2].copy_from_slice(&c.to_be_bytes());
             dec_ttl(&mut h, 0);
             prop_assert_eq!(h, want);
+        }
+    }
+
+    /// The update made in memory byte order is the big-endian one (Linux's, on the value) for
+    /// every checksum, the carry out of either byte included.
+    #[test]
+    fn dec_ttl_in_memory_order_is_the_big_endian_update_for_every_checksum() {
+        for csum in 0..=u16::MAX {
+            let mut h = [0u8; 20];
+            h[ip::TTL] = 64;
+            h[ip::CSUM..ip::CSUM + 2].copy_from_slice(&csum.to_be_bytes());
+            dec_ttl(&mut h, 0);
+            let c = u32::from(csum) + 0x0100;
+            let want = (c + u32::from(c >= 0xffff)) as u16;
+            assert_eq!(be16(&h, ip::CSUM), want, "{csum:#06x}");
+            assert_eq!(h[ip::TTL], 63);
         }
     }
 }

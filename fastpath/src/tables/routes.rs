@@ -56,9 +56,9 @@ pub mod tmpl {
 pub struct EncapTemplate {
     /// The bytes (outer Ethernet + IPv4 + UDP + VXLAN + inner Ethernet).
     pub bytes: [u8; TEMPLATE_LEN],
-    /// Unfolded one's-complement sum of the IPv4 header with total length and checksum zero;
-    /// adding the total length and folding gives the checksum.
-    pub ip_sum_base: u32,
+    /// The one's complement sum of the IPv4 header with total length and checksum zero,
+    /// folded: `checksum::finish_with(ip_sum_base, total)` is the checksum.
+    pub ip_sum_base: u16,
 }
 
 impl core::fmt::Debug for EncapTemplate {
@@ -95,7 +95,7 @@ impl EncapTemplate {
         b[tmpl::INNER_ETH..tmpl::INNER_ETH + 6].copy_from_slice(remote.vtep_mac.as_bytes());
         b[tmpl::INNER_ETH + 6..tmpl::INNER_ETH + 12].copy_from_slice(local.vtep_mac.as_bytes());
         b[tmpl::INNER_ETH + 12..].copy_from_slice(&ethertype::IPV4.to_be_bytes());
-        let ip_sum_base = checksum::sum(&b[ip..ip + 20]);
+        let ip_sum_base = checksum::fold(checksum::sum(&b[ip..ip + 20]));
         EncapTemplate {
             bytes: b,
             ip_sum_base,
@@ -350,7 +350,7 @@ mod tests {
             2, 0x76, 0, 0, 0, 11,   0x02, 0x76, 0x74, 0x65, 0x70, 0x0a,   0x08, 0x00, // inner Ethernet
         ];
         assert_eq!(t.bytes, want);
-        assert_eq!(t.ip_sum_base, checksum::sum(&want[14..34]));
+        assert_eq!(t.ip_sum_base, checksum::fold(checksum::sum(&want[14..34])));
     }
 
     #[test]

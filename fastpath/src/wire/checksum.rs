@@ -232,6 +232,15 @@ pub fn apply_delta(old_csum: u16, delta: u32) -> u16 {
     !fold(u32::from(!old_csum) + delta)
 }
 
+/// The checksum field for a header whose other words sum to `base` (folded) and that has one
+/// more 16-bit word, `word`: [`finish`] of the sum, with one end-around carry (`base + word`
+/// stays below `2^17`). The encapsulation's outer header: the template's sum plus the length.
+#[inline(always)]
+pub fn finish_with(base: u16, word: u16) -> u16 {
+    let s = u32::from(base) + u32::from(word);
+    !(((s & 0xffff) + (s >> 16)) as u16)
+}
+
 /// [`apply_delta`] with the delta folded already ([`fold`] of the sum): the same checksum, with
 /// one end-around carry instead of two (`~HC + delta` stays below `2^17`).
 #[inline(always)]
@@ -489,6 +498,7 @@ mod tests {
             let delta = delta32(old_a, a) + delta32(old_b, b) + delta16(old_p, p);
             let combined = apply_delta(w[csum_at], delta);
             prop_assert_eq!(apply_folded(w[csum_at], fold(delta)), combined);
+            prop_assert_eq!(finish_with(fold(delta), w[csum_at]), finish(delta + u32::from(w[csum_at])));
             w[1] = (a >> 16) as u16;
             w[2] = a as u16;
             w[3] = (b >> 16) as u16;
