@@ -625,7 +625,7 @@ fn forward(
 }
 
 /// The transmit buffer every one of `out` goes to, if they all go to the same one: known from
-/// the pipeline's counts for the uplink and the host path, checked packet by packet for pods.
+/// the pipeline's counts.
 #[inline]
 fn same_slot(sent: Sent, out: &[Disposition]) -> Option<usize> {
     let n = out.len() as u64;
@@ -638,16 +638,10 @@ fn same_slot(sent: Sent, out: &[Disposition]) -> Option<usize> {
     if sent.host == n {
         return Some(TX_HOST);
     }
-    if sent.pod != n {
-        return None;
+    match sent.pod_port {
+        Some(p) if sent.pod == n => Some(TX_POD0 + usize::from(p)),
+        _ => None,
     }
-    let first = *out.first()?;
-    let Disposition::ToPod(p) = first else {
-        return None;
-    };
-    out.iter()
-        .all(|d| *d == first)
-        .then_some(TX_POD0 + usize::from(p))
 }
 
 /// Sends `pkts` to the port of transmit slot `slot` on this worker's queue; what a full queue

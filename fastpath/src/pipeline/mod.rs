@@ -67,8 +67,10 @@ pub enum Ingress {
 /// counters). The I/O layer sends a burst that all went one way from where it was received.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sent {
-    /// To pod ports (any).
+    /// To pod ports.
     pub pod: u64,
+    /// The pod port all of those went to, if they all went to one.
+    pub pod_port: Option<u16>,
     /// To the uplink.
     pub uplink: u64,
     /// To the host path.
@@ -424,7 +426,7 @@ impl Pipeline {
         };
         // Dispositions are counted per burst, drops per packet (with their reason). One loop
         // per ingress kind, so each is compiled for its own path.
-        let mut tx = [0u64; 4];
+        let mut tx = Tally::default();
         let burst = pkts[..n].iter_mut().zip(out[..n].iter_mut());
         match ingress {
             Ingress::Pod(port) => {
@@ -489,15 +491,41 @@ impl Pipeline {
             }
         }
         c.add(rx, n as u64);
-        c.add(Event::TxPod, tx[0]);
-        c.add(Event::TxUplink, tx[1]);
-        c.add(Event::TxHost, tx[2]);
-        c.add(Event::HandoffTx, tx[3]);
+        let Tally {
+            sent: [pod, uplink, host, handoff],
+            pod_or,
+            pod_and,
+        } = tx;
+        c.add(Event::TxPod, pod);
+        c.add(Event::TxUplink, uplink);
+        c.add(Event::TxHost, host);
+        c.add(Event::HandoffTx, handoff);
         Sent {
-            pod: tx[0],
-            uplink: tx[1],
-            host: tx[2],
-            handoff: tx[3],
+            pod,
+            pod_port: (pod > 0 && pod_or == pod_and).then_some(pod_or),
+            uplink,
+            host,
+            handoff,
+        }
+    }
+}
+
+/// A burst's sends as the pipeline counts them: per way, and the OR and AND of the pod ports
+/// (equal exactly when every pod-bound packet went to one port — two register operations a
+/// packet instead of a scan of the burst afterwards).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tally {
+    sent: [u64; 4],
+    pod_or: u16,
+    pod_and: u16,
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            sent: [0; 4],
+            pod_or: 0,
+            pod_and: u16::MAX,
         }
     }
 }
@@ -505,12 +533,16 @@ impl Pipeline {
 /// Counts a packet's disposition: a send in `tx` (pod, uplink, host, handoff), a drop under its
 /// reason.
 #[inline(always)]
-pub(crate) fn count(c: &Counters, tx: &mut [u64; 4], d: Disposition) -> Disposition {
+pub(crate) fn count(c: &Counters, tx: &mut Tally, d: Disposition) -> Disposition {
     match d {
-        Disposition::ToPod(_) => tx[0] += 1,
-        Disposition::ToUplink => tx[1] += 1,
-        Disposition::ToHost => tx[2] += 1,
-        Disposition::Handoff { .. } => tx[3] += 1,
+        Disposition::ToPod(p) => {
+            tx.sent[0] += 1;
+            tx.pod_or |= p;
+            tx.pod_and &= p;
+        }
+        Disposition::ToUplink => tx.sent[1] += 1,
+        Disposition::ToHost => tx.sent[2] += 1,
+        Disposition::Handoff { .. } => tx.sent[3] += 1,
         Disposition::Drop(r) => c.count_drop(r),
     }
     d

@@ -1,0 +1,93 @@
+//! What `Pipeline::process` returns about a burst — how many packets went each way, and the one
+//! pod port they all went to if they did — is what the burst's dispositions say: the worker
+//! sends a burst from where it was received on the strength of it. Mixed bursts of every kind
+//! (lane and general path, local and remote, answers to the sender, drops), with and without
+//! the fast lanes.
+
+mod common;
+
+use common::*;
+use core::net::Ipv4Addr;
+use fastpath::buf::HeapBuf;
+use fastpath::counters::{Disposition, DropReason};
+use fastpath::fixtures::*;
+use fastpath::pipeline::{Ingress, Sent};
+use fastpath::wire::frame;
+use proptest::prelude::*;
+
+const GW_A: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 1);
+
+/// Frames from pod A: to pod B (local), to pod C (remote), an echo request to the gateway
+/// (answered back to pod A), to the outside (the host path), and a runt (dropped).
+fn kinds() -> [Vec<u8>; 5] {
+    [
+        frame::udp_frame(&pod_a_to(POD_B_IP), 1000, 2000, b"local"),
+        frame::udp_frame(&pod_a_to(POD_C_IP), 1000, 2000, b"remote"),
+        frame::icmp_echo_frame(&pod_a_to(GW_A), true, 1, 1, b"ping"),
+        frame::udp_frame(&pod_a_to(EXTERNAL_IP), 1000, 53, b"out"),
+        vec![0u8; 10],
+    ]
+}
+
+/// What a burst's dispositions say, counted the slow way.
+fn tally(out: &[Disposition]) -> Sent {
+    let mut s = Sent::default();
+    let mut ports = Vec::new();
+    for d in out {
+        match *d {
+            Disposition::ToPod(p) => {
+                s.pod += 1;
+                ports.push(p);
+            }
+            Disposition::ToUplink => s.uplink += 1,
+            Disposition::ToHost => s.host += 1,
+            Disposition::Handoff { .. } => s.handoff += 1,
+            Disposition::Drop(_) => {}
+        }
+    }
+    s.pod_port = ports
+        .first()
+        .copied()
+        .filter(|p| ports.iter().all(|q| q == p));
+    s
+}
+
+proptest! {
+    #[test]
+    fn sent_is_what_the_dispositions_say(
+        picks in proptest::collection::vec(0usize..5, 1..=32),
+        fast in any::<bool>(),
+    ) {
+        let mut n = Node::a();
+        n.p.set_fast_lanes(fast);
+        let kinds = kinds();
+        let mut pkts: Vec<HeapBuf> =
+            picks.iter().map(|&k| HeapBuf::from_frame(&kinds[k])).collect();
+        let mut out = vec![Disposition::Drop(DropReason::Runt); pkts.len()];
+        let sent = n.p.process(Ingress::Pod(POD_A_PORT), &mut pkts, &mut out, 0);
+        prop_assert_eq!(sent, tally(&out), "{:?}", out);
+    }
+}
+
+#[test]
+fn one_pod_port_or_none() {
+    let mut n = Node::a();
+    let k = kinds();
+    let run = |n: &mut Node, frames: &[&Vec<u8>]| {
+        let mut pkts: Vec<HeapBuf> = frames.iter().map(|f| HeapBuf::from_frame(f)).collect();
+        let mut out = vec![Disposition::Drop(DropReason::Runt); pkts.len()];
+        n.p.process(Ingress::Pod(POD_A_PORT), &mut pkts, &mut out, 0)
+    };
+    // All to pod B: its port.
+    let s = run(&mut n, &[&k[0], &k[0], &k[0]]);
+    assert_eq!((s.pod, s.pod_port), (3, Some(POD_B_PORT)));
+    // To pod B and back to pod A (port 0, whose bits are a subset of every port's): none.
+    let s = run(&mut n, &[&k[0], &k[2]]);
+    assert_eq!((s.pod, s.pod_port), (2, None));
+    // Only the answer to pod A: port 0.
+    let s = run(&mut n, &[&k[2], &k[4]]);
+    assert_eq!((s.pod, s.pod_port), (1, Some(POD_A_PORT)));
+    // None to pods.
+    let s = run(&mut n, &[&k[1], &k[4]]);
+    assert_eq!((s.pod, s.pod_port, s.uplink), (0, None, 1));
+}
