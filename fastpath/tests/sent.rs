@@ -1,8 +1,8 @@
 //! What `Pipeline::process` returns about a burst — how many packets went each way, and the one
 //! pod port they all went to if they did — is what the burst's dispositions say: the worker
 //! sends a burst from where it was received on the strength of it. Mixed bursts of every kind
-//! (lane and general path, local and remote, answers to the sender, drops), with and without
-//! the fast lanes.
+//! from a pod and from the uplink (lane and general path, local and remote, answers to the
+//! sender, drops), with and without the fast lanes.
 
 mod common;
 
@@ -12,7 +12,8 @@ use fastpath::buf::HeapBuf;
 use fastpath::counters::{Disposition, DropReason};
 use fastpath::fixtures::*;
 use fastpath::pipeline::{Ingress, Sent};
-use fastpath::wire::frame;
+use fastpath::tables::NodeConfig;
+use fastpath::wire::frame::{self, Addrs};
 use proptest::prelude::*;
 
 const GW_A: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 1);
@@ -52,7 +53,51 @@ fn tally(out: &[Disposition]) -> Sent {
     s
 }
 
+/// Frames from node B on the uplink: VXLAN to pod B and to pod A (decapsulated and delivered,
+/// the lane's way, and with a UDP checksum the general way), to an address no pod has
+/// (dropped), and a runt.
+fn uplink_kinds() -> [Vec<u8>; 5] {
+    let a = NodeConfig::example_node_a();
+    let b = NodeConfig::example_node_b();
+    let outer = Addrs::new(b.underlay_mac, a.underlay_mac, b.underlay_ip, a.underlay_ip);
+    let inner = |dst| {
+        let ad = Addrs {
+            ttl: 63,
+            ..Addrs::new(b.vtep_mac, a.vtep_mac, POD_C_IP, dst)
+        };
+        frame::udp_frame(&ad, 7000, 7001, b"in")
+    };
+    [
+        frame::vxlan_frame(&outer, 50000, 1, &inner(POD_B_IP), false),
+        frame::vxlan_frame(&outer, 50001, 1, &inner(POD_A_IP), false),
+        frame::vxlan_frame(&outer, 50002, 1, &inner(POD_A_IP), true),
+        frame::vxlan_frame(
+            &outer,
+            50003,
+            1,
+            &inner(Ipv4Addr::new(10, 244, 1, 77)),
+            false,
+        ),
+        vec![0u8; 10],
+    ]
+}
+
 proptest! {
+    #[test]
+    fn sent_is_what_the_dispositions_say_on_the_uplink(
+        picks in proptest::collection::vec(0usize..5, 1..=32),
+        fast in any::<bool>(),
+    ) {
+        let mut n = Node::a();
+        n.p.set_fast_lanes(fast);
+        let kinds = uplink_kinds();
+        let mut pkts: Vec<HeapBuf> =
+            picks.iter().map(|&k| HeapBuf::from_frame(&kinds[k])).collect();
+        let mut out = vec![Disposition::Drop(DropReason::Runt); pkts.len()];
+        let sent = n.p.process(Ingress::Uplink, &mut pkts, &mut out, 0);
+        prop_assert_eq!(sent, tally(&out), "{:?}", out);
+    }
+
     #[test]
     fn sent_is_what_the_dispositions_say(
         picks in proptest::collection::vec(0usize..5, 1..=32),
@@ -90,4 +135,21 @@ fn one_pod_port_or_none() {
     // None to pods.
     let s = run(&mut n, &[&k[1], &k[4]]);
     assert_eq!((s.pod, s.pod_port, s.uplink), (0, None, 1));
+}
+
+#[test]
+fn uplink_one_pod_port_or_none() {
+    let mut n = Node::a();
+    let k = uplink_kinds();
+    let mut run = |frames: &[&Vec<u8>]| {
+        let mut pkts: Vec<HeapBuf> = frames.iter().map(|f| HeapBuf::from_frame(f)).collect();
+        let mut out = vec![Disposition::Drop(DropReason::Runt); pkts.len()];
+        n.p.process(Ingress::Uplink, &mut pkts, &mut out, 0)
+    };
+    let s = run(&[&k[0], &k[0], &k[3]]);
+    assert_eq!((s.pod, s.pod_port), (2, Some(POD_B_PORT)));
+    let s = run(&[&k[1], &k[2]]);
+    assert_eq!((s.pod, s.pod_port), (2, Some(POD_A_PORT)));
+    let s = run(&[&k[0], &k[1]]);
+    assert_eq!((s.pod, s.pod_port), (2, None));
 }

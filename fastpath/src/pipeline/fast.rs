@@ -291,7 +291,7 @@ pub(crate) fn uplink<B: PacketBuf>(
     // that covers the VXLAN header and an inner Ethernet header; the I flag and our VNI.
     let (_, rest) = h.split_first_chunk::<UDP>()?;
     let (udp, rest) = rest.split_first_chunk::<8>()?;
-    let (vxlan, inner_eth) = rest.split_first_chunk::<8>()?;
+    let (vxh, inner_eth) = rest.split_first_chunk::<8>()?;
     let (inner_dst, _) = inner_eth.split_first_chunk::<8>()?;
     let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
     if outer.proto != ipproto::UDP
@@ -299,7 +299,7 @@ pub(crate) fn uplink<B: PacketBuf>(
         || u64::from_ne_bytes(*udp) & UDP_MASK != UDP_VXLAN
         || udp_len < 8 + 8 + 14
         || outer.l4 + udp_len > outer.end
-        || u64::from_ne_bytes(*vxlan) & VXLAN_MASK != lane.vxlan
+        || u64::from_ne_bytes(*vxh) & VXLAN_MASK != lane.vxlan
         || u64::from_ne_bytes(*inner_dst) & MAC_MASK != lane.vtep_mac
         || h[INNER + 12..INNER + 14] != [8, 0]
     {
