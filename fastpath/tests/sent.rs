@@ -82,34 +82,31 @@ fn uplink_kinds() -> [Vec<u8>; 5] {
     ]
 }
 
-proptest! {
-    #[test]
-    fn sent_is_what_the_dispositions_say_on_the_uplink(
-        picks in proptest::collection::vec(0usize..5, 1..=32),
-        fast in any::<bool>(),
-    ) {
-        let mut n = Node::a();
-        n.p.set_fast_lanes(fast);
-        let kinds = uplink_kinds();
-        let mut pkts: Vec<HeapBuf> =
-            picks.iter().map(|&k| HeapBuf::from_frame(&kinds[k])).collect();
-        let mut out = vec![Disposition::Drop(DropReason::Runt); pkts.len()];
-        let sent = n.p.process(Ingress::Uplink, &mut pkts, &mut out, 0);
-        prop_assert_eq!(sent, tally(&out), "{:?}", out);
-    }
+/// One burst of `frames` through `n` from `ingress`: what `process` returned, and the
+/// dispositions.
+fn burst(n: &mut Node, ingress: Ingress, frames: &[&Vec<u8>]) -> (Sent, Vec<Disposition>) {
+    let mut pkts: Vec<HeapBuf> = frames.iter().map(|f| HeapBuf::from_frame(f)).collect();
+    let mut out = vec![Disposition::Drop(DropReason::Runt); pkts.len()];
+    let sent = n.p.process(ingress, &mut pkts, &mut out, 0);
+    (sent, out)
+}
 
+proptest! {
     #[test]
     fn sent_is_what_the_dispositions_say(
         picks in proptest::collection::vec(0usize..5, 1..=32),
+        uplink in any::<bool>(),
         fast in any::<bool>(),
     ) {
         let mut n = Node::a();
         n.p.set_fast_lanes(fast);
-        let kinds = kinds();
-        let mut pkts: Vec<HeapBuf> =
-            picks.iter().map(|&k| HeapBuf::from_frame(&kinds[k])).collect();
-        let mut out = vec![Disposition::Drop(DropReason::Runt); pkts.len()];
-        let sent = n.p.process(Ingress::Pod(POD_A_PORT), &mut pkts, &mut out, 0);
+        let (ingress, kinds) = if uplink {
+            (Ingress::Uplink, uplink_kinds())
+        } else {
+            (Ingress::Pod(POD_A_PORT), kinds())
+        };
+        let frames: Vec<&Vec<u8>> = picks.iter().map(|&k| &kinds[k]).collect();
+        let (sent, out) = burst(&mut n, ingress, &frames);
         prop_assert_eq!(sent, tally(&out), "{:?}", out);
     }
 }
@@ -118,22 +115,18 @@ proptest! {
 fn one_pod_port_or_none() {
     let mut n = Node::a();
     let k = kinds();
-    let run = |n: &mut Node, frames: &[&Vec<u8>]| {
-        let mut pkts: Vec<HeapBuf> = frames.iter().map(|f| HeapBuf::from_frame(f)).collect();
-        let mut out = vec![Disposition::Drop(DropReason::Runt); pkts.len()];
-        n.p.process(Ingress::Pod(POD_A_PORT), &mut pkts, &mut out, 0)
-    };
+    let mut run = |frames: &[&Vec<u8>]| burst(&mut n, Ingress::Pod(POD_A_PORT), frames).0;
     // All to pod B: its port.
-    let s = run(&mut n, &[&k[0], &k[0], &k[0]]);
+    let s = run(&[&k[0], &k[0], &k[0]]);
     assert_eq!((s.pod, s.pod_port), (3, Some(POD_B_PORT)));
     // To pod B and back to pod A (port 0, whose bits are a subset of every port's): none.
-    let s = run(&mut n, &[&k[0], &k[2]]);
+    let s = run(&[&k[0], &k[2]]);
     assert_eq!((s.pod, s.pod_port), (2, None));
     // Only the answer to pod A: port 0.
-    let s = run(&mut n, &[&k[2], &k[4]]);
+    let s = run(&[&k[2], &k[4]]);
     assert_eq!((s.pod, s.pod_port), (1, Some(POD_A_PORT)));
     // None to pods.
-    let s = run(&mut n, &[&k[1], &k[4]]);
+    let s = run(&[&k[1], &k[4]]);
     assert_eq!((s.pod, s.pod_port, s.uplink), (0, None, 1));
 }
 
@@ -141,11 +134,7 @@ fn one_pod_port_or_none() {
 fn uplink_one_pod_port_or_none() {
     let mut n = Node::a();
     let k = uplink_kinds();
-    let mut run = |frames: &[&Vec<u8>]| {
-        let mut pkts: Vec<HeapBuf> = frames.iter().map(|f| HeapBuf::from_frame(f)).collect();
-        let mut out = vec![Disposition::Drop(DropReason::Runt); pkts.len()];
-        n.p.process(Ingress::Uplink, &mut pkts, &mut out, 0)
-    };
+    let mut run = |frames: &[&Vec<u8>]| burst(&mut n, Ingress::Uplink, frames).0;
     let s = run(&[&k[0], &k[0], &k[3]]);
     assert_eq!((s.pod, s.pod_port), (2, Some(POD_B_PORT)));
     let s = run(&[&k[1], &k[2]]);
