@@ -68,26 +68,25 @@ fn plain_header(d: &[u8], l3: usize) -> Option<Ip4> {
 /// `plain_header` checked it).
 #[inline(always)]
 fn read_ports(d: &[u8], ip: &mut Ip4) -> Option<()> {
-    let total = ip.end - ip.l3;
-    match ip.proto {
-        ipproto::TCP if total >= 40 => {
-            let t: &[u8; 14] = d.get(ip.l4..ip.l4 + 14)?.try_into().ok()?;
-            ip.ports = Some((
-                u16::from_be_bytes([t[0], t[1]]),
-                u16::from_be_bytes([t[2], t[3]]),
-            ));
-            ip.tcp_flags = t[13];
-        }
-        ipproto::UDP if total >= 28 => {
-            let u: &[u8; 4] = d.get(ip.l4..ip.l4 + 4)?.try_into().ok()?;
-            ip.ports = Some((
-                u16::from_be_bytes([u[0], u[1]]),
-                u16::from_be_bytes([u[2], u[3]]),
-            ));
-        }
-        _ => {}
+    if !has_ports(ip.proto, ip.end - ip.l3) {
+        return Some(());
     }
+    let p: &[u8; 4] = d.get(ip.l4..ip.l4 + 4)?.try_into().ok()?;
+    ip.ports = Some((
+        u16::from_be_bytes([p[0], p[1]]),
+        u16::from_be_bytes([p[2], p[3]]),
+    ));
+    ip.tcp_flags = tcp_flags(d, ip)?;
     Some(())
+}
+
+/// The TCP flags of a [`plain_header`] whose TCP header is whole (0 for other protocols).
+#[inline(always)]
+fn tcp_flags(d: &[u8], ip: &Ip4) -> Option<u8> {
+    match ip.proto {
+        ipproto::TCP => d.get(ip.l4 + 13).copied(),
+        _ => Some(0),
+    }
 }
 
 /// True if a TCP/UDP packet of IPv4 length `total` (no options) has its whole L4 header, i.e.
@@ -172,10 +171,7 @@ pub(crate) fn pod<B: PacketBuf>(
         if !ports {
             return None;
         }
-        let tcp_flags = match ip.proto {
-            ipproto::TCP => *d.get(14 + 20 + 13)?,
-            _ => 0,
-        };
+        let tcp_flags = tcp_flags(d, &ip)?;
         let key = wire_key(f, true, ip.proto);
         trim_padding(pkt, &ip);
         let to = nat::apply_key(cx, pkt, &mut ip, key, true, tcp_flags)?.to;

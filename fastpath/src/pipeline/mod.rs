@@ -104,7 +104,7 @@ impl Cache {
     /// True if `ip` is a known node's underlay IP.
     #[inline(always)]
     pub fn known_vtep(&mut self, t: &Tables, ip: u32) -> bool {
-        if self.generation == t.generation && self.vtep_ip == ip && ip != 0 {
+        if self.vtep_for(t) == ip && ip != 0 {
             return true;
         }
         let known = t.routes.by_underlay(ip).is_some();

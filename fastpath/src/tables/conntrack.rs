@@ -79,7 +79,7 @@ impl FlowKey {
     /// as [`FlowKey::hash`], without the fold to 32 bits.
     #[inline(always)]
     pub fn wide_hash(&self) -> u64 {
-        mix(&self.pack())
+        self.packed().wide_hash()
     }
 
     /// The tuple as conntrack stores and hashes it.

@@ -245,8 +245,8 @@ pub fn finish_with(base: u16, word: u16) -> u16 {
 /// one end-around carry instead of two (`~HC + delta` stays below `2^17`).
 #[inline(always)]
 pub fn apply_folded(old_csum: u16, delta: u16) -> u16 {
-    let s = u32::from(!old_csum) + u32::from(delta);
-    !(((s & 0xffff) + (s >> 16)) as u16)
+    // `~HC` is the sum of the other words, folded: the same one-carry finish.
+    finish_with(!old_csum, delta)
 }
 
 #[cfg(test)]
