@@ -104,12 +104,25 @@ pub fn sum_fixed<const N: usize>(data: &[u8; N]) -> u32 {
 /// byte-swapped words is the byte swap of the sum, RFC 1071 §2 (B); `0xffff` reads the same
 /// either way). The fold is `0xffff` exactly when `s` is a non-zero multiple of `0xffff` (an
 /// all-zero header sums, and folds, to 0): five loads, four adds and one multiply-compare,
-/// no folding.
+/// no folding, no division — [`nonzero_multiple_of_ffff`].
 #[inline(always)]
 pub fn ipv4_header_ok(h: &[u8; 20]) -> bool {
     let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-    let s = w(0) + w(4) + w(8) + w(12) + w(16);
-    s != 0 && s % 0xffff == 0
+    nonzero_multiple_of_ffff(w(0) + w(4) + w(8) + w(12) + w(16))
+}
+
+/// The inverse of `0xffff` modulo `2^64`.
+const INV_FFFF: u64 = 0xfffe_fffe_fffe_ffff;
+const _: () = assert!(INV_FFFF.wrapping_mul(0xffff) == 1);
+
+/// `s != 0 && s % 0xffff == 0`, with one multiply. For odd `m`, `s` is a multiple of `m`
+/// exactly when `t = s · m⁻¹ mod 2^64` is at most `(2^64 − 1) / m` (Granlund and Montgomery;
+/// Hacker's Delight §10-17), and `t` is then `s / m`, which is 0 only for `s = 0`; so the two
+/// conditions are one unsigned compare of `t − 1`. (LLVM computes the remainder instead: a
+/// widening multiply and four more instructions.)
+#[inline(always)]
+fn nonzero_multiple_of_ffff(s: u64) -> bool {
+    s.wrapping_mul(INV_FFFF).wrapping_sub(1) < u64::MAX / 0xffff
 }
 
 /// One's complement addition of two 64-bit partial sums (end-around carry). `2^64 ≡ 1`
@@ -537,7 +550,28 @@ mod tests {
         assert_eq!(update16(hc, old, target as u16), 0x0000);
     }
 
+    #[test]
+    fn nonzero_multiple_of_ffff_at_the_ends_of_the_header_sums() {
+        // A header's sum is at most five 32-bit words: every value near both ends.
+        let top = 5 * u64::from(u32::MAX);
+        for s in (0..1 << 21).chain(top - (1 << 21)..=top) {
+            assert_eq!(
+                nonzero_multiple_of_ffff(s),
+                s != 0 && s % 0xffff == 0,
+                "{s}"
+            );
+        }
+    }
+
     proptest! {
+        #[test]
+        fn nonzero_multiple_of_ffff_is_the_remainder_test(s in any::<u64>(), k in 0..=u64::MAX / 0xffff, d in 0u64..0xffff) {
+            prop_assert_eq!(nonzero_multiple_of_ffff(s), s != 0 && s % 0xffff == 0);
+            let m = k * 0xffff;
+            prop_assert_eq!(nonzero_multiple_of_ffff(m), k != 0);
+            prop_assert_eq!(nonzero_multiple_of_ffff(m.wrapping_add(d)), m.wrapping_add(d) != 0 && m.wrapping_add(d) % 0xffff == 0);
+        }
+
         #[test]
         fn ipv4_header_ok_agrees_with_the_byte_wise_check(mut h in prop::array::uniform20(any::<u8>()), fix in any::<bool>()) {
             if fix {
