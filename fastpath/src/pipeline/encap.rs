@@ -40,7 +40,14 @@ pub(crate) fn encap<B: PacketBuf>(
 /// True if an inner IPv4 packet of `ip_len` bytes fits the underlay MTU once encapsulated.
 #[inline(always)]
 pub(crate) fn fits(cx: &Ctx<'_>, ip_len: usize) -> bool {
-    ip_len + vxlan::ENCAP_OVERHEAD <= usize::from(cx.t.node.underlay_mtu)
+    ip_len <= max_ip_len(cx.t.node.underlay_mtu)
+}
+
+/// The longest inner IPv4 packet an underlay MTU of `underlay_mtu` carries once encapsulated
+/// (0 for an MTU below the overhead, which then carries no packet, every one having a header).
+#[inline(always)]
+pub(crate) fn max_ip_len(underlay_mtu: u16) -> usize {
+    usize::from(underlay_mtu).saturating_sub(vxlan::ENCAP_OVERHEAD)
 }
 
 /// The encapsulation itself, of a frame [`encap`]'s checks passed (TTL above 1, [`fits`]):

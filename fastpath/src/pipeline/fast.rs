@@ -18,11 +18,9 @@
 //! kept across the table lookups was a spill and a reload (callgrind, docs/PERFORMANCE.md).
 
 use crate::buf::PacketBuf;
+use crate::cidr::Ipv4Cidr;
 use crate::counters::{Disposition, Event};
-use crate::pipeline::{
-    count, encap, is_multicast_or_broadcast, nat, route, trim_padding, Ctx, Ip4, Tally,
-    MAX_FRAME_LEN,
-};
+use crate::pipeline::{count, encap, nat, route, trim_padding, Ctx, Ip4, Tally, MAX_FRAME_LEN};
 use crate::tables::conntrack::PackedKey;
 use crate::tables::pods::PortOwner;
 use crate::wire::{checksum, ipproto, vxlan};
@@ -106,22 +104,33 @@ static PORTS_FROM: [u16; 256] = {
 };
 
 /// What the pod lane checks a port's frames against, prepared once per burst from the port's
-/// owner.
+/// owner and the node, so that no check reloads the tables.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PodLane {
-    /// The pod's IP, host order.
-    ip: u32,
+    /// The pod's IP as its four bytes on the wire read as a native-endian word (compared as
+    /// read, not byte-swapped).
+    ip_wire: u32,
     /// Ethernet bytes 6..14 of the pod's IPv4 frames — its MAC, then EtherType 0x0800 — as one
     /// native-endian word: the source and type checks are one compare.
     l2: u64,
+    /// The longest IPv4 packet the tunnel carries (`encap::fits`).
+    max_ip_len: usize,
+    /// The Service CIDR.
+    services: Ipv4Cidr,
+    /// The gateway's half of the Ethernet header of frames to pods (`route::gateway_l2`).
+    gateway_l2: u64,
 }
 
 impl PodLane {
-    pub fn new(owner: &PortOwner) -> PodLane {
+    pub fn new(owner: &PortOwner, t: &crate::update::Tables) -> PodLane {
         let m = owner.mac.0;
+        let node = &t.node;
         PodLane {
-            ip: owner.ip,
+            ip_wire: u32::from_ne_bytes(owner.ip.to_be_bytes()),
             l2: u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0x08, 0x00]),
+            max_ip_len: encap::max_ip_len(node.underlay_mtu),
+            services: node.service_cidr,
+            gateway_l2: route::gateway_l2(node),
         }
     }
 }
@@ -155,16 +164,18 @@ pub(crate) fn pod<B: PacketBuf>(
     let mut ip = plain_header(d, 14)?;
     let t = cx.t;
     // What the general path checks first — a TTL of 1, a packet too big for the tunnel — sends
-    // the frame that way (which drops it, or answers with ICMP).
-    if ip.src != lane.ip
-        || is_multicast_or_broadcast(ip.dst)
+    // the frame that way (which drops it, or answers with ICMP), and so does every destination
+    // from 224.0.0.0 up (multicast, reserved, broadcast: one compare).
+    let [.., s0, s1, s2, s3, _, _, _, _, _, _, _, _] = *f;
+    if u32::from_ne_bytes([s0, s1, s2, s3]) != lane.ip_wire
+        || ip.dst >= 0xe000_0000
         || ip.ttl <= 1
-        || !encap::fits(cx, ip.end - ip.l3)
+        || ip.end - ip.l3 > lane.max_ip_len
     {
         return None;
     }
     let ports = has_ports(ip.proto, ip.end - ip.l3);
-    if t.node.service_cidr.contains_u32(ip.dst) {
+    if lane.services.contains_u32(ip.dst) {
         // An established Service flow: NATed as its conntrack entry says, then routed. A miss
         // — a new flow, or an entry this very lookup found expired or purged (counted once,
         // here) — goes to the general path, which looks up again and starts the flow.
@@ -179,7 +190,7 @@ pub(crate) fn pod<B: PacketBuf>(
         // destinations (the host, a node's own address, the gateway, none) go through it
         // with the rewritten header read again, so nothing parsed lives across the lookups.
         let d = if let Some(pod) = t.pods.lookup(to.dst()) {
-            route::to_pod(cx, pkt, *pod)
+            route::to_pod_from(pkt, *pod, lane.gateway_l2)
         } else if let Some(r) = t.routes.lookup(to.dst()) {
             encap::push(cx, pkt, r, vxlan::source_port(to.wide_hash()))
         } else {
@@ -199,7 +210,11 @@ pub(crate) fn pod<B: PacketBuf>(
     }
     if let Some(pod) = t.pods.lookup(ip.dst) {
         trim_padding(pkt, &ip);
-        return Some(count(cx.c, tx, route::to_pod(cx, pkt, *pod)));
+        return Some(count(
+            cx.c,
+            tx,
+            route::to_pod_from(pkt, *pod, lane.gateway_l2),
+        ));
     }
     let r = t.routes.lookup(ip.dst)?;
     let sport = vxlan::source_port(wire_key(f, ports, ip.proto).wide_hash());
@@ -232,9 +247,12 @@ pub(crate) struct UplinkLane {
     /// The inner Ethernet destination — the node's VTEP MAC — as bytes 0..6 of a word whose
     /// last two bytes are masked off.
     vtep_mac: u64,
-    /// The underlay source the VTEP cache vouches for under this burst's tables (0: none), so
-    /// a train from one node is recognised with one compare.
-    known_vtep: u32,
+    /// The underlay source the VTEP cache vouches for under this burst's tables, as its four
+    /// bytes on the wire read as a native-endian word, widened (`u64::MAX`, which no source
+    /// matches: none), so a train from one node is recognised with one compare.
+    known_vtep_wire: u64,
+    /// The gateway's half of the Ethernet header of frames to pods (`route::gateway_l2`).
+    gateway_l2: u64,
 }
 
 /// UDP header bytes 0..8: destination port and checksum, not the source port or length.
@@ -256,7 +274,11 @@ impl UplinkLane {
             underlay_ip: node.underlay_ip.to_bits(),
             vxlan: u64::from_ne_bytes([0x08, 0, 0, 0, v[1], v[2], v[3], 0]),
             vtep_mac: u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]),
-            known_vtep: cache.vtep_for(t),
+            known_vtep_wire: match cache.vtep_for(t) {
+                0 => u64::MAX,
+                ip => u64::from(u32::from_ne_bytes(ip.to_be_bytes())),
+            },
+            gateway_l2: route::gateway_l2(node),
         }
     }
 }
@@ -285,7 +307,8 @@ pub(crate) fn uplink<B: PacketBuf>(
     let outer = plain_header(d, 14)?;
     // UDP to port 4789 with a zero checksum (what Linux and podlane send over IPv4), a length
     // that covers the VXLAN header and an inner Ethernet header; the I flag and our VNI.
-    let (_, rest) = h.split_first_chunk::<UDP>()?;
+    let (outer_l23, rest) = h.split_first_chunk::<UDP>()?;
+    let (_, outer_ip) = outer_l23.split_last_chunk::<20>()?;
     let (udp, rest) = rest.split_first_chunk::<8>()?;
     let (vxh, inner_eth) = rest.split_first_chunk::<8>()?;
     let (inner_dst, _) = inner_eth.split_first_chunk::<8>()?;
@@ -307,7 +330,8 @@ pub(crate) fn uplink<B: PacketBuf>(
         return None;
     }
     let pod = *cx.t.pods.lookup(inner.dst)?;
-    let known = outer.src == lane.known_vtep && outer.src != 0;
+    let [.., s0, s1, s2, s3, _, _, _, _] = *outer_ip;
+    let known = u64::from(u32::from_ne_bytes([s0, s1, s2, s3])) == lane.known_vtep_wire;
     if inner.ttl <= 1 || !(known || cx.cache.known_vtep(cx.t, outer.src)) {
         return None;
     }
@@ -315,5 +339,9 @@ pub(crate) fn uplink<B: PacketBuf>(
     // `decap.rs` and then `trim_padding` do, in one step), deliver.
     pkt.keep(INNER, inner.end);
     cx.c.inc(Event::Decap);
-    Some(count(cx.c, tx, route::to_pod(cx, pkt, pod)))
+    Some(count(
+        cx.c,
+        tx,
+        route::to_pod_from(pkt, pod, lane.gateway_l2),
+    ))
 }

@@ -350,10 +350,21 @@ impl Pipeline {
     /// a million times a second, and scanning a fixed number of entries every poll swept a
     /// 65,536-entry table hundreds of times a second, touching cold entries for nothing — ~30
     /// cycles per packet on the DNAT path. Expired entries met by a lookup go at once anyway.
+    /// The check that the clock has not moved — every poll but about one a millisecond — is
+    /// inlined into the caller's loop; the aging is not.
+    #[inline]
     pub fn maintain(&mut self, now_ms: u64, per_ms: usize) {
+        if self.last_maintain.is_some_and(|t| now_ms <= t) {
+            return;
+        }
+        self.age(now_ms, per_ms);
+    }
+
+    /// [`Pipeline::maintain`] once the clock has moved.
+    #[inline(never)]
+    fn age(&mut self, now_ms: u64, per_ms: usize) {
         let elapsed = match self.last_maintain {
-            Some(t) if now_ms <= t => return,
-            Some(t) => (now_ms - t).min(10) as usize,
+            Some(t) => now_ms.saturating_sub(t).min(10) as usize,
             None => 1,
         };
         self.last_maintain = Some(now_ms);
@@ -436,7 +447,7 @@ impl Pipeline {
                 } else {
                     None
                 };
-                let lane = owner.as_ref().map(fast::PodLane::new);
+                let lane = owner.as_ref().map(|ow| fast::PodLane::new(ow, t));
                 // Whether the pod is a NATed flow's backend: the same for the whole burst (every
                 // frame the lane takes is from the port's pod), looked up again after a frame
                 // the general path took, as that may have started or ended a flow. Read after
@@ -465,18 +476,18 @@ impl Pipeline {
                     }
                 }
             }
-            Ingress::Uplink => {
+            Ingress::Uplink if cx.fast => {
                 let lane = fast::UplinkLane::new(t, cx.cache);
                 for (pkt, o) in burst {
-                    let lane = if cx.fast {
-                        fast::uplink(&mut cx, &lane, pkt, &mut tx)
-                    } else {
-                        None
-                    };
-                    *o = match lane {
+                    *o = match fast::uplink(&mut cx, &lane, pkt, &mut tx) {
                         Some(d) => d,
                         None => count(c, &mut tx, uplink::process(&mut cx, pkt)),
                     };
+                }
+            }
+            Ingress::Uplink => {
+                for (pkt, o) in burst {
+                    *o = count(c, &mut tx, uplink::process(&mut cx, pkt));
                 }
             }
             Ingress::Host => {

@@ -64,11 +64,29 @@ pub(crate) fn deliver_local<B: PacketBuf>(
 /// The delivery itself, of a frame whose TTL [`deliver_local`] checked.
 #[inline(always)]
 pub(crate) fn to_pod<B: PacketBuf>(cx: &Ctx<'_>, pkt: &mut B, pod: PodSlot) -> Disposition {
+    to_pod_from(pkt, pod, gateway_l2(&cx.t.node))
+}
+
+/// Ethernet bytes 6..14 of the IPv4 frames the gateway sends pods — its MAC, then EtherType
+/// 0x0800 — as one native-endian word (the lanes prepare it once per burst).
+#[inline(always)]
+pub(crate) fn gateway_l2(node: &crate::tables::NodeConfig) -> u64 {
+    let m = node.gateway_mac.0;
+    u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0x08, 0x00])
+}
+
+/// [`to_pod`] with the gateway's half of the Ethernet header given ([`gateway_l2`]): the
+/// header is two 8-byte stores, the pod's MAC (and two bytes the second store overwrites),
+/// then the gateway's MAC and the EtherType the frame had (IPv4, untagged: every caller's).
+#[inline(always)]
+pub(crate) fn to_pod_from<B: PacketBuf>(pkt: &mut B, pod: PodSlot, gateway_l2: u64) -> Disposition {
     let Some(h) = headers(pkt) else {
         return Disposition::Drop(DropReason::Ipv4Malformed);
     };
-    h[0..6].copy_from_slice(pod.mac.as_bytes());
-    h[6..12].copy_from_slice(cx.t.node.gateway_mac.as_bytes());
+    let [m0, m1, m2, m3, m4, m5] = pod.mac.0;
+    let [p0, p1] = pod.port.to_ne_bytes();
+    h[0..8].copy_from_slice(&[m0, m1, m2, m3, m4, m5, p0, p1]);
+    h[6..14].copy_from_slice(&gateway_l2.to_ne_bytes());
     dec_ttl(h, 14);
     Disposition::ToPod(pod.port)
 }
