@@ -357,12 +357,30 @@ fn finish(
     Ok(())
 }
 
+/// TSC cycles to milliseconds with a multiply instead of a division per poll:
+/// `⌊tsc · ⌊(2^64 − 1) / cycles_per_ms⌋ / 2^64⌋`, monotonic in `tsc`, never ahead of
+/// `⌊tsc / cycles_per_ms⌋` and at most one behind it for any TSC below 2^63 (the deficit is
+/// under `2 · tsc / 2^64`).
+#[derive(Debug, Clone, Copy)]
+struct TscToMs(u64);
+
+impl TscToMs {
+    fn new(hz: u64) -> TscToMs {
+        TscToMs(u64::MAX / (hz / 1000).max(1))
+    }
+
+    #[inline(always)]
+    fn of(self, tsc: u64) -> u64 {
+        ((u128::from(tsc) * u128::from(self.0)) >> 64) as u64
+    }
+}
+
 /// Polls until `stop` (or the deadline, when the loop runs on the main lcore).
 fn poll_loop(mut w: Worker, stop: &AtomicBool, hz: u64, deadline: Option<Instant>) -> Worker {
-    let per_ms = (hz / 1000).max(1);
+    let ms = TscToMs::new(hz);
     let mut n: u64 = 0;
     loop {
-        let now_ms = dpdk::eal::rdtsc() / per_ms;
+        let now_ms = ms.of(dpdk::eal::rdtsc());
         w.poll(now_ms);
         n += 1;
         if n.is_multiple_of(1024) {
@@ -376,4 +394,38 @@ fn poll_loop(mut w: Worker, stop: &AtomicBool, hz: u64, deadline: Option<Instant
         }
     }
     w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TscToMs;
+
+    #[test]
+    fn tsc_to_ms_is_the_division_or_one_less() {
+        for hz in [
+            1_000,
+            1_000_000,
+            2_600_000_000,
+            3_700_000_123,
+            10_000_000_000,
+        ] {
+            let ms = TscToMs::new(hz);
+            let per_ms = hz / 1000;
+            let mut tscs: Vec<u64> = (0..64)
+                .map(|i| i * 7_919_999_981)
+                .chain([per_ms - 1, per_ms, per_ms + 1, 1 << 62, (1 << 63) - 1])
+                .collect();
+            tscs.sort_unstable();
+            let mut before = 0;
+            for tsc in tscs {
+                let (got, want) = (ms.of(tsc), tsc / per_ms);
+                assert!(
+                    got == want || got + 1 == want,
+                    "{hz} Hz, tsc {tsc}: {got} vs {want}"
+                );
+                assert!(got >= before, "{hz} Hz, tsc {tsc}: went back");
+                before = got;
+            }
+        }
+    }
 }

@@ -38,7 +38,13 @@ impl Mbuf {
     /// True if the packet is in one segment (the only kind the pipeline handles).
     #[inline(always)]
     pub fn is_contiguous(&self) -> bool {
-        self.hdr().nb_segs == 1
+        self.segments() == 1
+    }
+
+    /// How many segments the packet has (`nb_segs`, at least 1).
+    #[inline(always)]
+    pub fn segments(&self) -> u16 {
+        self.hdr().nb_segs
     }
 
     /// The mbuf's packet length (`pkt_len`: of all segments; of the one, for the packets the
