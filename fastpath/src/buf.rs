@@ -23,13 +23,14 @@ pub trait PacketBuf {
     fn trim(&mut self, n: usize) -> bool;
     /// Narrows the packet to its bytes `start..end` — `trim(len - end)` then `adj(start)`, in
     /// one step (a decapsulation drops the outer headers and the inner packet's padding at
-    /// once). Returns false (packet unchanged) unless `start <= end <= len`.
-    fn keep(&mut self, start: usize, end: usize) -> bool {
+    /// once) — and returns them, so that the caller writes on without reading the buffer's
+    /// bookkeeping back. `None` (packet unchanged) unless `start <= end <= len`.
+    fn keep(&mut self, start: usize, end: usize) -> Option<&mut [u8]> {
         let len = self.len();
-        if start > end || end > len {
-            return false;
+        if start > end || end > len || !(self.trim(len - end) && self.adj(start)) {
+            return None;
         }
-        self.trim(len - end) && self.adj(start)
+        Some(self.data_mut())
     }
     /// The packet length.
     fn len(&self) -> usize {
@@ -186,14 +187,14 @@ mod tests {
         let f: Vec<u8> = (0..10).collect();
         let mut b = HeapBuf::from_frame(&f);
         for (start, end) in [(4, 3), (0, 11), (11, 11)] {
-            assert!(!b.keep(start, end), "{start}..{end}");
+            assert!(b.keep(start, end).is_none(), "{start}..{end}");
             assert_eq!(b.data(), &f[..], "unchanged after {start}..{end}");
         }
-        assert!(b.keep(2, 9));
+        assert_eq!(b.keep(2, 9).map(|d| d.to_vec()), Some(f[2..9].to_vec()));
         assert_eq!(b.data(), &f[2..9]);
         assert_eq!(b.headroom(), DEFAULT_HEADROOM + 2);
-        assert!(b.keep(0, 7), "the whole packet");
-        assert!(b.keep(3, 3));
+        assert_eq!(b.keep(0, 7).map(|d| d.len()), Some(7), "the whole packet");
+        assert_eq!(b.keep(3, 3).map(|d| d.len()), Some(0));
         assert!(b.is_empty());
     }
 

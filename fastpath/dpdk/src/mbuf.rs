@@ -200,19 +200,19 @@ impl PacketBuf for Mbuf {
     }
 
     #[inline(always)]
-    fn keep(&mut self, start: usize, end: usize) -> bool {
+    fn keep(&mut self, start: usize, end: usize) -> Option<&mut [u8]> {
         let h = self.hdr_mut();
         let (Ok(s16), Ok(e16)) = (u16::try_from(start), u16::try_from(end)) else {
-            return false;
+            return None;
         };
         if s16 > e16 || e16 > h.data_len {
-            return false;
+            return None;
         }
         let cut = h.data_len - (e16 - s16);
         h.data_off += s16;
         h.data_len = e16 - s16;
         h.pkt_len -= u32::from(cut);
-        true
+        Some(self.data_mut())
     }
 
     #[inline(always)]

@@ -337,11 +337,12 @@ pub(crate) fn uplink<B: PacketBuf>(
     }
     // Committed: strip the outer headers and any padding after the inner packet (what
     // `decap.rs` and then `trim_padding` do, in one step), deliver.
-    pkt.keep(INNER, inner.end);
+    // (`keep` cannot fail: `inner.end` is within the frame, checked above.)
+    let frame = pkt.keep(INNER, inner.end)?;
     cx.c.inc(Event::Decap);
     Some(count(
         cx.c,
         tx,
-        route::to_pod_from(pkt, pod, lane.gateway_l2),
+        route::to_pod_frame(frame, pod, lane.gateway_l2),
     ))
 }

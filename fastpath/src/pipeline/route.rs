@@ -80,7 +80,13 @@ pub(crate) fn gateway_l2(node: &crate::tables::NodeConfig) -> u64 {
 /// then the gateway's MAC and the EtherType the frame had (IPv4, untagged: every caller's).
 #[inline(always)]
 pub(crate) fn to_pod_from<B: PacketBuf>(pkt: &mut B, pod: PodSlot, gateway_l2: u64) -> Disposition {
-    let Some(h) = headers(pkt) else {
+    to_pod_frame(pkt.data_mut(), pod, gateway_l2)
+}
+
+/// [`to_pod_from`] on the frame's bytes `d` (as `PacketBuf::keep` returns them).
+#[inline(always)]
+pub(crate) fn to_pod_frame(d: &mut [u8], pod: PodSlot, gateway_l2: u64) -> Disposition {
+    let Some(h) = d.first_chunk_mut::<34>() else {
         return Disposition::Drop(DropReason::Ipv4Malformed);
     };
     let [m0, m1, m2, m3, m4, m5] = pod.mac.0;
