@@ -225,7 +225,11 @@ impl Port {
             sys::podlane_rte_eth_tx_burst(self.id, q, base.cast::<*mut sys::rte_mbuf>(), n as u16)
         })
         .min(n);
-        if sent > 0 {
+        if sent == n {
+            // SAFETY: every slot now belongs to the driver: none may be dropped here. (The
+            // common case, without the zero-length `memmove` call below.)
+            unsafe { pkts.set_len(0) };
+        } else if sent > 0 {
             // SAFETY: the first `sent` slots now belong to the driver and must not be dropped;
             // the unsent `n - sent` move to the front (`ptr::copy` handles the overlap), and
             // the length covers exactly them, so every Mbuf left is owned once.
