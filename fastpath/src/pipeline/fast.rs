@@ -123,11 +123,10 @@ pub(crate) struct PodLane {
 
 impl PodLane {
     pub fn new(owner: &PortOwner, t: &crate::update::Tables) -> PodLane {
-        let m = owner.mac.0;
         let node = &t.node;
         PodLane {
             ip_wire: u32::from_ne_bytes(owner.ip.to_be_bytes()),
-            l2: u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0x08, 0x00]),
+            l2: route::ipv4_src_l2(owner.mac),
             max_ip_len: encap::max_ip_len(node.underlay_mtu),
             services: node.service_cidr,
             gateway_l2: route::gateway_l2(node),
@@ -190,7 +189,7 @@ pub(crate) fn pod<B: PacketBuf>(
         // destinations (the host, a node's own address, the gateway, none) go through it
         // with the rewritten header read again, so nothing parsed lives across the lookups.
         let d = if let Some(pod) = t.pods.lookup(to.dst()) {
-            route::to_pod_from(pkt, *pod, lane.gateway_l2)
+            route::to_pod_frame(pkt.data_mut(), *pod, lane.gateway_l2)
         } else if let Some(r) = t.routes.lookup(to.dst()) {
             encap::push(cx, pkt, r, vxlan::source_port(to.wide_hash()))
         } else {
@@ -213,7 +212,7 @@ pub(crate) fn pod<B: PacketBuf>(
         return Some(count(
             cx.c,
             tx,
-            route::to_pod_from(pkt, *pod, lane.gateway_l2),
+            route::to_pod_frame(pkt.data_mut(), *pod, lane.gateway_l2),
         ));
     }
     let r = t.routes.lookup(ip.dst)?;

@@ -7,6 +7,7 @@ use crate::pipeline::rewrite::dec_ttl;
 use crate::pipeline::{encap, icmp, is_multicast_or_broadcast, Ctx, Ip4};
 use crate::tables::pods::PodSlot;
 use crate::tables::UnknownDestination;
+use crate::wire::MacAddr;
 
 /// Routes the IPv4 packet `ip` (untagged: Ethernet header at 0, IPv4 at 14).
 #[inline(always)]
@@ -64,26 +65,28 @@ pub(crate) fn deliver_local<B: PacketBuf>(
 /// The delivery itself, of a frame whose TTL [`deliver_local`] checked.
 #[inline(always)]
 pub(crate) fn to_pod<B: PacketBuf>(cx: &Ctx<'_>, pkt: &mut B, pod: PodSlot) -> Disposition {
-    to_pod_from(pkt, pod, gateway_l2(&cx.t.node))
+    to_pod_frame(pkt.data_mut(), pod, gateway_l2(&cx.t.node))
 }
 
-/// Ethernet bytes 6..14 of the IPv4 frames the gateway sends pods — its MAC, then EtherType
-/// 0x0800 — as one native-endian word (the lanes prepare it once per burst).
+/// Ethernet bytes 6..14 of an IPv4 frame from `mac` — the MAC, then EtherType 0x0800 — as one
+/// native-endian word: what the lanes compare a pod's frames with, and write as the gateway.
 #[inline(always)]
-pub(crate) fn gateway_l2(node: &crate::tables::NodeConfig) -> u64 {
-    let m = node.gateway_mac.0;
+pub(crate) fn ipv4_src_l2(mac: MacAddr) -> u64 {
+    let m = mac.0;
     u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0x08, 0x00])
 }
 
-/// [`to_pod`] with the gateway's half of the Ethernet header given ([`gateway_l2`]): the
-/// header is two 8-byte stores, the pod's MAC (and two bytes the second store overwrites),
-/// then the gateway's MAC and the EtherType the frame had (IPv4, untagged: every caller's).
+/// The gateway's half of the Ethernet header of the frames it sends pods ([`ipv4_src_l2`];
+/// the lanes prepare it once per burst).
 #[inline(always)]
-pub(crate) fn to_pod_from<B: PacketBuf>(pkt: &mut B, pod: PodSlot, gateway_l2: u64) -> Disposition {
-    to_pod_frame(pkt.data_mut(), pod, gateway_l2)
+pub(crate) fn gateway_l2(node: &crate::tables::NodeConfig) -> u64 {
+    ipv4_src_l2(node.gateway_mac)
 }
 
-/// [`to_pod_from`] on the frame's bytes `d` (as `PacketBuf::keep` returns them).
+/// [`to_pod`] on the frame's bytes `d` (as `PacketBuf::data_mut` or `keep` give them), with the
+/// gateway's half of the Ethernet header given ([`gateway_l2`]): the header is two 8-byte
+/// stores, the pod's MAC (and two bytes the second store overwrites), then the gateway's MAC
+/// and the EtherType the frame had (IPv4, untagged: every caller's).
 #[inline(always)]
 pub(crate) fn to_pod_frame(d: &mut [u8], pod: PodSlot, gateway_l2: u64) -> Disposition {
     let Some(h) = d.first_chunk_mut::<34>() else {
