@@ -3,14 +3,17 @@
 
 # The head of a podlane-fastpath config for a bench run: state file, EAL without hugepages
 # (lcores, file prefix), node A's [node] section from deploy/fastpath.toml. The caller appends
-# its ports (bench_port) and anything else.
+# its ports (bench_port) and anything else. BENCH_HUGE=1 puts the EAL on hugepages instead
+# (`in_memory`; see bench_eal_memory).
 #   bench_fastpath_head STATE_FILE LCORES FILE_PREFIX
 bench_fastpath_head() {
+    local mem='no_huge = true'
+    if [ "${BENCH_HUGE:-0}" = 1 ]; then mem='in_memory = true'; fi
     cat <<TOML
 state_file = "$1"
 [eal]
 lcores = "$2"
-no_huge = true
+$mem
 memory_mb = 1024
 file_prefix = "$3"
 log_level = "lib.eal:error"
@@ -50,4 +53,33 @@ bench_testpmd() {
         echo "$(date +%T)   testpmd gave no figure in ${t} s; once more, longer" >&2
     done
     echo "$mpps"
+}
+
+# The EAL memory arguments for dpdk-testpmd that match bench_fastpath_head's: no hugepages
+# (1 GiB of ordinary memory), or with BENCH_HUGE=1 hugepages without a runtime directory.
+bench_eal_memory() {
+    if [ "${BENCH_HUGE:-0}" = 1 ]; then echo --in-memory; else echo --no-huge -m 1024; fi
+}
+
+# With BENCH_HUGE=1: makes sure 2 MB hugepages are reserved (2 GiB, when fewer are), and
+# prints the count to restore afterwards (bench_huge_restore). Without: prints nothing.
+bench_huge_reserve() {
+    [ "${BENCH_HUGE:-0}" = 1 ] || return 0
+    local f=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages before
+    before=$(cat "$f")
+    if [ "$before" -lt 1024 ]; then
+        echo 1024 > "$f"
+        if [ "$(cat "$f")" -lt 1024 ]; then
+            echo "could not reserve 1024 hugepages of 2 MB (got $(cat "$f")); free memory or run without --huge" >&2
+            echo "$before" > "$f"
+            return 1
+        fi
+    fi
+    echo "$before"
+}
+
+#   bench_huge_restore COUNT     (COUNT from bench_huge_reserve; nothing when empty)
+bench_huge_restore() {
+    [ -n "${1:-}" ] && echo "$1" > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+    return 0
 }

@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # One-lcore throughput of podlane's paths against dpdk-testpmd io forwarding, on the same
 # devices in the same run: 64-byte frames from net_pcap (infinite_rx=1) into net_null.
-#   bench/throughput.sh [SECONDS] [FLOWS]     (default 5 s, 1024 flows)
-# Prints a table and writes target/bench/throughput.json. No hugepages needed (--no-huge).
+#   bench/throughput.sh [--huge] [SECONDS] [FLOWS]     (default 5 s, 1024 flows)
+# Prints a table and writes target/bench/throughput.json. No hugepages needed (--no-huge for
+# both programs); --huge runs both on 2 MB hugepages instead (reserving 2 GiB for the run if
+# fewer are reserved, and giving them back after), which makes testpmd's I/O about twice as
+# fast here — see docs/PERFORMANCE.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
+BENCH_HUGE=0
+if [ "${1:-}" = --huge ]; then
+    BENCH_HUGE=1
+    shift
+fi
+export BENCH_HUGE
 secs=${1:-5}
 flows=${2:-1024}
 out=target/bench
@@ -14,13 +23,18 @@ cargo build --release -q -p podlane-bench -p podlane-daemon
 gen=target/release/podlane-benchgen
 fp=target/release/podlane-fastpath
 run_id=$$
-cleanup() { rm -rf "/var/run/dpdk/pl-tp-$run_id" "/var/run/dpdk/pl-fp-$run_id"-* 2>/dev/null || true; }
+huge_before=$(bench_huge_reserve)
+cleanup() {
+    rm -rf "/var/run/dpdk/pl-tp-$run_id" "/var/run/dpdk/pl-fp-$run_id"-* 2>/dev/null || true
+    bench_huge_restore "$huge_before"
+}
 trap cleanup EXIT
 
 # testpmd: the I/O ceiling. Median of its per-second Rx-pps reports on port 0 (the pcap).
 testpmd_mpps() {
     local pcap=$1
-    bench_testpmd "$secs" -l 0-1 --no-huge -m 1024 --no-pci --no-telemetry \
+    # shellcheck disable=SC2046 # the memory arguments are words
+    bench_testpmd "$secs" -l 0-1 $(bench_eal_memory) --no-pci --no-telemetry \
         --file-prefix "pl-tp-$run_id" \
         --vdev "net_pcap0,rx_pcap=$pcap,infinite_rx=1" --vdev net_null0,no-rx=1 --
 }
@@ -56,7 +70,7 @@ for profile in encap decap dnat local; do
     p=$(podlane_mpps "$profile" "$pcap" "$state")
     r=$(python3 -c "print('%.2f' % ($p / $t if $t > 0 else 0))")
     printf '%-10s %10s %10s %8s\n' "$profile" "$t" "$p" "$r"
-    json="$json{\"profile\":\"$profile\",\"flows\":$flows,\"seconds\":$secs,\"testpmd_mpps\":$t,\"podlane_mpps\":$p,\"ratio\":$r},"
+    json="$json{\"profile\":\"$profile\",\"flows\":$flows,\"seconds\":$secs,\"hugepages\":$([ "$BENCH_HUGE" = 1 ] && echo true || echo false),\"testpmd_mpps\":$t,\"podlane_mpps\":$p,\"ratio\":$r},"
 done
 echo "${json%,}]" > "$out/throughput.json"
 echo "wrote $out/throughput.json"
