@@ -32,6 +32,17 @@ pub trait PacketBuf {
         }
         Some(self.data_mut())
     }
+    /// Hints that the memory at `addr` — any address, valid or not — will be read soon. The
+    /// buffer type knows its platform: DPDK's mbufs issue a prefetch (which never faults);
+    /// the default does nothing. An associated function, not a method, so that the pipeline
+    /// can prefetch its own tables through the buffer type it is compiled for.
+    #[inline(always)]
+    fn prefetch(addr: *const u8)
+    where
+        Self: Sized,
+    {
+        let _ = addr;
+    }
     /// The packet length.
     fn len(&self) -> usize {
         self.data().len()

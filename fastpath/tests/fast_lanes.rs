@@ -232,6 +232,40 @@ fn valid_frames_take_the_lanes_and_match_the_general_path() {
     assert_eq!(fast.run(hostnet[1].0, &hostnet[1].1).0, Disposition::ToHost);
 }
 
+/// Whole bursts from pod A that start with a Service frame — the pod lane's loop that
+/// prefetches conntrack slots ahead — and bursts in the other order get what the general path
+/// gives the same burst, frame by frame; longer than the prefetch distance, with the flows
+/// established and not.
+#[test]
+fn bursts_led_by_a_service_frame_match_the_general_path() {
+    let from_a: Vec<Vec<u8>> = frames()
+        .into_iter()
+        .filter(|(ing, _)| *ing == Ingress::Pod(POD_A_PORT))
+        .map(|(_, f)| f)
+        .collect();
+    // The DNS query (frames()[5], to the Service CIDR) first, then everything else twice.
+    let dns = frames()[5].1.clone();
+    assert!(from_a.contains(&dns));
+    let mut led: Vec<Vec<u8>> = vec![dns.clone()];
+    led.extend(from_a.iter().filter(|f| **f != dns).cloned());
+    led.extend(led.clone());
+    assert!(led.len() > 8, "{}", led.len());
+    let mut trailing = led.clone();
+    trailing.rotate_left(1);
+    let (mut fast, mut slow) = pair();
+    for warmed in [false, true] {
+        if warmed {
+            start_flows(&mut fast, &mut slow).unwrap();
+        }
+        for burst in [&led, &trailing] {
+            let f = fast.run_burst(Ingress::Pod(POD_A_PORT), burst);
+            let s = slow.run_burst(Ingress::Pod(POD_A_PORT), burst);
+            assert_eq!(f, s);
+            assert_eq!(fast.counters(), slow.counters());
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 3000, .. ProptestConfig::default() })]
 

@@ -99,13 +99,6 @@ impl Mbuf {
         // do not fit, else only grows data_len/pkt_len over bytes the caller wrote.
         !unsafe { sys::podlane_rte_pktmbuf_append(self.ptr.as_ptr(), n) }.is_null()
     }
-
-    /// Prefetches the packet's first cache line (for the next packets of a burst).
-    #[inline(always)]
-    pub fn prefetch(&self) {
-        // SAFETY: self owns a valid mbuf; mtod is its data address; prefetch never faults.
-        unsafe { sys::podlane_rte_prefetch0(sys::podlane_rte_pktmbuf_mtod(self.ptr.as_ptr())) }
-    }
 }
 
 impl Drop for Mbuf {
@@ -151,6 +144,18 @@ impl Mbuf {
 }
 
 impl PacketBuf for Mbuf {
+    #[inline(always)]
+    fn prefetch(addr: *const u8) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch only hints the cache; it reads nothing architecturally and never
+        // faults, whatever the address (Intel SDM, PREFETCHh), so any pointer is sound here.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(addr.cast());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = addr;
+    }
+
     #[inline(always)]
     fn data(&self) -> &[u8] {
         // SAFETY: data_ptr() is the start of data_len initialised bytes inside the mbuf's
@@ -227,5 +232,28 @@ impl PacketBuf for Mbuf {
         h.data_len -= n16;
         h.pkt_len -= u32::from(n16);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The prefetch hint takes any address — null, unmapped, kernel space, unaligned — and
+    /// none faults (no EAL needed: it touches no DPDK state).
+    #[test]
+    fn prefetch_never_faults() {
+        let x = [0u8; 64];
+        for a in [
+            std::ptr::null(),
+            std::ptr::without_provenance(1),
+            std::ptr::without_provenance(0xdead_beef),
+            std::ptr::without_provenance(usize::MAX),
+            x.as_ptr(),
+            x.as_ptr().wrapping_add(63),
+        ] {
+            <Mbuf as PacketBuf>::prefetch(a);
+        }
+        assert_eq!(x, [0; 64]);
     }
 }
