@@ -32,6 +32,10 @@ pub trait PacketBuf {
         }
         Some(self.data_mut())
     }
+    /// Whether [`PacketBuf::prefetch`] does anything: the pipeline computes no address to
+    /// prefetch for a buffer type that would ignore it (`HeapBuf`, the simulator's and the
+    /// microbenchmark's).
+    const PREFETCHES: bool = false;
     /// Hints that the memory at `addr` — any address, valid or not — will be read soon. The
     /// buffer type knows its platform: DPDK's mbufs issue a prefetch (which never faults);
     /// the default does nothing. An associated function, not a method, so that the pipeline

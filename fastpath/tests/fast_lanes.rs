@@ -7,7 +7,8 @@ mod common;
 
 use common::*;
 use core::net::Ipv4Addr;
-use fastpath::counters::Disposition;
+use fastpath::buf::{HeapBuf, PacketBuf};
+use fastpath::counters::{Disposition, DropReason};
 use fastpath::fixtures::*;
 use fastpath::pipeline::Ingress;
 use fastpath::tables::services::{EndpointSpec, EndpointState, FrontendKey, Protocol, ServiceSpec};
@@ -232,10 +233,44 @@ fn valid_frames_take_the_lanes_and_match_the_general_path() {
     assert_eq!(fast.run(hostnet[1].0, &hostnet[1].1).0, Disposition::ToHost);
 }
 
+thread_local! {
+    /// Prefetch hints a [`Hinted`] buffer received on this thread.
+    static HINTS: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
+/// A `HeapBuf` that says it prefetches (`PREFETCHES`) and counts the hints, so that the pod
+/// lane's prefetching loop — taken for DPDK's mbufs only — runs here.
+struct Hinted(HeapBuf);
+
+impl PacketBuf for Hinted {
+    const PREFETCHES: bool = true;
+    fn prefetch(_addr: *const u8) {
+        HINTS.with(|h| h.set(h.get() + 1));
+    }
+    fn data(&self) -> &[u8] {
+        self.0.data()
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        self.0.data_mut()
+    }
+    fn headroom(&self) -> usize {
+        self.0.headroom()
+    }
+    fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        self.0.prepend(n)
+    }
+    fn adj(&mut self, n: usize) -> bool {
+        self.0.adj(n)
+    }
+    fn trim(&mut self, n: usize) -> bool {
+        self.0.trim(n)
+    }
+}
+
 /// Whole bursts from pod A that start with a Service frame — the pod lane's loop that
-/// prefetches conntrack slots ahead — and bursts in the other order get what the general path
+/// prefetches conntrack slots ahead — and bursts in another order get what the general path
 /// gives the same burst, frame by frame; longer than the prefetch distance, with the flows
-/// established and not.
+/// established and not. Only the bursts led by a Service frame prefetch.
 #[test]
 fn bursts_led_by_a_service_frame_match_the_general_path() {
     let from_a: Vec<Vec<u8>> = frames()
@@ -250,17 +285,37 @@ fn bursts_led_by_a_service_frame_match_the_general_path() {
     led.extend(from_a.iter().filter(|f| **f != dns).cloned());
     led.extend(led.clone());
     assert!(led.len() > 8, "{}", led.len());
+    let to_service = |f: &[u8]| {
+        NodeConfig::example_node_a()
+            .service_cidr
+            .contains(Ipv4Addr::new(f[30], f[31], f[32], f[33]))
+    };
+    // The same frames led by one that is not to a Service.
     let mut trailing = led.clone();
-    trailing.rotate_left(1);
+    let other = trailing.iter().position(|f| !to_service(f)).unwrap();
+    trailing.rotate_left(other);
+    assert!(to_service(&led[0]) && !to_service(&trailing[0]));
     let (mut fast, mut slow) = pair();
     for warmed in [false, true] {
         if warmed {
             start_flows(&mut fast, &mut slow).unwrap();
         }
-        for burst in [&led, &trailing] {
-            let f = fast.run_burst(Ingress::Pod(POD_A_PORT), burst);
-            let s = slow.run_burst(Ingress::Pod(POD_A_PORT), burst);
-            assert_eq!(f, s);
+        for (burst, prefetches) in [(&led, true), (&trailing, false)] {
+            let mut pkts: Vec<Hinted> = burst
+                .iter()
+                .map(|f| Hinted(HeapBuf::from_frame(f)))
+                .collect();
+            let mut out = vec![Disposition::Drop(DropReason::Runt); burst.len()];
+            let before = HINTS.with(|h| h.get());
+            fast.p
+                .process(Ingress::Pod(POD_A_PORT), &mut pkts, &mut out, fast.now);
+            let hints = HINTS.with(|h| h.get()) - before;
+            assert_eq!(hints > 0, prefetches, "{hints} hints");
+            let f: Vec<(Disposition, Vec<u8>)> = out
+                .into_iter()
+                .zip(pkts.iter().map(|p| p.data().to_vec()))
+                .collect();
+            assert_eq!(f, slow.run_burst(Ingress::Pod(POD_A_PORT), burst));
             assert_eq!(fast.counters(), slow.counters());
         }
     }

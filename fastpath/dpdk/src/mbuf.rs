@@ -144,6 +144,8 @@ impl Mbuf {
 }
 
 impl PacketBuf for Mbuf {
+    const PREFETCHES: bool = cfg!(target_arch = "x86_64");
+
     #[inline(always)]
     fn prefetch(addr: *const u8) {
         #[cfg(target_arch = "x86_64")]

@@ -221,15 +221,26 @@ pub(crate) fn pod<B: PacketBuf>(
     Some(count(cx.c, tx, encap::push(cx, pkt, r, sport)))
 }
 
-/// Whether the frame is addressed to the lane's Service CIDR (read at the fixed offset of an
-/// IPv4 header without options; nothing else checked).
+/// Whether a burst is worth prefetching conntrack slots for: its first frame goes to the
+/// lane's Service CIDR and its second is of another flow (read at the fixed offsets of an
+/// IPv4 header without options; nothing else checked). A train of one flow finds its entry
+/// in the cache anyway, and the prefetches' ~24 instructions a frame cost it 7% (1 flow).
 #[inline(always)]
-pub(crate) fn to_service<B: PacketBuf>(lane: &PodLane, p: &B) -> bool {
-    p.data().first_chunk::<38>().is_some_and(|f| {
-        let [.., d0, d1, d2, d3, _, _, _, _] = *f;
-        lane.services
+pub(crate) fn flows_to_services<B: PacketBuf>(lane: &PodLane, pkts: &[B]) -> bool {
+    let tuple = |p: &B| {
+        p.data()
+            .get(26..38)
+            .and_then(|t| t.first_chunk::<12>().copied())
+    };
+    let (Some(first), Some(second)) = (pkts.first().and_then(tuple), pkts.get(1).and_then(tuple))
+    else {
+        return false;
+    };
+    let [.., d0, d1, d2, d3, _, _, _, _] = first;
+    first != second
+        && lane
+            .services
             .contains_u32(u32::from_be_bytes([d0, d1, d2, d3]))
-    })
 }
 
 /// Prefetches the conntrack index slot a frame to a Service will be looked up at, reading its

@@ -478,13 +478,11 @@ impl Pipeline {
                                 }
                             };
                         }
-                        // A burst that starts with a frame to a Service prefetches each
-                        // Service frame's conntrack slot SLOT_PREFETCH frames ahead; the others
-                        // pay one test a burst, nothing per packet.
-                        if pkts[..n]
-                            .first()
-                            .is_some_and(|p| fast::to_service(&lane, p))
-                        {
+                        // A burst that starts with frames of different flows to Services
+                        // prefetches each Service frame's conntrack slot SLOT_PREFETCH frames
+                        // ahead; the others pay one test a burst, nothing per packet (and
+                        // buffer types that do not prefetch, not even that).
+                        if B::PREFETCHES && fast::flows_to_services(&lane, &pkts[..n]) {
                             let (pkts, out) = (&mut pkts[..n], &mut out[..n]);
                             for p in pkts.iter().take(SLOT_PREFETCH) {
                                 fast::prefetch_service_slot(&cx, &lane, p);
