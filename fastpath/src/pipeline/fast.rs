@@ -222,55 +222,40 @@ pub(crate) fn pod<B: PacketBuf>(
 }
 
 /// Whether a burst is worth prefetching conntrack slots for: its first frame goes to the
-/// lane's Service CIDR and its second is of another flow (read at the fixed offsets of an
-/// IPv4 header without options; nothing else checked). A train of one flow finds its entry
-/// in the cache anyway, and the prefetches' ~24 instructions a frame cost it 7% (1 flow).
+/// lane's Service CIDR and its second is of another flow ([`service_tuple`]). A train of one
+/// flow finds its entry in the cache anyway, and the prefetches' ~24 instructions a frame cost
+/// it 7% (1 flow).
 #[inline(always)]
 pub(crate) fn flows_to_services<B: PacketBuf>(lane: &PodLane, pkts: &[B]) -> bool {
-    let tuple = |p: &B| {
-        p.data()
-            .get(26..38)
-            .and_then(|t| t.first_chunk::<12>().copied())
-    };
-    let (Some(first), Some(second)) = (pkts.first().and_then(tuple), pkts.get(1).and_then(tuple))
-    else {
+    let (Some(first), Some(second)) = (pkts.first(), pkts.get(1)) else {
         return false;
     };
-    let [.., d0, d1, d2, d3, _, _, _, _] = first;
-    first != second
-        && lane
-            .services
-            .contains_u32(u32::from_be_bytes([d0, d1, d2, d3]))
+    service_tuple(lane, first).is_some_and(|t| service_tuple(lane, second) != Some(t))
 }
 
-/// Prefetches the conntrack index slot a frame to a Service will be looked up at, reading its
-/// tuple where the pod lane will (unchecked: a malformed frame only prefetches a slot for
-/// nothing).
+/// Prefetches the conntrack index slot a frame to a Service will be looked up at.
 #[inline(always)]
 pub(crate) fn prefetch_service_slot<B: PacketBuf>(cx: &Ctx<'_>, lane: &PodLane, p: &B) {
-    // Bytes 23..38: the protocol, the header checksum, the two addresses, the ports. Read
-    // as two words, not byte by byte as the lane's checked path does (half the instructions).
-    let Some((&[proto, _, _], rest)) = p
-        .data()
-        .get(23..38)
-        .and_then(|b| b.split_first_chunk::<3>())
-    else {
-        return;
-    };
-    let Some((addrs, ports)) = rest.split_first_chunk::<8>() else {
-        return;
-    };
-    let Some(ports) = ports.first_chunk::<4>() else {
-        return;
-    };
-    let [.., d0, d1, d2, d3] = *addrs;
-    if lane
-        .services
-        .contains_u32(u32::from_be_bytes([d0, d1, d2, d3]))
-    {
-        let key = PackedKey::from_wire(*addrs, u32::from_be_bytes(*ports), proto);
+    if let Some((proto, addrs, ports)) = service_tuple(lane, p) {
+        let key = PackedKey::from_wire(addrs, u32::from_be_bytes(ports), proto);
         B::prefetch(cx.ct.slot_addr(key));
     }
+}
+
+/// The tuple of a frame to the lane's Service CIDR — protocol, addresses, ports as on the
+/// wire — read where the pod lane will read it but unchecked (a malformed frame only
+/// prefetches a slot for nothing). Bytes 23..38 (the protocol, the header checksum, the
+/// addresses, the ports) read as words, not byte by byte as the lane's checked path does
+/// (half the instructions).
+#[inline(always)]
+fn service_tuple<B: PacketBuf>(lane: &PodLane, p: &B) -> Option<(u8, [u8; 8], [u8; 4])> {
+    let (&[proto, _, _], rest) = p.data().get(23..38)?.split_first_chunk::<3>()?;
+    let (addrs, ports) = rest.split_first_chunk::<8>()?;
+    let ports = ports.first_chunk::<4>()?;
+    let [.., d0, d1, d2, d3] = *addrs;
+    lane.services
+        .contains_u32(u32::from_be_bytes([d0, d1, d2, d3]))
+        .then_some((proto, *addrs, *ports))
 }
 
 /// The tuple of a frame whose IPv4 header (no options) [`plain_header`] accepted, read from
