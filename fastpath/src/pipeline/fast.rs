@@ -21,7 +21,7 @@ use crate::buf::PacketBuf;
 use crate::cidr::Ipv4Cidr;
 use crate::counters::{Disposition, Event};
 use crate::pipeline::{count, encap, nat, route, trim_padding, Ctx, Ip4, Tally, MAX_FRAME_LEN};
-use crate::tables::conntrack::PackedKey;
+use crate::tables::conntrack::{Conntrack, PackedKey};
 use crate::tables::pods::PortOwner;
 use crate::wire::{checksum, ipproto, vxlan};
 
@@ -137,13 +137,16 @@ impl PodLane {
 /// A frame from the port's pod (`lane`) to a local pod or through the tunnel, or of an
 /// established Service flow, not touching a flow the pod is the backend of. `backend`: whether
 /// the pod is some NATed flow's backend (`Conntrack::pod_is_backend` of the port's pod, read
-/// once per burst by the caller, and again after each packet the general path took). A
-/// disposition it returns is counted in `tx` already (`pipeline::count`).
+/// once per burst by the caller, and again after each packet the general path took). `hash`:
+/// the conntrack hash of the frame's tuple if the caller computed it already
+/// ([`prefetch_service_slot`]). A disposition it returns is counted in `tx` already
+/// (`pipeline::count`).
 #[inline(always)]
 pub(crate) fn pod<B: PacketBuf>(
     cx: &mut Ctx<'_>,
     lane: &PodLane,
     backend: bool,
+    hash: Option<u32>,
     pkt: &mut B,
     tx: &mut Tally,
 ) -> Option<Disposition> {
@@ -184,7 +187,7 @@ pub(crate) fn pod<B: PacketBuf>(
         let tcp_flags = tcp_flags(d, &ip)?;
         let key = wire_key(f, true, ip.proto);
         trim_padding(pkt, &ip);
-        let to = nat::apply_key(cx, pkt, &mut ip, key, true, tcp_flags)?.to;
+        let to = nat::apply_key(cx, pkt, &mut ip, key, hash, true, tcp_flags)?.to;
         // Routed as `route::route` would, its TTL and size checks made above; the rarer
         // destinations (the host, a node's own address, the gateway, none) go through it
         // with the rewritten header read again, so nothing parsed lives across the lookups.
@@ -233,13 +236,30 @@ pub(crate) fn flows_to_services<B: PacketBuf>(lane: &PodLane, pkts: &[B]) -> boo
     service_tuple(lane, first).is_some_and(|t| service_tuple(lane, second) != Some(t))
 }
 
-/// Prefetches the conntrack index slot a frame to a Service will be looked up at.
+/// Prefetches the conntrack index slot a frame to a Service will be looked up at, and returns
+/// the lookup's hash for the lane to look up with ([`pod`]'s `hash`), so that a prefetched
+/// frame's tuple is hashed once, not twice (`None`: not a frame to a Service).
 #[inline(always)]
-pub(crate) fn prefetch_service_slot<B: PacketBuf>(cx: &Ctx<'_>, lane: &PodLane, p: &B) {
-    if let Some((proto, addrs, ports)) = service_tuple(lane, p) {
-        let key = PackedKey::from_wire(addrs, u32::from_be_bytes(ports), proto);
-        B::prefetch(cx.ct.slot_addr(key));
-    }
+pub(crate) fn prefetch_service_slot<B: PacketBuf>(
+    cx: &Ctx<'_>,
+    lane: &PodLane,
+    p: &B,
+) -> Option<u32> {
+    let h = service_hash(lane, p)?;
+    B::prefetch(cx.ct.slot_addr_hashed(h));
+    Some(h)
+}
+
+/// The conntrack hash of a frame to the lane's Service CIDR: of the tuple [`service_tuple`]
+/// reads, which is the one the lane looks up ([`wire_key`]) if it takes the frame.
+#[inline(always)]
+fn service_hash<B: PacketBuf>(lane: &PodLane, p: &B) -> Option<u32> {
+    let (proto, addrs, ports) = service_tuple(lane, p)?;
+    Some(Conntrack::hash_of(PackedKey::from_wire(
+        addrs,
+        u32::from_be_bytes(ports),
+        proto,
+    )))
 }
 
 /// The tuple of a frame to the lane's Service CIDR — protocol, addresses, ports as on the
@@ -381,4 +401,45 @@ pub(crate) fn uplink<B: PacketBuf>(
         tx,
         route::to_pod_frame(frame, pod, lane.gateway_l2),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::HeapBuf;
+    use crate::fixtures::*;
+    use crate::pipeline::parse_ipv4;
+    use crate::wire::frame::{tcp_frame, udp_frame, Addrs};
+    use crate::wire::tcp::flags as tf;
+
+    /// The hash the slot prefetch hands the pod lane is the conntrack hash of the tuple the
+    /// lane and the general path look the frame up by (else every prefetched frame would miss
+    /// in the lane and go the general way); frames not to a Service get none.
+    #[test]
+    fn service_hash_is_the_lookups() {
+        let w = node_a_writer();
+        let t = w.tables();
+        let owner = t.pods.owner_of_port(POD_A_PORT).expect("pod A's port");
+        let lane = PodLane::new(&owner, &t);
+        let to = |dst| Addrs::new(POD_A_MAC, t.node.gateway_mac, POD_A_IP, dst);
+        let dns = to(DNS_VIP);
+        for f in [
+            udp_frame(&dns, 40000, 53, b"query"),
+            udp_frame(&dns, 40001, 53, b""),
+            tcp_frame(&dns, 40002, 53, 1, 0, tf::ACK, b""),
+            tcp_frame(&to(WEB_VIP), 65535, 80, 7, 9, tf::PSH | tf::ACK, b"GET /"),
+        ] {
+            let ip = parse_ipv4(&f, 14).expect("a valid header");
+            let lookup = Conntrack::hash_of(ip.key().packed());
+            let head: &[u8; 38] = f.first_chunk().expect("38 bytes");
+            assert_eq!(wire_key(head, true, ip.proto), ip.key().packed());
+            assert_eq!(service_hash(&lane, &HeapBuf::from_frame(&f)), Some(lookup));
+        }
+        for f in [
+            udp_frame(&to(POD_C_IP), 40000, 53, b"query"),
+            udp_frame(&to(POD_B_IP), 40000, 53, b"query"),
+        ] {
+            assert_eq!(service_hash(&lane, &HeapBuf::from_frame(&f)), None);
+        }
+    }
 }

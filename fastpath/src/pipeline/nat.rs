@@ -6,7 +6,7 @@ use crate::buf::PacketBuf;
 use crate::counters::{DropReason, Event};
 use crate::pipeline::rewrite;
 use crate::pipeline::{Ctx, Ip4};
-use crate::tables::conntrack::{flags, Dir, FlowKey, InsertError, NewFlow, PackedKey};
+use crate::tables::conntrack::{flags, Conntrack, Dir, FlowKey, InsertError, NewFlow, PackedKey};
 use crate::tables::services::ServiceEntry;
 use crate::wire::ipproto;
 
@@ -52,21 +52,25 @@ fn rewrite<B: PacketBuf>(
 #[inline(always)]
 pub(crate) fn apply<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &mut Ip4) -> Option<Hit> {
     let key = ip.key().packed();
-    apply_key(cx, pkt, ip, key, ip.ports.is_some(), ip.tcp_flags)
+    apply_key(cx, pkt, ip, key, None, ip.ports.is_some(), ip.tcp_flags)
 }
 
 /// [`apply`] of the tuple `key` the caller read from the frame itself, with whether the packet
-/// has ports and its TCP flags (a fast lane's, which parses no ports into `ip`).
+/// has ports and its TCP flags (a fast lane's, which parses no ports into `ip`), and the key's
+/// conntrack hash if the caller has it (`Conntrack::hash_of`; a wrong one could only miss —
+/// the lookup compares whole keys — and send the packet the general way).
 #[inline(always)]
 pub(crate) fn apply_key<B: PacketBuf>(
     cx: &mut Ctx<'_>,
     pkt: &mut B,
     ip: &mut Ip4,
     key: PackedKey,
+    hash: Option<u32>,
     ports: bool,
     tcp_flags: u8,
 ) -> Option<Hit> {
-    let (idx, dir) = cx.ct.lookup_packed(key, cx.now, cx.c)?;
+    let h = hash.unwrap_or_else(|| Conntrack::hash_of(key));
+    let (idx, dir) = cx.ct.lookup_hashed(key, h, cx.now, cx.c)?;
     let e = cx.ct.entry(idx);
     if e.proto() == ipproto::UDP && cx.t.services.liveness().generation(e.ep_slot) != e.ep_gen {
         cx.ct.remove(idx);

@@ -621,8 +621,27 @@ impl Conntrack {
     /// [`Conntrack::lookup`] of a packed tuple.
     #[inline(always)]
     pub fn lookup_packed(&mut self, key: PackedKey, now: u64, c: &Counters) -> Option<(u32, Dir)> {
+        self.lookup_hashed(key, hash_packed(&key.0), now, c)
+    }
+
+    /// The hash a lookup of `key` starts from ([`Conntrack::lookup_hashed`]).
+    #[inline(always)]
+    pub fn hash_of(key: PackedKey) -> u32 {
+        hash_packed(&key.0)
+    }
+
+    /// [`Conntrack::lookup_packed`] of `key` whose hash the caller computed already
+    /// ([`Conntrack::hash_of`]).
+    #[inline(always)]
+    pub fn lookup_hashed(
+        &mut self,
+        key: PackedKey,
+        h: u32,
+        now: u64,
+        c: &Counters,
+    ) -> Option<(u32, Dir)> {
+        debug_assert_eq!(h, hash_packed(&key.0));
         let p = key.0;
-        let h = hash_packed(&p);
         let (pos, r) = self.find(&p, h)?;
         let idx = r >> 1;
         if self.entries[idx as usize].expired(now, &self.limits) {
@@ -638,7 +657,12 @@ impl Conntrack {
     /// index, and the lookup's first load is where a DNAT packet waits longest (perf).
     #[inline(always)]
     pub fn slot_addr(&self, key: PackedKey) -> *const u8 {
-        let h = hash_packed(&key.0);
+        self.slot_addr_hashed(hash_packed(&key.0))
+    }
+
+    /// [`Conntrack::slot_addr`] of the key whose hash is `h`.
+    #[inline(always)]
+    pub fn slot_addr_hashed(&self, h: u32) -> *const u8 {
         self.index
             .as_ptr()
             .wrapping_add(h as usize & self.mask)
