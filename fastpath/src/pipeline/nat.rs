@@ -57,8 +57,9 @@ pub(crate) fn apply<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &mut Ip4) -
 
 /// [`apply`] of the tuple `key` the caller read from the frame itself, with whether the packet
 /// has ports and its TCP flags (a fast lane's, which parses no ports into `ip`), and the key's
-/// conntrack hash if the caller has it (`Conntrack::hash_of`; a wrong one could only miss —
-/// the lookup compares whole keys — and send the packet the general way).
+/// conntrack hash if the caller has it (`Conntrack::hash_of`; debug builds check it, and a
+/// wrong one could only miss — the lookup compares whole keys — and send the packet the
+/// general way).
 #[inline(always)]
 pub(crate) fn apply_key<B: PacketBuf>(
     cx: &mut Ctx<'_>,

@@ -652,15 +652,10 @@ impl Conntrack {
         Some((idx, if r & 1 == 0 { Dir::Orig } else { Dir::Reply }))
     }
 
-    /// The address of the index slot where a lookup of `key` starts, for a prefetch a few
-    /// packets ahead (`PacketBuf::prefetch`): with 1,024 flows the slots are all over a 2 MB
-    /// index, and the lookup's first load is where a DNAT packet waits longest (perf).
-    #[inline(always)]
-    pub fn slot_addr(&self, key: PackedKey) -> *const u8 {
-        self.slot_addr_hashed(hash_packed(&key.0))
-    }
-
-    /// [`Conntrack::slot_addr`] of the key whose hash is `h`.
+    /// The address of the index slot where a lookup of the key whose hash is `h`
+    /// ([`Conntrack::hash_of`]) starts, for a prefetch a few packets ahead
+    /// (`PacketBuf::prefetch`): with 1,024 flows the slots are all over a 2 MB index, and the
+    /// lookup's first load is where a DNAT packet waits longest (perf).
     #[inline(always)]
     pub fn slot_addr_hashed(&self, h: u32) -> *const u8 {
         self.index
@@ -958,10 +953,10 @@ mod tests {
         Conntrack::new(cap, Timeouts::default(), 0x0af4_0100, 256)
     }
 
-    /// `slot_addr` is the index slot a lookup of the key starts at: after an insert, the slot
+    /// `slot_addr_hashed` of the key's hash is the index slot a lookup of the key starts at: after an insert, the slot
     /// there (or, on a collision, the probe after it) holds the entry.
     #[test]
-    fn slot_addr_is_where_the_lookup_starts() {
+    fn slot_addr_hashed_is_where_the_lookup_starts() {
         let mut t = ct(64);
         let c = Counters::default();
         for i in 0..40u16 {
@@ -969,13 +964,19 @@ mod tests {
             let r = k(0x0af4_0207, 53, 0x0af4_0105, 40_000 + i);
             t.insert(o, r, NF, 0, 1_000, &c).unwrap();
             let key = o.packed();
-            let start = hash_packed(&key.0) as usize & t.mask;
+            let h = Conntrack::hash_of(key);
+            let start = h as usize & t.mask;
             assert_eq!(
-                t.slot_addr(key),
+                t.slot_addr_hashed(h),
                 (&t.index[start] as *const Slot).cast::<u8>()
             );
             let (idx, dir) = t.lookup_packed(key, 1_000, &c).unwrap();
             assert_eq!(dir, Dir::Orig);
+            assert_eq!(t.lookup_hashed(key, h, 1_000, &c), Some((idx, dir)));
+            assert_eq!(
+                t.lookup_hashed(r.packed(), Conntrack::hash_of(r.packed()), 1_000, &c),
+                Some((idx, Dir::Reply))
+            );
             let at = (start..start + t.index.len())
                 .map(|p| p & t.mask)
                 .find(|&p| t.index[p].r >> 1 == idx && t.index[p].r & 1 == 0)
