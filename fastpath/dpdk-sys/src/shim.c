@@ -15,7 +15,6 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_cycles.h>
-#include <rte_prefetch.h>
 #include <rte_ring.h>
 
 #include "shim.h"
@@ -193,10 +192,4 @@ PODLANE_EXPORT int
 podlane_rte_errno(void)
 {
 	return rte_errno;
-}
-
-PODLANE_EXPORT void
-podlane_rte_prefetch0(const void *p)
-{
-	rte_prefetch0(p);
 }

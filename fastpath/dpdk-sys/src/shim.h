@@ -62,7 +62,7 @@ unsigned int podlane_rte_ring_dequeue_burst(struct rte_ring *r,
 unsigned int podlane_rte_ring_count(const struct rte_ring *r);
 unsigned int podlane_rte_ring_free_count(const struct rte_ring *r);
 
-/* ---- cycles, lcore, errno, prefetch ---- */
+/* ---- cycles, lcore, errno ---- */
 uint64_t podlane_rte_rdtsc(void);
 /* rte_get_timer_cycles / rte_get_timer_hz are static inline in 22.11
  * (generic/rte_cycles.h); rte_get_tsc_hz is a real symbol. */
@@ -72,6 +72,5 @@ uint64_t podlane_rte_get_timer_hz(void);
 unsigned int podlane_rte_lcore_id(void);
 /* Reads rte_errno, a per-lcore (thread-local) variable behind a macro. */
 int podlane_rte_errno(void);
-void podlane_rte_prefetch0(const void *p);
 
 #endif /* PODLANE_DPDK_SHIM_H */

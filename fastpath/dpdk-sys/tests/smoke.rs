@@ -262,8 +262,6 @@ fn eal_ring_port_mbuf_ring_roundtrip() {
         let bytes =
             unsafe { std::slice::from_raw_parts_mut(appended.cast::<u8>(), FRAME_LEN.into()) };
         bytes.copy_from_slice(&frame(i));
-        // SAFETY: a prefetch is a hint; any address is allowed.
-        unsafe { podlane_rte_prefetch0(start) };
     }
 
     // SAFETY: port 0/queue 0 is started; `tx` holds BURST valid mbufs whose

@@ -658,10 +658,7 @@ impl Conntrack {
     /// lookup's first load is where a DNAT packet waits longest (perf).
     #[inline(always)]
     pub fn slot_addr_hashed(&self, h: u32) -> *const u8 {
-        self.index
-            .as_ptr()
-            .wrapping_add(h as usize & self.mask)
-            .cast()
+        self.index.as_ptr().wrapping_add(self.home(h)).cast()
     }
 
     /// Removes an entry a lookup found expired (out of line: lookups are inlined into the
@@ -675,7 +672,7 @@ impl Conntrack {
 
     #[inline(always)]
     fn find(&self, p: &[u64; 2], h: u32) -> Option<(usize, u32)> {
-        let mut i = h as usize & self.mask;
+        let mut i = self.home(h);
         loop {
             let s = self.index[i];
             if s.r == u32::MAX {
@@ -843,8 +840,14 @@ impl Conntrack {
         c.inc(Event::CtEvicted);
     }
 
+    /// The index slot where the probe run of hash `h` starts.
+    #[inline(always)]
+    fn home(&self, h: u32) -> usize {
+        h as usize & self.mask
+    }
+
     fn index_insert(&mut self, h: u32, r: u32) {
-        let mut i = h as usize & self.mask;
+        let mut i = self.home(h);
         while self.index[i].r != u32::MAX {
             i = (i + 1) & self.mask;
         }
@@ -852,7 +855,7 @@ impl Conntrack {
     }
 
     fn index_remove(&mut self, h: u32, r: u32) {
-        let mut i = h as usize & self.mask;
+        let mut i = self.home(h);
         while self.index[i].r != r {
             if self.index[i].r == u32::MAX {
                 return;
@@ -868,7 +871,7 @@ impl Conntrack {
             if s.r == u32::MAX {
                 break;
             }
-            let home = s.hash as usize & self.mask;
+            let home = self.home(s.hash);
             // Move s into the hole if its home is not cyclically within (hole, j].
             let dist_home = j.wrapping_sub(home) & self.mask;
             let dist_hole = j.wrapping_sub(hole) & self.mask;
@@ -953,8 +956,8 @@ mod tests {
         Conntrack::new(cap, Timeouts::default(), 0x0af4_0100, 256)
     }
 
-    /// `slot_addr_hashed` of the key's hash is the index slot a lookup of the key starts at: after an insert, the slot
-    /// there (or, on a collision, the probe after it) holds the entry.
+    /// `slot_addr_hashed` of the key's hash is the index slot a lookup of the key starts at:
+    /// after an insert, the slot there (or, on a collision, the probe after it) holds the entry.
     #[test]
     fn slot_addr_hashed_is_where_the_lookup_starts() {
         let mut t = ct(64);
