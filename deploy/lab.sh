@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The podlane lab: a two-node cluster on one machine, in network namespaces, end to end.
+# The podlane lab: a two-node podlane cluster on one machine, in network namespaces, end to end,
+# and a third node wired as Flannel's VXLAN backend wires a Linux node, sharing its pod network.
 #
 #   deploy/lab.sh            set up the host, build (release), run the lab, report, clean up
 #   deploy/lab.sh --keep     leave the lab up afterwards and print how to poke at it
@@ -10,27 +11,28 @@
 # Topology (everything lives in namespaces this script creates; the root namespace gets no
 # address, route or interface):
 #
-#   pl-lab-pod-a  pl-lab-pod-b             pl-lab-pod-c
-#   10.244.1.2    10.244.1.3               10.244.2.2
-#      eth0 (TAP)    eth0 (TAP)               eth0 (TAP)
-#        \          /                          |
-#   [pl-lab-node-a: podlane-fastpath     [pl-lab-node-b: podlane-fastpath
-#    + podlane-control, uplink            + podlane-control, uplink
-#    net_af_packet on eth0 = 10.1.0.10]   net_af_packet on eth0 = 10.1.0.11]
-#             \                                   /
-#              a-ul ---- [pl-lab-underlay: br0] ---- b-ul
-#                                 |
-#                               x-ul --- [pl-lab-ext: eth0 10.1.0.99, a client on the underlay]
+#   pl-lab-pod-a  pl-lab-pod-b             pl-lab-pod-c              pl-lab-pod-k
+#   10.244.1.2    10.244.1.3               10.244.2.2                10.244.3.2
+#      eth0 (TAP)    eth0 (TAP)               eth0 (TAP)                eth0 (veth)
+#        \          /                          |                          |
+#   [pl-lab-node-a: podlane-fastpath     [pl-lab-node-b: podlane-fastpath  [pl-lab-node-k: Linux,
+#    + podlane-control, uplink            + podlane-control, uplink         Flannel-style: cni0
+#    net_af_packet on eth0 = 10.1.0.10]   net_af_packet on eth0 = 10.1.0.11] bridge, flannel.1
+#             \                                   /                         VXLAN, eth0 10.1.0.12]
+#              a-ul ---- [pl-lab-underlay: br0] ---- b-ul                    |
+#                             |          \-------------------------------- k-ul
+#                           x-ul --- [pl-lab-ext: eth0 10.1.0.99, a client on the underlay]
 #
 # Pods are created the way a container runtime does it: libcni's `cnitool` runs the `podlane`
-# CNI plugin (chained with Debian's `tuning` plugin) against each pod's namespace.
+# CNI plugin (chained with Debian's `tuning` plugin) against each pod's namespace; on node-k it
+# runs Debian's `bridge` plugin with `host-local` IPAM, the plugins Flannel's CNI delegates to.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUN=/run/podlane-lab
 PFX=pl-lab
-NS_UL=$PFX-underlay; NS_EXT=$PFX-ext; NS_A=$PFX-node-a; NS_B=$PFX-node-b
-PODS=(pod-a pod-b pod-c)
+NS_UL=$PFX-underlay; NS_EXT=$PFX-ext; NS_A=$PFX-node-a; NS_B=$PFX-node-b; NS_K=$PFX-node-k
+PODS=(pod-a pod-b pod-c)   # podlane's pods; pod-k is node-k's (CNI network cbr0)
 KEEP=0; SETUP=1; BUILD=1; CLEAN_ONLY=0
 for a in "$@"; do
     case $a in
@@ -69,6 +71,7 @@ cleanup() {
     for p in "${PODS[@]}"; do
         rm -f "/var/lib/cni/results/podlane-cnitool-$(cnitool_id "$p")-eth0"
     done
+    rm -f "/var/lib/cni/results/cbr0-cnitool-$(cnitool_id pod-k)-eth0"
     rm -rf "$RUN"
 }
 
@@ -92,9 +95,10 @@ finish() {
 
 The lab is up. Poke at it:
   ip netns exec $PFX-pod-a ping 10.244.2.2
+  ip netns exec $PFX-pod-k ping 10.244.1.2        (from the Flannel-style node's pod)
   ip netns exec $NS_A $BIN/podlanectl counters
   ip netns exec $NS_B $BIN/podlanectl services
-  ip netns exec $NS_UL tshark -i a-ul -f 'udp port 4789'
+  ip netns exec $NS_UL tshark -i k-ul -f 'udp port 4789'
   logs: $RUN/node-a/*.log $RUN/node-b/*.log
 Remove it with: $0 --clean
 EOF
@@ -175,6 +179,42 @@ echo "== starting node-a and node-b"
 start_node node-a $NS_A 10.1.0.10 02:00:0a:01:00:0a 0a 10.244.1.0/24
 start_node node-b $NS_B 10.1.0.11 02:00:0a:01:00:0b 0b 10.244.2.0/24
 
+# ---- node-k: a Linux node wired as Flannel's VXLAN backend wires it --------------------------
+# What flanneld sets up on a node (vxlan backend, kernel 6.x): a `flannel.1` VXLAN device (VNI 1,
+# UDP 4789, no learning) holding the pod CIDR's network address as a /32, and for each other
+# node a route to its pod CIDR via that node's VTEP address (onlink), a permanent neighbour entry
+# mapping that address to the node's VTEP MAC, and an FDB entry sending that MAC to the node's
+# underlay IP. node-a and node-b are podlane nodes: their VTEP address and MAC come from
+# cluster.yaml (NodeConfig::vtep_ip, the pod CIDR's network address). Strict reverse-path
+# filtering, as hardened hosts run it, so a reply that would leave the tunnel is seen failing.
+echo "== wiring node-k (Linux, Flannel's VXLAN backend)"
+ip netns add $NS_K; ip -n $NS_K link set lo up
+ip -n $NS_UL link add k-ul type veth peer name eth0 netns $NS_K
+ip -n $NS_UL link set k-ul master br0 up
+ip netns exec $NS_K sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv4.ip_forward=1 \
+    net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1
+ip -n $NS_K link set eth0 address 02:00:0a:01:00:0c up
+ip -n $NS_K addr add 10.1.0.12/24 dev eth0
+# A NIC completes the checksums a kernel leaves to it; a veth never does (see NS_EXT above).
+ip netns exec $NS_K ethtool -K eth0 tx off >/dev/null
+ip -n $NS_K link add flannel.1 type vxlan id 1 local 10.1.0.12 dev eth0 dstport 4789 nolearning
+ip -n $NS_K link set flannel.1 address 02:76:74:65:70:0c mtu 1450 up
+ip -n $NS_K addr add 10.244.3.0/32 dev flannel.1
+for peer in "10.1.0.10 02:76:74:65:70:0a 10.244.1.0" "10.1.0.11 02:76:74:65:70:0b 10.244.2.0"; do
+    read -r ul vmac vip <<<"$peer"
+    ip -n $NS_K route add "$vip/24" via "$vip" dev flannel.1 onlink
+    ip -n $NS_K neigh add "$vip" lladdr "$vmac" dev flannel.1 nud permanent
+    ip netns exec $NS_K bridge fdb append "$vmac" dev flannel.1 dst "$ul"
+done
+mkdir -p "$RUN/node-k/net.d"
+cat > "$RUN/node-k/net.d/10-flannel.conflist" <<EOF
+{"cniVersion": "1.0.0", "name": "cbr0", "plugins": [{
+  "type": "bridge", "bridge": "cni0", "isGateway": true, "isDefaultGateway": true,
+  "ipMasq": false, "hairpinMode": true, "mtu": 1450,
+  "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.3.0/24"}]],
+           "dataDir": "$RUN/node-k/ipam"}}]}
+EOF
+
 ctl() { local n=$1; shift; ip netns exec "$PFX-$n" "$BIN/podlanectl" "$@"; }
 cni() { # cmd node pod
     ip netns exec "$PFX-$2" env NETCONFPATH="$RUN/$2/net.d" CNI_PATH="$RUN/bin:/usr/lib/cni" \
@@ -191,11 +231,16 @@ for p in "${PODS[@]}"; do
     printf '   %s on %s: %s\n' "$p" "${POD_NODE[$p]}" \
         "$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["ips"][0]["address"], r["interfaces"][0]["mac"])' "$RUN/$p.result.json")"
 done
+ip netns add $PFX-pod-k
+ip netns exec $NS_K env NETCONFPATH="$RUN/node-k/net.d" CNI_PATH=/usr/lib/cni CNI_IFNAME=eth0 \
+    cnitool add cbr0 /var/run/netns/$PFX-pod-k > "$RUN/pod-k.result.json"
+printf '   pod-k on node-k (bridge + host-local): %s\n' \
+    "$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["ips"][0]["address"], r["interfaces"][-1]["mac"])' "$RUN/pod-k.result.json")"
 inpod() { local p=$1; shift; ip netns exec "$PFX-$p" "$@"; }
 
-# Backends: pod B (node-a) and pod C (node-b) answer UDP 5353 and TCP 5353 and HTTP 8080 with
-# their own name.
-for p in pod-b pod-c; do
+# Backends: pod B (node-a), pod C (node-b) and pod K (node-k) answer UDP 5353 and TCP 5353 and
+# HTTP 8080 with their own name.
+for p in pod-b pod-c pod-k; do
     inpod $p python3 - "$p" > "$RUN/$p.server.log" 2>&1 <<'EOF' &
 import socket, sys, threading, http.server
 name = sys.argv[1].encode()
@@ -310,7 +355,91 @@ EOF
 ); then report PASS "10.1.0.99 → NodePort 30080 (underlay)" "$out"
 else report FAIL "10.1.0.99 → NodePort 30080 (underlay)" "$(echo "$out" | tail -n1)"; fi
 
-# 6. CNI DEL: pod B stops receiving, its IP returns to the pool.
+# 6. podlane ↔ Flannel: pods on podlane nodes and the pod on the Linux node reach each other both
+#    ways (ICMP at the full pod MTU, UDP, TCP), the frames on node-k's underlay are VXLAN with
+#    each side's VTEP MAC as the inner destination, and Linux's non-zero outer UDP checksums pass
+#    podlane's check.
+ip netns exec $NS_UL tshark -l -n -i k-ul -a duration:14 -f "udp port 4789" -T fields -E separator=' ' \
+    -e ip.src -e ip.dst -e eth.dst -e udp.checksum -e vxlan.vni > "$RUN/cap-flannel.txt" 2>/dev/null & cpid=$!
+sleep 1.5
+if out=$( {
+    inpod pod-a ping -c 3 -i 0.2 -W 2 10.244.3.2 >/dev/null && echo "ping A→K"
+    inpod pod-k ping -c 3 -i 0.2 -W 2 10.244.1.2 >/dev/null && echo "ping K→A"
+    inpod pod-a ping -c 2 -i 0.2 -W 2 -M do -s 1422 10.244.3.2 >/dev/null && echo "1450-byte A→K"
+    inpod pod-k ping -c 2 -i 0.2 -W 2 -M do -s 1422 10.244.1.2 >/dev/null && echo "1450-byte K→A"
+    inpod pod-k ping -c 2 -i 0.2 -W 2 10.244.2.2 >/dev/null && echo "ping K→C"
+    inpod pod-a python3 - <<'EOF'
+import socket, http.client
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+s.sendto(b"hello", ("10.244.3.2", 5353)); d, a = s.recvfrom(2048)
+assert d == b"pod-k hello" and a == ("10.244.3.2", 5353), (d, a)
+c = http.client.HTTPConnection("10.244.3.2", 8080, timeout=3); c.request("GET", "/")
+assert c.getresponse().read() == b"pod-k"
+print("UDP+TCP A→K")
+EOF
+    inpod pod-k python3 - <<'EOF'
+import http.client
+for ip, name in (("10.244.1.3", b"pod-b"), ("10.244.2.2", b"pod-c")):
+    c = http.client.HTTPConnection(ip, 8080, timeout=3); c.request("GET", "/")
+    assert c.getresponse().read() == name, ip
+print("TCP K→B, K→C")
+EOF
+} 2>&1 ) && [ "$(echo "$out" | wc -l)" -eq 7 ]; then
+    sleep 1; kill $cpid 2>/dev/null; wait $cpid 2>/dev/null || true
+    if res=$(python3 - "$RUN/cap-flannel.txt" <<'EOF'
+import sys
+to_k = from_k = 0; csums = set()
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) < 5: continue
+    src, dst, macs, csum, vni = f[0].split(","), f[1].split(","), f[2].split(","), f[3].split(",")[0], f[4]
+    assert vni == "1", line
+    if src[0] == "10.1.0.12":   # Linux → a podlane node: inner destination its VTEP MAC
+        want = {"10.1.0.10": "02:76:74:65:70:0a", "10.1.0.11": "02:76:74:65:70:0b"}[dst[0]]
+        assert macs[1] == want, line
+        assert csum != "0x0000", line
+        from_k += 1; csums.add(csum)
+    else:                       # a podlane node → Linux: inner destination flannel.1's MAC
+        assert dst[0] == "10.1.0.12" and macs[1] == "02:76:74:65:70:0c", line
+        to_k += 1
+assert to_k > 0 and from_k > 0, (to_k, from_k)
+print("%d frames to node-k, %d from it (inner dst = VTEP MACs, VNI 1; Linux's outer UDP checksums non-zero, accepted)" % (to_k, from_k))
+EOF
+    ); then report PASS "podlane pods ↔ Flannel node's pod K" "$(echo "$out" | paste -sd, -); $res"
+    else report FAIL "podlane pods ↔ Flannel node's pod K" "underlay capture: $res"; fi
+else kill $cpid 2>/dev/null; wait $cpid 2>/dev/null || true
+    report FAIL "podlane pods ↔ Flannel node's pod K" "only: $(echo "$out" | paste -sd, -)"; fi
+
+# 7. A ClusterIP whose only backend is on the Flannel node: DNAT + encap to Linux, reverse NAT
+#    of Linux's encapsulated replies.
+if out=$(inpod pod-a python3 - <<'EOF' 2>&1
+import socket, http.client
+for i in range(10):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+    s.sendto(b"q%d" % i, ("10.96.0.30", 53)); d, a = s.recvfrom(2048)
+    assert a == ("10.96.0.30", 53) and d == b"pod-k q%d" % i, (d, a)
+for i in range(5):
+    c = http.client.HTTPConnection("10.96.0.30", 80, timeout=3); c.request("GET", "/")
+    r = c.getresponse(); assert r.status == 200 and r.read() == b"pod-k"; c.close()
+print("10 UDP queries and 5 HTTP GETs, all answered by pod-k from 10.96.0.30")
+EOF
+); then report PASS "pod A → ClusterIP 10.96.0.30 (on node-k)" "$out"
+else report FAIL "pod A → ClusterIP 10.96.0.30 (on node-k)" "$(echo "$out" | tail -n1)"; fi
+
+# 8. NodePort on the podlane nodes to the backend on the Flannel node: SNATed to the node's VTEP
+#    address, so Linux (strict rp_filter) answers through the tunnel to the node that NATed.
+if out=$(ip netns exec $NS_EXT python3 - <<'EOF' 2>&1
+import http.client
+for node in ("10.1.0.10", "10.1.0.11"):
+    for i in range(4):
+        c = http.client.HTTPConnection(node, 30081, timeout=3); c.request("GET", "/")
+        r = c.getresponse(); assert r.status == 200 and r.read() == b"pod-k", node; c.close()
+print("10.1.0.10:30081 and 10.1.0.11:30081, 4 GETs each, all answered by pod-k")
+EOF
+); then report PASS "10.1.0.99 → NodePort 30081 (on node-k)" "$out"
+else report FAIL "10.1.0.99 → NodePort 30081 (on node-k)" "$(echo "$out" | tail -n1)"; fi
+
+# 9. CNI DEL: pod B stops receiving, its IP returns to the pool.
 if cni del node-a pod-b >/dev/null 2>"$RUN/del.err"; then
     if inpod pod-a ping -c 2 -i 0.2 -W 1 10.244.1.3 >/dev/null 2>&1; then
         report FAIL "CNI DEL pod B" "pod B still answers"

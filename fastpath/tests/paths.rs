@@ -765,7 +765,7 @@ fn nodeport_to_local_backend_replies_from_node_ip() {
 }
 
 #[test]
-fn nodeport_to_remote_backend_snats_to_node_ip() {
+fn nodeport_to_remote_backend_snats_to_the_vtep_ip() {
     let mut na = Node::a();
     let mut nb = Node::b();
     set_endpoints(&mut na, &web_svc(), &[(POD_C_IP, EndpointState::Ready)]);
@@ -778,7 +778,7 @@ fn nodeport_to_remote_backend_snats_to_node_ip() {
     let inner = frame::tcp_frame(
         &Addrs {
             ttl: 63,
-            ..Addrs::new(a.vtep_mac, b.vtep_mac, a.underlay_ip, POD_C_IP)
+            ..Addrs::new(a.vtep_mac, b.vtep_mac, a.vtep_ip(), POD_C_IP)
         },
         51000,
         8080,
@@ -793,9 +793,11 @@ fn nodeport_to_remote_backend_snats_to_node_ip() {
     );
     let (d, _) = nb.run(Ingress::Uplink, &wire);
     assert_eq!(d, Disposition::ToPod(POD_C_PORT));
-    // Pod C answers node A's IP: node B sends that through the tunnel to node A.
+    // Pod C answers node A's VTEP address (10.244.1.0, in node A's pod CIDR): node B sends
+    // that through the tunnel to node A, as a Flannel-wired Linux node would.
+    assert_eq!(a.vtep_ip(), Ipv4Addr::new(10, 244, 1, 0));
     let synack = frame::tcp_frame(
-        &Addrs::new(POD_C_MAC, gw_b(), POD_C_IP, a.underlay_ip),
+        &Addrs::new(POD_C_MAC, gw_b(), POD_C_IP, a.vtep_ip()),
         8080,
         51000,
         9,

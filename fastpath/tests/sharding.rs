@@ -143,15 +143,15 @@ fn nodeport_flows_live_on_the_client_hash_owner_and_snat_ports_come_back_there()
             let o = n.run(at, Ingress::Uplink, &syn);
             assert_eq!(o.handed, Some((owner, Ingress::Uplink)));
             assert_eq!(o.d, Disposition::ToUplink);
-            // SNATed to the node IP with a port in the owner's class.
+            // SNATed to the node's VTEP address with a port in the owner's class.
             let snat_port = u16::from_be_bytes([o.bytes[84], o.bytes[85]]);
             assert_eq!(snat_port % workers, owner, "{workers} workers");
-            assert_eq!(&o.bytes[76..84], &[10, 1, 0, 10, 10, 244, 2, 2]);
-            // Pod C's answer to the node IP comes back through the tunnel to any queue.
+            assert_eq!(&o.bytes[76..84], &[10, 244, 1, 0, 10, 244, 2, 2]);
+            // Pod C's answer to that address comes back through the tunnel to any queue.
             let inner = frame::tcp_frame(
                 &Addrs {
                     ttl: 63,
-                    ..Addrs::new(b.vtep_mac, a.vtep_mac, POD_C_IP, a.underlay_ip)
+                    ..Addrs::new(b.vtep_mac, a.vtep_mac, POD_C_IP, a.vtep_ip())
                 },
                 8080,
                 snat_port,

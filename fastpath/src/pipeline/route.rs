@@ -24,8 +24,8 @@ pub(crate) fn route<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &Ip4) -> Di
         return to_host(cx, pkt);
     }
     if let Some(r) = t.routes.by_underlay(ip.dst) {
-        // Another node's own address (e.g. replies to a NodePort client SNATed there): through
-        // the tunnel, so that node's fast path reverses its NAT.
+        // Another node's own address: through the tunnel, to that node's host path (a Linux
+        // Flannel node takes it too, the inner destination being one of its addresses).
         return encap::encap(cx, pkt, ip, r);
     }
     if ip.dst == node.gateway_ip().to_bits() {

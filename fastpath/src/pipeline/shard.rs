@@ -104,7 +104,8 @@ pub fn mix64(mut x: u64) -> u64 {
 }
 
 /// The owner of the NATed flow a packet from a local backend pod may be a reply of, by where the
-/// reply goes: a local client pod, the node's SNAT address (gateway for hairpin, node IP), or an
+/// reply goes: a local client pod, the node's SNAT address (gateway for hairpin, VTEP address
+/// for NodePort), or an
 /// external client. `None` when no flow of this node can have that destination (another node's
 /// pod or address: that node did the NAT, if any).
 #[inline]
@@ -115,7 +116,7 @@ pub(crate) fn reply_owner(cx: &Ctx<'_>, ip: &Ip4) -> Option<u16> {
         return Some(cx.shard.of_pod_port(pod.port));
     }
     let node = &t.node;
-    if ip.dst == node.gateway_ip().to_bits() || ip.dst == node.underlay_ip.to_bits() {
+    if ip.dst == node.gateway_ip().to_bits() || ip.dst == node.vtep_ip().to_bits() {
         return Some(cx.shard.of_snat_port(dport));
     }
     if t.routes.lookup(ip.dst).is_some() || t.routes.by_underlay(ip.dst).is_some() {

@@ -48,11 +48,11 @@ pub(crate) fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispos
     let mut ip = tri!(parse_ipv4(pkt.data(), 14).map_err(|_| DropReason::VxlanInner));
     trim_padding(pkt, &ip);
     let node = &cx.t.node;
-    let to_node = ip.dst == node.underlay_ip.to_bits();
-    if ip.ports.is_some() && !ip.frag && (to_node || cx.ct.pod_is_client(ip.dst)) {
+    let to_vtep = ip.dst == node.vtep_ip().to_bits();
+    if ip.ports.is_some() && !ip.frag && (to_vtep || cx.ct.pod_is_client(ip.dst)) {
         // A reply to a NATed flow: reverse-NATed by the flow's owner (`shard.rs`).
         if !cx.shard.single() {
-            let owner = if to_node {
+            let owner = if to_vtep {
                 ip.ports.map(|(_, dport)| cx.shard.of_snat_port(dport))
             } else {
                 cx.t.pods
@@ -80,8 +80,9 @@ pub(crate) fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispos
 }
 
 /// A packet to a NodePort on the node IP: conntracked DNAT to a backend anywhere in the cluster,
-/// with SNAT to the node IP when the backend is remote (kube-proxy's
-/// externalTrafficPolicy=Cluster), so replies come back through this node.
+/// with SNAT to the node's VTEP address when the backend is remote (kube-proxy's
+/// externalTrafficPolicy=Cluster), so replies come back through the tunnel to this node
+/// (`NodeConfig::vtep_ip`).
 #[inline(always)]
 fn nodeport<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
     let mut ip = tri!(parse_ipv4(pkt.data(), 14));
@@ -102,13 +103,13 @@ fn nodeport<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
             return Disposition::ToHost;
         };
         let client_mac = MacAddr::from_bytes(&pkt.data()[6..12]).0;
-        let node_ip = cx.t.node.underlay_ip.to_bits();
+        let vtep_ip = cx.t.node.vtep_ip().to_bits();
         tri!(nat::new_flow(
             cx,
             pkt,
             &mut ip,
             svc,
-            Some(node_ip),
+            Some(vtep_ip),
             Some(client_mac)
         ));
     }

@@ -34,7 +34,7 @@ pub enum UnknownDestination {
 pub struct NodeConfig {
     /// The node's name (for humans and logs).
     pub name: String,
-    /// The node's underlay (host) IP: VXLAN source, NodePort address, SNAT address.
+    /// The node's underlay (host) IP: VXLAN source and destination, NodePort address.
     pub underlay_ip: Ipv4Addr,
     /// The uplink's MAC: source of outer frames, answer to ARP for the underlay IP.
     pub underlay_mac: MacAddr,
@@ -110,6 +110,16 @@ impl NodeConfig {
     /// The pods' default gateway: the first address of the pod CIDR (10.244.N.1).
     pub fn gateway_ip(&self) -> Ipv4Addr {
         self.pod_cidr.nth(1).unwrap_or(self.pod_cidr.network())
+    }
+
+    /// The node's VTEP address: the pod CIDR's network address (10.244.N.0), the address
+    /// Flannel gives a node's `flannel.1` device. NodePort flows to a backend on another node
+    /// are SNATed to it (kube-proxy's MASQUERADE picks the same address on a Flannel node), so
+    /// every node — podlane or Flannel-wired Linux — routes the replies back through the
+    /// tunnel by this node's pod CIDR. The node IP would not do: a Linux node answers it
+    /// straight over the underlay, outside the tunnel, with a pod address as the source.
+    pub fn vtep_ip(&self) -> Ipv4Addr {
+        self.pod_cidr.network()
     }
 
     /// The MTU pods must use: the underlay's minus the VXLAN overhead (1450 over 1500).
