@@ -2,7 +2,9 @@
 # One-lcore throughput of podlane's paths against dpdk-testpmd io forwarding, on the same
 # devices in the same run: 64-byte frames from net_pcap (infinite_rx=1) into net_null.
 #   bench/throughput.sh [--huge] [SECONDS] [FLOWS]     (default 5 s, 1024 flows)
-# Prints a table and writes target/bench/throughput.json. No hugepages needed (--no-huge for
+# Profiles: encap, decap (VXLAN as podlane sends it: no outer UDP checksum), decap-csum (as a
+# Linux VXLAN device — a Flannel node — sends it: with one, which podlane verifies), DNAT +
+# encap, local pod to pod. Prints a table and writes target/bench/throughput.json. No hugepages needed (--no-huge for
 # both programs); --huge runs both on 2 MB hugepages instead (reserving 2 GiB for the run if
 # fewer are reserved, and giving them back after), which makes testpmd's I/O about twice as
 # fast here — see docs/PERFORMANCE.md.
@@ -43,7 +45,7 @@ testpmd_mpps() {
 podlane_mpps() {
     local profile=$1 pcap=$2 state=$3 cfg="$out/$1.toml" stats="$out/$1-stats.json"
     local in_role=pod out_role=uplink in_pod=0 out_pod='' more=''
-    if [ "$profile" = decap ]; then
+    if [ "$profile" = decap ] || [ "$profile" = decap-csum ]; then
         in_role=uplink; out_role=pod; in_pod=''; out_pod=0
     elif [ "$profile" = local ]; then
         # Pod A to pod B: pod B's port is the sink; the uplink is an idle null device.
@@ -62,10 +64,12 @@ podlane_mpps() {
 
 printf '%-10s %10s %10s %8s\n' profile testpmd podlane ratio
 json="["
-for profile in encap decap dnat local; do
+for profile in encap decap decap-csum dnat local; do
     pcap="$(pwd)/$out/$profile.pcap"
     state="$(pwd)/$out/$profile-state.json"
-    "$gen" --profile "$profile" --flows "$flows" --pcap "$pcap" --state "$state"
+    gen_args=(--profile "$profile")
+    [ "$profile" = decap-csum ] && gen_args=(--profile decap --outer-checksum)
+    "$gen" "${gen_args[@]}" --flows "$flows" --pcap "$pcap" --state "$state"
     t=$(testpmd_mpps "$pcap")
     p=$(podlane_mpps "$profile" "$pcap" "$state")
     r=$(python3 -c "print('%.2f' % ($p / $t if $t > 0 else 0))")

@@ -37,6 +37,10 @@ struct Args {
     /// Output state file (JSON FullState for node A).
     #[arg(long)]
     state: PathBuf,
+    /// Decap: give the outer UDP header a checksum, as a Linux VXLAN device (a Flannel node)
+    /// does; podlane itself sends none.
+    #[arg(long)]
+    outer_checksum: bool,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -74,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         49152 + i % 16384,
                         1,
                         &inner,
-                        false,
+                        args.outer_checksum,
                     )
                 }
             }

@@ -517,9 +517,9 @@ impl Pipeline {
             Ingress::Uplink if cx.fast => {
                 let lane = fast::UplinkLane::new(t, cx.cache);
                 for (pkt, o) in burst {
-                    *o = match fast::uplink(&mut cx, &lane, pkt, &mut tx) {
+                    *o = match fast::uplink::<_, false>(&mut cx, &lane, pkt, &mut tx) {
                         Some(d) => d,
-                        None => count(c, &mut tx, uplink::process(&mut cx, pkt)),
+                        None => fast::uplink_checksummed(&mut cx, &lane, pkt, &mut tx),
                     };
                 }
             }
