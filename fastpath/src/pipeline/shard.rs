@@ -105,9 +105,8 @@ pub fn mix64(mut x: u64) -> u64 {
 
 /// The owner of the NATed flow a packet from a local backend pod may be a reply of, by where the
 /// reply goes: a local client pod, the node's SNAT address (gateway for hairpin, VTEP address
-/// for NodePort), or an
-/// external client. `None` when no flow of this node can have that destination (another node's
-/// pod or address: that node did the NAT, if any).
+/// for NodePort), or an external client. `None` when no flow of this node can have that
+/// destination (another node's pod or address: that node did the NAT, if any).
 #[inline]
 pub(crate) fn reply_owner(cx: &Ctx<'_>, ip: &Ip4) -> Option<u16> {
     let (_, dport) = ip.ports?;
