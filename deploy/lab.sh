@@ -384,7 +384,19 @@ for ip, name in (("10.244.1.3", b"pod-b"), ("10.244.2.2", b"pod-c")):
     assert c.getresponse().read() == name, ip
 print("TCP K→B, K→C")
 EOF
-} 2>&1 ) && [ "$(echo "$out" | wc -l)" -eq 7 ]; then
+    # node-k's own stack reaches pods through flannel.1 from its address there (10.244.3.0):
+    # what a NodePort flow kube-proxy SNATed on a Flannel node looks like to a podlane pod.
+    ip netns exec $NS_K python3 - <<'EOF'
+import socket
+s = socket.create_connection(("10.244.2.2", 8080), timeout=3)
+assert s.getsockname()[0] == "10.244.3.0", s.getsockname()
+s.sendall(b"GET / HTTP/1.0\r\n\r\n"); r = b""
+while d := s.recv(4096):
+    r += d
+assert r.endswith(b"pod-c"), r
+print("TCP node-k (10.244.3.0)→C")
+EOF
+} 2>&1 ) && [ "$(echo "$out" | wc -l)" -eq 8 ]; then
     sleep 1; kill $cpid 2>/dev/null; wait $cpid 2>/dev/null || true
     if res=$(python3 - "$RUN/cap-flannel.txt" <<'EOF'
 import sys
