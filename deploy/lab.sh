@@ -368,6 +368,9 @@ if out=$( {
     inpod pod-a ping -c 2 -i 0.2 -W 2 -M do -s 1422 10.244.3.2 >/dev/null && echo "1450-byte A→K"
     inpod pod-k ping -c 2 -i 0.2 -W 2 -M do -s 1422 10.244.1.2 >/dev/null && echo "1450-byte K→A"
     inpod pod-k ping -c 2 -i 0.2 -W 2 10.244.2.2 >/dev/null && echo "ping K→C"
+    # node-a's gateway and VTEP address answer other nodes' pods, as cni0 and flannel.1 do.
+    inpod pod-k ping -c 1 -W 2 10.244.1.1 >/dev/null && inpod pod-k ping -c 1 -W 2 10.244.1.0 >/dev/null \
+        && echo "ping K→node-a's .1 and .0"
     inpod pod-a python3 - <<'EOF'
 import socket, http.client
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
@@ -396,7 +399,7 @@ while d := s.recv(4096):
 assert r.endswith(b"pod-c"), r
 print("TCP node-k (10.244.3.0)→C")
 EOF
-} 2>&1 ) && [ "$(echo "$out" | wc -l)" -eq 8 ]; then
+} 2>&1 ) && [ "$(echo "$out" | wc -l)" -eq 9 ]; then
     sleep 1; kill $cpid 2>/dev/null; wait $cpid 2>/dev/null || true
     if res=$(python3 - "$RUN/cap-flannel.txt" <<'EOF'
 import sys

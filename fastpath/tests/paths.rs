@@ -428,6 +428,72 @@ fn gateway_answers_ping() {
     assert_bytes(&out, &want);
 }
 
+/// A pod on a local port pings the node's VTEP address (the pod CIDR's network address, which
+/// a Flannel node's `flannel.1` holds): answered like the gateway.
+#[test]
+fn vtep_address_answers_ping() {
+    let mut n = Node::a();
+    let vtep = node_a_cfg().vtep_ip();
+    let req = frame::icmp_echo_frame(&pod_a_to(vtep), true, 0x1234, 8, b"abcdefgh");
+    let (d, out) = n.run(Ingress::Pod(POD_A_PORT), &req);
+    assert_eq!(d, Disposition::ToPod(POD_A_PORT));
+    let want = frame::icmp_echo_frame(
+        &Addrs::new(gw_a(), POD_A_MAC, vtep, POD_A_IP),
+        false,
+        0x1234,
+        8,
+        b"abcdefgh",
+    );
+    assert_bytes(&out, &want);
+}
+
+/// Pod C on node B pings node A's gateway and VTEP address: node A answers through the tunnel
+/// (inner TTL 64, as the node's own packet), and node B delivers the reply to pod C — as a
+/// Flannel node's `cni0` and `flannel.1` answer other nodes' pods.
+#[test]
+fn a_remote_pod_gets_answers_from_the_gateway_and_vtep_address() {
+    let (a, b) = (node_a_cfg(), node_b_cfg());
+    let (mut na, mut nb) = (Node::a(), Node::b());
+    for (seq, dst) in [(1, GW_A), (2, a.vtep_ip())] {
+        let req = frame::icmp_echo_frame(
+            &Addrs::new(POD_C_MAC, gw_b(), POD_C_IP, dst),
+            true,
+            0x77,
+            seq,
+            b"ping from node B",
+        );
+        let (d, wire) = nb.run(Ingress::Pod(POD_C_PORT), &req);
+        assert_eq!(d, Disposition::ToUplink);
+        let (d, reply) = na.run(Ingress::Uplink, &wire);
+        assert_eq!(d, Disposition::ToUplink, "to {dst}");
+        let inner = frame::icmp_echo_frame(
+            &Addrs::new(a.vtep_mac, b.vtep_mac, dst, POD_C_IP),
+            false,
+            0x77,
+            seq,
+            b"ping from node B",
+        );
+        assert_bytes(
+            &reply,
+            &frame::vxlan_frame(&outer_a_to_b(), outer_sport(&reply), 1, &inner, false),
+        );
+        let (d, out) = nb.run(Ingress::Uplink, &reply);
+        assert_eq!(d, Disposition::ToPod(POD_C_PORT));
+        let want = frame::icmp_echo_frame(
+            &Addrs {
+                ttl: 63,
+                ..Addrs::new(gw_b(), POD_C_MAC, dst, POD_C_IP)
+            },
+            false,
+            0x77,
+            seq,
+            b"ping from node B",
+        );
+        assert_bytes(&out, &want);
+    }
+    assert_eq!(na.counters().event_count(Event::IcmpEchoReplied), 2);
+}
+
 #[test]
 fn ttl_expired_is_dropped() {
     let mut n = Node::a();

@@ -1,13 +1,17 @@
-//! ICMP the fast path originates: echo replies for the pod gateway address, and "fragmentation
+//! ICMP the fast path originates: echo replies for the node's own addresses in its pod CIDR
+//! (the gateway, and the VTEP address — as a Flannel node's `cni0` and `flannel.1` answer
+//! them), to local pods and, through the tunnel, to other nodes' pods; and "fragmentation
 //! needed" (RFC 792 type 3 code 4, next-hop MTU per RFC 1191 §4) for packets too big for the
 //! tunnel — so an MTU mismatch is a visible error, not a black hole.
 
 use crate::buf::PacketBuf;
 use crate::counters::{Disposition, DropReason, Event};
-use crate::pipeline::{parse_ipv4, tri, Ctx, Ip4};
+use crate::pipeline::{encap, parse_ipv4, tri, Ctx, Ip4};
+use crate::tables::pods::PodSlot;
+use crate::tables::routes::NodeRoute;
 use crate::wire::icmp::{msg_type, unreach_code, Icmpv4Packet};
 use crate::wire::ipv4::Ipv4Packet;
-use crate::wire::{checksum, ethertype, ipproto, put16};
+use crate::wire::{checksum, ethertype, ipproto, put16, vxlan};
 
 /// The IPv4 header of a routed frame (at 14: every caller routes untagged frames), parsed again
 /// by the rare ICMP paths below instead of being passed in: an `Ip4` argument makes the
@@ -18,12 +22,18 @@ fn reparse<B: PacketBuf>(pkt: &B) -> Result<Ip4, DropReason> {
     parse_ipv4(pkt.data(), 14)
 }
 
-/// A packet addressed to the gateway IP: echo requests are answered in place; anything else is
-/// dropped (the gateway runs no services). Out of line (see [`reparse`]).
+/// A packet addressed to the gateway IP or the node's VTEP address, from a local pod or (through
+/// the tunnel) another node's pod: echo requests are answered in place; anything else is dropped
+/// (those addresses run no services). Out of line (see [`reparse`]).
 #[inline(never)]
 pub(crate) fn gateway<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
     let ip = tri!(reparse(pkt));
-    let Some(src) = cx.t.pods.lookup(ip.src).copied() else {
+    let t = cx.t;
+    let asker = if let Some(pod) = t.pods.lookup(ip.src) {
+        Asker::Local(*pod)
+    } else if let Some(r) = t.routes.lookup(ip.src) {
+        Asker::Remote(r)
+    } else {
         return Disposition::Drop(DropReason::IcmpIgnored);
     };
     if ip.proto != ipproto::ICMP || ip.frag {
@@ -47,15 +57,35 @@ pub(crate) fn gateway<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispositio
     let c = icmp.checksum();
     icmp.set_checksum(checksum::update16(c, old, 0));
     let mut v4 = Ipv4Packet::new_unchecked(&mut d[ip.l3..ip.l4]);
-    let (s, t) = (v4.src_addr(), v4.dst_addr());
-    v4.set_src_addr(t);
+    let (s, to) = (v4.src_addr(), v4.dst_addr());
+    v4.set_src_addr(to);
     v4.set_dst_addr(s);
-    v4.set_ttl(64);
+    // The node's own packet leaves with TTL 64; the encapsulation takes one off as it does for
+    // every routed packet, so a reply to another node's pod is written with 65.
+    v4.set_ttl(match asker {
+        Asker::Local(_) => 64,
+        Asker::Remote(_) => 65,
+    });
     v4.fill_checksum();
-    d[0..6].copy_from_slice(src.mac.as_bytes());
-    d[6..12].copy_from_slice(cx.t.node.gateway_mac.as_bytes());
     cx.c.inc(Event::IcmpEchoReplied);
-    Disposition::ToPod(src.port)
+    match asker {
+        Asker::Local(src) => {
+            d[0..6].copy_from_slice(src.mac.as_bytes());
+            d[6..12].copy_from_slice(t.node.gateway_mac.as_bytes());
+            Disposition::ToPod(src.port)
+        }
+        Asker::Remote(r) => {
+            let reply = tri!(reparse(pkt));
+            encap::push(cx, pkt, r, vxlan::source_port(reply.flow_hash()))
+        }
+    }
+}
+
+/// Who sent a ping to one of the node's addresses: a local pod, or a pod behind another node's
+/// route.
+enum Asker<'a> {
+    Local(PodSlot),
+    Remote(&'a NodeRoute),
 }
 
 /// Bytes of the offending datagram quoted after its IP header (RFC 792: 64 bits).

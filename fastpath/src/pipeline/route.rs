@@ -28,7 +28,7 @@ pub(crate) fn route<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &Ip4) -> Di
         // Flannel node takes it too, the inner destination being one of its addresses).
         return encap::encap(cx, pkt, ip, r);
     }
-    if ip.dst == node.gateway_ip().to_bits() {
+    if ip.dst == node.gateway_ip().to_bits() || ip.dst == node.vtep_ip().to_bits() {
         return icmp::gateway(cx, pkt);
     }
     if node.pod_cidr.contains_u32(ip.dst) {

@@ -4,7 +4,7 @@
 use crate::buf::PacketBuf;
 use crate::counters::{Disposition, DropReason};
 use crate::pipeline::{
-    arp, decap, l2_prologue, nat, parse_ipv4, route, tri, trim_padding, Ctx, Ingress,
+    arp, decap, icmp, l2_prologue, nat, parse_ipv4, route, tri, trim_padding, Ctx, Ingress,
 };
 use crate::wire::{ethertype, ipproto, vxlan, MacAddr};
 
@@ -72,8 +72,14 @@ pub(crate) fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispos
     if let Some(pod) = cx.t.pods.lookup(ip.dst) {
         return route::deliver_local(cx, pkt, &ip, *pod);
     }
-    if ip.dst == cx.t.node.underlay_ip.to_bits() {
+    let node = &cx.t.node;
+    if ip.dst == node.underlay_ip.to_bits() {
         return route::to_host(cx, pkt);
+    }
+    // Pings to the gateway or the VTEP address from other nodes' pods, answered through the
+    // tunnel (a Flannel node's `cni0` and `flannel.1` answer them).
+    if ip.dst == node.gateway_ip().to_bits() || ip.dst == node.vtep_ip().to_bits() {
+        return icmp::gateway(cx, pkt);
     }
     // The tunnel is not a transit path: only local pods and this node are reachable through it.
     Disposition::Drop(DropReason::NoLocalPod)
