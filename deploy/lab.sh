@@ -426,7 +426,7 @@ else kill $cpid 2>/dev/null; wait $cpid 2>/dev/null || true
     report FAIL "podlane pods ↔ Flannel node's pod K" "only: $(echo "$out" | paste -sd, -)"; fi
 
 # 7. A ClusterIP whose only backend is on the Flannel node: DNAT + encap to Linux, reverse NAT
-#    of Linux's encapsulated replies.
+#    of Linux's encapsulated replies and of its ICMP errors.
 if out=$(inpod pod-a python3 - <<'EOF' 2>&1
 import socket, http.client
 for i in range(10):
@@ -436,7 +436,15 @@ for i in range(10):
 for i in range(5):
     c = http.client.HTTPConnection("10.96.0.30", 80, timeout=3); c.request("GET", "/")
     r = c.getresponse(); assert r.status == 200 and r.read() == b"pod-k"; c.close()
-print("10 UDP queries and 5 HTTP GETs, all answered by pod-k from 10.96.0.30")
+# Port 54 goes to 5354, where nothing listens: pod K's "port unreachable", translated back by
+# node-a, must reach this connected socket as coming from 10.96.0.30:54 (else: a timeout).
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+s.connect(("10.96.0.30", 54)); s.send(b"anyone?")
+try:
+    s.recv(100); raise SystemExit("an answer from a closed port")
+except ConnectionRefusedError:
+    pass
+print("10 UDP queries and 5 HTTP GETs, all answered by pod-k from 10.96.0.30; a closed port refused (ICMP translated)")
 EOF
 ); then report PASS "pod A → ClusterIP 10.96.0.30 (on node-k)" "$out"
 else report FAIL "pod A → ClusterIP 10.96.0.30 (on node-k)" "$(echo "$out" | tail -n1)"; fi

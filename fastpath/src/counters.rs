@@ -149,10 +149,12 @@ pub enum Event {
     Decap,
     /// ARP requests answered.
     ArpReplied,
-    /// ICMP echo requests to the gateway answered.
+    /// ICMP echo requests to the gateway or the VTEP address answered.
     IcmpEchoReplied,
     /// ICMP "fragmentation needed" errors sent back to a pod.
     IcmpFragNeededSent,
+    /// ICMP errors about NATed flows translated back (`nat::icmp_error`).
+    IcmpErrorNated,
     /// New Service flows (conntrack inserts).
     CtNew,
     /// Packets DNATed on an existing flow (original direction).
@@ -188,6 +190,7 @@ impl Event {
         Event::ArpReplied,
         Event::IcmpEchoReplied,
         Event::IcmpFragNeededSent,
+        Event::IcmpErrorNated,
         Event::CtNew,
         Event::CtHitOrig,
         Event::CtHitReply,
@@ -216,6 +219,7 @@ impl Event {
             Event::ArpReplied => "arp_replied",
             Event::IcmpEchoReplied => "icmp_echo_replied",
             Event::IcmpFragNeededSent => "icmp_frag_needed_sent",
+            Event::IcmpErrorNated => "icmp_error_nat",
             Event::CtNew => "ct_new",
             Event::CtHitOrig => "ct_hit_orig",
             Event::CtHitReply => "ct_hit_reply",

@@ -14,6 +14,7 @@ use fastpath::tables::NodeConfig;
 use fastpath::update::Update;
 use fastpath::wire::arp::op;
 use fastpath::wire::frame::{self, Addrs};
+use fastpath::wire::ipproto;
 use fastpath::wire::tcp::flags as tf;
 
 const GW_A: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 1);
@@ -1151,4 +1152,108 @@ fn aging_is_paced_by_the_clock_not_by_polls() {
     n.p.maintain(t + 500, 8);
     assert_eq!(n.p.conntrack().len(), 4);
     assert_eq!(n.counters().event_count(Event::CtExpired), 96);
+}
+
+/// An ICMP error message (RFC 792: type, code, checksum, 4 unused bytes, the quote).
+fn icmp_error(kind: u8, code: u8, quote: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind, code, 0, 0, 0, 0, 0, 0];
+    m.extend_from_slice(quote);
+    let c = fastpath::wire::checksum::checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+/// The IPv4 packet of `frame` with its TTL set to `ttl` (header checksum made right): what a
+/// host quotes of a packet that reached it after that many hops.
+fn quoted_at_ttl(frame: &[u8], ttl: u8) -> Vec<u8> {
+    let mut p = frame[14..].to_vec();
+    p[8] = ttl;
+    p[10..12].copy_from_slice(&[0, 0]);
+    let c = fastpath::wire::checksum::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// A backend's "port unreachable" about a Service flow reaches the client as Linux's conntrack
+/// sends it: from the Service address, quoting the packet the client sent (to the Service
+/// address, its checksums as they were) — so the client's socket sees the error. Pod B is the
+/// backend here (local).
+#[test]
+fn icmp_error_from_a_local_backend_is_translated_back() {
+    let mut n = Node::a();
+    set_endpoints(&mut n, &dns_svc(), &[(POD_B_IP, EndpointState::Ready)]);
+    let query = frame::udp_frame(&pod_a_to(DNS_VIP), 40000, 53, b"query");
+    let (d, delivered) = n.run(Ingress::Pod(POD_A_PORT), &query);
+    assert_eq!(d, Disposition::ToPod(POD_B_PORT));
+    // Pod B has no socket on 5353: its kernel answers with the packet it got, quoted.
+    let err = frame::ipv4_frame(
+        &Addrs::new(POD_B_MAC, gw_a(), POD_B_IP, POD_A_IP),
+        ipproto::ICMP,
+        &icmp_error(3, 3, &delivered[14..]),
+    );
+    let (d, out) = n.run(Ingress::Pod(POD_B_PORT), &err);
+    assert_eq!(d, Disposition::ToPod(POD_A_PORT));
+    let want = frame::ipv4_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(gw_a(), POD_A_MAC, DNS_VIP, POD_A_IP)
+        },
+        ipproto::ICMP,
+        &icmp_error(3, 3, &quoted_at_ttl(&query, 63)),
+    );
+    assert_bytes(&out, &want);
+    assert_eq!(n.counters().event_count(Event::IcmpErrorNated), 1);
+    // An error about no flow of ours passes as it is.
+    let mut other = query.clone();
+    other[30..34].copy_from_slice(&POD_B_IP.octets());
+    let stray = frame::ipv4_frame(
+        &Addrs::new(POD_B_MAC, gw_a(), POD_B_IP, POD_A_IP),
+        ipproto::ICMP,
+        &icmp_error(3, 3, &quoted_at_ttl(&other, 64)[..28]),
+    );
+    let (d, out) = n.run(Ingress::Pod(POD_B_PORT), &stray);
+    assert_eq!(d, Disposition::ToPod(POD_A_PORT));
+    let want = frame::ipv4_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(gw_a(), POD_A_MAC, POD_B_IP, POD_A_IP)
+        },
+        ipproto::ICMP,
+        &icmp_error(3, 3, &quoted_at_ttl(&other, 64)[..28]),
+    );
+    assert_bytes(&out, &want);
+    assert_eq!(n.counters().event_count(Event::IcmpErrorNated), 1);
+}
+
+/// The same with the backend on node B (pod C): its error comes back through the tunnel and
+/// node A, which did the NAT, translates it before delivering it to pod A.
+#[test]
+fn icmp_error_from_a_remote_backend_is_translated_back() {
+    let (mut na, mut nb) = (Node::a(), Node::b());
+    set_endpoints(&mut na, &dns_svc(), &[(POD_C_IP, EndpointState::Ready)]);
+    let query = frame::udp_frame(&pod_a_to(DNS_VIP), 40001, 53, b"query");
+    let (d, wire) = na.run(Ingress::Pod(POD_A_PORT), &query);
+    assert_eq!(d, Disposition::ToUplink);
+    let (d, delivered) = nb.run(Ingress::Uplink, &wire);
+    assert_eq!(d, Disposition::ToPod(POD_C_PORT));
+    // Pod C quotes its whole datagram (Linux quotes up to 576 bytes).
+    let err = frame::ipv4_frame(
+        &Addrs::new(POD_C_MAC, gw_b(), POD_C_IP, POD_A_IP),
+        ipproto::ICMP,
+        &icmp_error(3, 3, &delivered[14..]),
+    );
+    let (d, wire2) = nb.run(Ingress::Pod(POD_C_PORT), &err);
+    assert_eq!(d, Disposition::ToUplink);
+    let (d, out) = na.run(Ingress::Uplink, &wire2);
+    assert_eq!(d, Disposition::ToPod(POD_A_PORT));
+    let want = frame::ipv4_frame(
+        &Addrs {
+            ttl: 62,
+            ..Addrs::new(gw_a(), POD_A_MAC, DNS_VIP, POD_A_IP)
+        },
+        ipproto::ICMP,
+        &icmp_error(3, 3, &quoted_at_ttl(&query, 62)),
+    );
+    assert_bytes(&out, &want);
+    assert_eq!(na.counters().event_count(Event::IcmpErrorNated), 1);
 }

@@ -206,8 +206,8 @@ pub(crate) fn pod<B: PacketBuf>(
         return Some(count(cx.c, tx, d));
     }
     // Routed as it is, unless it may belong to a flow the pod is the backend of (reverse NAT,
-    // the general way).
-    if ports && backend {
+    // the general way) or be an ICMP error about one (`nat::icmp_error`).
+    if backend && (ports || ip.proto == ipproto::ICMP) {
         return None;
     }
     if let Some(pod) = t.pods.lookup(ip.dst) {
@@ -395,7 +395,11 @@ pub(crate) fn uplink<B: PacketBuf, const CHECKSUMMED: bool>(
         return None;
     }
     let inner = plain_header(&d[..inner_end], INNER + 14)?;
-    if has_ports(inner.proto, inner.end - inner.l3) && cx.ct.pod_is_client(inner.dst) {
+    // A reply to a NATed flow's client, or an ICMP error about the flow, goes the general way
+    // (reverse NAT, `nat::icmp_error`).
+    if (has_ports(inner.proto, inner.end - inner.l3) || inner.proto == ipproto::ICMP)
+        && cx.ct.pod_is_client(inner.dst)
+    {
         return None;
     }
     let pod = *cx.t.pods.lookup(inner.dst)?;

@@ -8,7 +8,9 @@ use crate::pipeline::rewrite;
 use crate::pipeline::{Ctx, Ip4};
 use crate::tables::conntrack::{flags, Conntrack, Dir, FlowKey, InsertError, NewFlow, PackedKey};
 use crate::tables::services::ServiceEntry;
-use crate::wire::ipproto;
+use crate::wire::icmp::Icmpv4Packet;
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::{checksum, ipproto};
 
 /// A conntrack hit that was applied to the packet.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +95,115 @@ pub(crate) fn apply_key<B: PacketBuf>(
     } else {
         Event::CtHitReply
     });
+    Some(hit)
+}
+
+/// ICMP errors that quote a packet (RFC 792): destination unreachable, source quench, time
+/// exceeded, parameter problem.
+const ICMP_ERRORS: [u8; 4] = [3, 4, 11, 12];
+
+/// Translates an ICMP error about a NATed flow as Linux's conntrack does
+/// (`nf_nat_icmp_reply_translation`), so that, for example, a backend's "port unreachable"
+/// reaches the client as coming from the Service address it used, about the packet it sent:
+/// the quoted packet (the flow's packet as it left this node, travelling the other way) is
+/// looked up reversed; on a hit, the quoted addresses and ports become the flow's as its peer
+/// knows them, the outer destination becomes the flow's peer in that direction, and the outer
+/// source too if the error comes from the flow's endpoint itself. The quoted IPv4 checksum,
+/// the quoted UDP or TCP checksum where it was quoted, the ICMP checksum and the outer header
+/// checksum are made right again. Anything else — not an error, a bad checksum, a quote too
+/// short, no entry — is left untouched (`None`) and routed as it is. The entry's timers and
+/// state are not touched (an error is not traffic of the flow).
+pub(crate) fn icmp_error<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &mut Ip4) -> Option<Hit> {
+    if ip.proto != ipproto::ICMP || ip.frag {
+        return None;
+    }
+    let d = pkt.data();
+    let msg = d.get(ip.l4..ip.end)?;
+    // ICMP header (8), the quoted IPv4 header, its first 8 bytes of L4 (ports at 0..4).
+    if msg.len() < 8 + 20 + 8 || !ICMP_ERRORS.contains(&msg[0]) {
+        return None;
+    }
+    if checksum::checksum(msg) != 0 {
+        return None;
+    }
+    let q = &msg[8..];
+    let qhl = usize::from(q[0] & 0x0f) * 4;
+    let qproto = q[9];
+    if q[0] >> 4 != 4
+        || qhl < 20
+        || u16::from_be_bytes([q[6], q[7]]) & 0x1fff != 0
+        || !(qproto == ipproto::UDP || qproto == ipproto::TCP)
+        || q.len() < qhl + 8
+    {
+        return None;
+    }
+    let word = |i: usize| u32::from_be_bytes([q[i], q[i + 1], q[i + 2], q[i + 3]]);
+    let quoted = FlowKey {
+        src: word(12),
+        dst: word(16),
+        sport: u16::from_be_bytes([q[qhl], q[qhl + 1]]),
+        dport: u16::from_be_bytes([q[qhl + 2], q[qhl + 3]]),
+        proto: qproto,
+    };
+    // The error travels the way a packet with the quoted tuple reversed would.
+    let k_in = quoted.reversed();
+    if ip.dst != k_in.dst {
+        return None;
+    }
+    let (idx, dir) = cx.ct.lookup(&k_in, cx.now, cx.c)?;
+    let e = cx.ct.entry(idx);
+    let t = e.rewrite_for(dir);
+    let hit = Hit {
+        dir,
+        flags: e.flags,
+        client_mac: e.client_mac,
+        to: t.packed(),
+    };
+    let from_endpoint = ip.src == k_in.src;
+    let (l3, l4) = (ip.l3, ip.l4);
+    let d = pkt.data_mut();
+    let msg = &mut d[l4..ip.end];
+    // The quoted packet, as the peer sent it: `t` reversed.
+    let want = t.reversed();
+    let qo = 8; // the quote's offset in the message
+    let l4q = qo + qhl;
+    // The quoted L4 checksum, where the quote reaches it (always for UDP; for TCP if 18 or
+    // more bytes were quoted), updated for the rewritten addresses and ports.
+    let at = if qproto == ipproto::UDP {
+        l4q + 6
+    } else {
+        l4q + 16
+    };
+    if at + 2 <= msg.len() {
+        let c = u16::from_be_bytes([msg[at], msg[at + 1]]);
+        // A zero UDP checksum means none (RFC 768) and stays so.
+        if !(qproto == ipproto::UDP && c == 0) {
+            let delta = checksum::delta32(quoted.src, want.src)
+                + checksum::delta32(quoted.dst, want.dst)
+                + checksum::delta16(quoted.sport, want.sport)
+                + checksum::delta16(quoted.dport, want.dport);
+            let mut n = checksum::apply_delta(c, delta);
+            if qproto == ipproto::UDP && n == 0 {
+                n = 0xffff;
+            }
+            msg[at..at + 2].copy_from_slice(&n.to_be_bytes());
+        }
+    }
+    msg[qo + 12..qo + 16].copy_from_slice(&want.src.to_be_bytes());
+    msg[qo + 16..qo + 20].copy_from_slice(&want.dst.to_be_bytes());
+    msg[l4q..l4q + 2].copy_from_slice(&want.sport.to_be_bytes());
+    msg[l4q + 2..l4q + 4].copy_from_slice(&want.dport.to_be_bytes());
+    Ipv4Packet::new_unchecked(&mut msg[qo..qo + qhl]).fill_checksum();
+    Icmpv4Packet::new_unchecked(&mut *msg).fill_checksum();
+    let mut outer = Ipv4Packet::new_unchecked(&mut d[l3..l4]);
+    outer.set_dst_addr(t.dst.into());
+    ip.dst = t.dst;
+    if from_endpoint {
+        outer.set_src_addr(t.src.into());
+        ip.src = t.src;
+    }
+    outer.fill_checksum();
+    cx.c.inc(Event::IcmpErrorNated);
     Some(hit)
 }
 

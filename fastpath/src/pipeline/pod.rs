@@ -6,7 +6,7 @@ use crate::pipeline::{
     arp, is_multicast_or_broadcast, nat, parse_ipv4, route, shard, tri, trim_padding, Ctx, Ingress,
     MAX_FRAME_LEN,
 };
-use crate::wire::{be16, ethertype};
+use crate::wire::{be16, ethertype, ipproto};
 
 /// One packet from the pod on `port`, the general way (the burst loop tries the fast lane
 /// first). Out of line, so that the lane's loop keeps its values in registers.
@@ -41,6 +41,16 @@ pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, port: u16, pkt: &mut B) ->
         return Disposition::Drop(DropReason::Multicast);
     }
     trim_padding(pkt, &ip);
+    // An ICMP error about a NATed flow this pod is part of: translated back as Linux's
+    // conntrack does (`nat::icmp_error`), then routed to the flow's peer.
+    if ip.proto == ipproto::ICMP && (cx.ct.pod_is_backend(ip.src) || cx.ct.pod_is_client(ip.src)) {
+        if let Some(hit) = nat::icmp_error(cx, pkt, &mut ip) {
+            if hit.is_external_reply() {
+                return route::to_external(cx, pkt, &ip, hit.client_mac);
+            }
+            return route::route(cx, pkt, &ip);
+        }
+    }
     let node = &cx.t.node;
     if node.service_cidr.contains_u32(ip.dst) {
         // 3. A Service: conntracked DNAT. Fragments cannot be NATed (later ones carry no

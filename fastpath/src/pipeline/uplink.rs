@@ -49,6 +49,16 @@ pub(crate) fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispos
     trim_padding(pkt, &ip);
     let node = &cx.t.node;
     let to_vtep = ip.dst == node.vtep_ip().to_bits();
+    // An ICMP error about a NATed flow, from a remote backend to a local client or to the SNAT
+    // address: translated back (`nat::icmp_error`), then delivered.
+    if ip.proto == ipproto::ICMP && (to_vtep || cx.ct.pod_is_client(ip.dst)) {
+        if let Some(hit) = nat::icmp_error(cx, pkt, &mut ip) {
+            if hit.is_external_reply() {
+                return route::to_external(cx, pkt, &ip, hit.client_mac);
+            }
+            return route::route(cx, pkt, &ip);
+        }
+    }
     if ip.ports.is_some() && !ip.frag && (to_vtep || cx.ct.pod_is_client(ip.dst)) {
         // A reply to a NATed flow: reverse-NATed by the flow's owner (`shard.rs`).
         if !cx.shard.single() {
