@@ -205,9 +205,10 @@ pub(crate) fn pod<B: PacketBuf>(
         };
         return Some(count(cx.c, tx, d));
     }
-    // Routed as it is, unless it may belong to a flow the pod is the backend of (reverse NAT,
-    // the general way) or be an ICMP error about one (`nat::icmp_error`).
-    if backend && (ports || ip.proto == ipproto::ICMP) {
+    // Routed as it is, unless the pod is some NATed flow's backend: then the frame may be a
+    // reply (reverse NAT) or an ICMP error about one (`nat::icmp_error`), and goes the general
+    // way (one test: checking the protocol as well cost encap ~2%).
+    if backend {
         return None;
     }
     if let Some(pod) = t.pods.lookup(ip.dst) {
@@ -397,8 +398,8 @@ pub(crate) fn uplink<B: PacketBuf, const CHECKSUMMED: bool>(
     let inner = plain_header(&d[..inner_end], INNER + 14)?;
     // A reply to a NATed flow's client, or an ICMP error about the flow, goes the general way
     // (reverse NAT, `nat::icmp_error`).
-    if (has_ports(inner.proto, inner.end - inner.l3) || inner.proto == ipproto::ICMP)
-        && cx.ct.pod_is_client(inner.dst)
+    if cx.ct.pod_is_client(inner.dst)
+        && (has_ports(inner.proto, inner.end - inner.l3) || inner.proto == ipproto::ICMP)
     {
         return None;
     }
