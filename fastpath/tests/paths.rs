@@ -554,6 +554,26 @@ fn too_big_for_the_tunnel_gets_icmp_frag_needed() {
     );
 }
 
+/// The same for a Service flow (DNAT to pod C, then too big for the tunnel): the quote is the
+/// packet as the pod sent it, to the Service address, so its path MTU is learned for that.
+#[test]
+fn frag_needed_about_a_service_flow_quotes_the_service_address() {
+    let mut n = Node::a();
+    set_endpoints(&mut n, &dns_svc(), &[(POD_C_IP, EndpointState::Ready)]);
+    let input = frame::udp_frame(&pod_a_to(DNS_VIP), 40000, 53, &vec![0x5a; 1451 - 28]);
+    let (d, out) = n.run(Ingress::Pod(POD_A_PORT), &input);
+    assert_eq!(d, Disposition::ToPod(POD_A_PORT));
+    let mut icmp = vec![3, 4, 0, 0, 0, 0, (1450u16 >> 8) as u8, 1450u16 as u8];
+    icmp.extend_from_slice(&input[14..14 + 28]);
+    let c = fastpath::wire::checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(&out[34..], &icmp[..]);
+    assert_eq!(&out[26..34], &[10, 244, 1, 1, 10, 244, 1, 2]);
+    assert_eq!(fastpath::wire::checksum::checksum(&out[14..34]), 0);
+    assert_eq!(n.counters().event_count(Event::IcmpFragNeededSent), 1);
+    assert_eq!(n.counters().event_count(Event::IcmpErrorNated), 1);
+}
+
 #[test]
 fn host_path() {
     let mut n = Node::a();

@@ -6,7 +6,7 @@
 
 use crate::buf::PacketBuf;
 use crate::counters::{Disposition, DropReason, Event};
-use crate::pipeline::{encap, parse_ipv4, tri, Ctx, Ip4};
+use crate::pipeline::{encap, nat, parse_ipv4, tri, Ctx, Ip4};
 use crate::tables::pods::PodSlot;
 use crate::tables::routes::NodeRoute;
 use crate::wire::icmp::{msg_type, unreach_code, Icmpv4Packet};
@@ -143,6 +143,12 @@ pub(crate) fn frag_needed<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispos
     }
     let len = pkt.len();
     pkt.trim(len - new_len);
+    // A packet DNATed on its way here (a Service flow): the quote is translated back, so the
+    // client learns the path MTU for the address it sent to (Linux's conntrack does the same to
+    // the errors a node sends about NATed packets). A miss leaves the message as it is.
+    if let Ok(mut e) = reparse(pkt) {
+        let _ = nat::icmp_error(cx, pkt, &mut e);
+    }
     cx.c.inc(Event::IcmpFragNeededSent);
     Disposition::ToPod(src.port)
 }
