@@ -443,7 +443,9 @@ pub(crate) fn uplink_checksummed<B: PacketBuf>(
 }
 
 /// Whether the UDP datagram `seg` (header and payload, as long as its length field says) of the
-/// IPv4 packet `ip` has a right checksum, as `UdpPacket::verify_checksum` checks it.
+/// IPv4 packet `ip` has a right checksum, as `UdpPacket::verify_checksum` checks it. Not that
+/// method itself: called here (it reads the length back from the header and slices again),
+/// checksummed decap ran ~4% slower (17.7 against 18.4 Mpps, eight alternating pairs).
 #[inline(always)]
 fn udp_checksum_ok(ip: &Ip4, seg: &[u8]) -> bool {
     let Ok(len) = u16::try_from(seg.len()) else {

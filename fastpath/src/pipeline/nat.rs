@@ -3,8 +3,8 @@
 //! replies. Checksums are updated incrementally (RFC 1624).
 
 use crate::buf::PacketBuf;
-use crate::counters::{DropReason, Event};
-use crate::pipeline::rewrite;
+use crate::counters::{Disposition, DropReason, Event};
+use crate::pipeline::{rewrite, route};
 use crate::pipeline::{Ctx, Ip4};
 use crate::tables::conntrack::{flags, Conntrack, Dir, FlowKey, InsertError, NewFlow, PackedKey};
 use crate::tables::services::ServiceEntry;
@@ -163,37 +163,24 @@ pub(crate) fn icmp_error<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &mut I
     let (l3, l4) = (ip.l3, ip.l4);
     let d = pkt.data_mut();
     let msg = &mut d[l4..ip.end];
-    // The quoted packet, as the peer sent it: `t` reversed.
+    // The quoted packet becomes the one the peer sent (`t` reversed) by the NAT rewrite every
+    // packet gets (`rewrite::nat`): addresses and IPv4 checksum, and the ports and TCP/UDP
+    // checksum where the quote reaches that checksum (always for UDP; for TCP if 18 or more
+    // bytes were quoted). Where it does not, the ports are written alone.
     let want = t.reversed();
-    let qo = 8; // the quote's offset in the message
-    let l4q = qo + qhl;
-    // The quoted L4 checksum, where the quote reaches it (always for UDP; for TCP if 18 or
-    // more bytes were quoted), updated for the rewritten addresses and ports.
-    let at = if qproto == ipproto::UDP {
-        l4q + 6
-    } else {
-        l4q + 16
-    };
-    if at + 2 <= msg.len() {
-        let c = u16::from_be_bytes([msg[at], msg[at + 1]]);
-        // A zero UDP checksum means none (RFC 768) and stays so.
-        if !(qproto == ipproto::UDP && c == 0) {
-            let delta = checksum::delta32(quoted.src, want.src)
-                + checksum::delta32(quoted.dst, want.dst)
-                + checksum::delta16(quoted.sport, want.sport)
-                + checksum::delta16(quoted.dport, want.dport);
-            let mut n = checksum::apply_delta(c, delta);
-            if qproto == ipproto::UDP && n == 0 {
-                n = 0xffff;
-            }
-            msg[at..at + 2].copy_from_slice(&n.to_be_bytes());
-        }
+    let (qo, l4q) = (8, 8 + qhl);
+    let whole = rewrite::l4_csum_off(qproto).is_some_and(|off| l4q + off + 2 <= msg.len());
+    let to = want.packed();
+    rewrite::nat(
+        msg,
+        (qo, l4q, qproto),
+        to,
+        whole,
+        quoted.rewrite_deltas(&want),
+    );
+    if !whole {
+        msg[l4q..l4q + 4].copy_from_slice(&to.ports_wire());
     }
-    msg[qo + 12..qo + 16].copy_from_slice(&want.src.to_be_bytes());
-    msg[qo + 16..qo + 20].copy_from_slice(&want.dst.to_be_bytes());
-    msg[l4q..l4q + 2].copy_from_slice(&want.sport.to_be_bytes());
-    msg[l4q + 2..l4q + 4].copy_from_slice(&want.dport.to_be_bytes());
-    Ipv4Packet::new_unchecked(&mut msg[qo..qo + qhl]).fill_checksum();
     Icmpv4Packet::new_unchecked(&mut *msg).fill_checksum();
     let mut outer = Ipv4Packet::new_unchecked(&mut d[l3..l4]);
     outer.set_dst_addr(t.dst.into());
@@ -205,6 +192,22 @@ pub(crate) fn icmp_error<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &mut I
     outer.fill_checksum();
     cx.c.inc(Event::IcmpErrorNated);
     Some(hit)
+}
+
+/// [`icmp_error`], and the translated error routed to the flow's peer (an external client
+/// through the uplink, as the flow's replies go). `None`: not an error about a NATed flow, the
+/// packet untouched for the caller to route.
+pub(crate) fn icmp_error_routed<B: PacketBuf>(
+    cx: &mut Ctx<'_>,
+    pkt: &mut B,
+    ip: &mut Ip4,
+) -> Option<Disposition> {
+    let hit = icmp_error(cx, pkt, ip)?;
+    Some(if hit.is_external_reply() {
+        route::to_external(cx, pkt, ip, hit.client_mac)
+    } else {
+        route::route(cx, pkt, ip)
+    })
 }
 
 /// Verifies the TCP or UDP checksum (a zero UDP checksum means none, RFC 768).

@@ -44,11 +44,8 @@ pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, port: u16, pkt: &mut B) ->
     // An ICMP error about a NATed flow this pod is part of: translated back as Linux's
     // conntrack does (`nat::icmp_error`), then routed to the flow's peer.
     if ip.proto == ipproto::ICMP && (cx.ct.pod_is_backend(ip.src) || cx.ct.pod_is_client(ip.src)) {
-        if let Some(hit) = nat::icmp_error(cx, pkt, &mut ip) {
-            if hit.is_external_reply() {
-                return route::to_external(cx, pkt, &ip, hit.client_mac);
-            }
-            return route::route(cx, pkt, &ip);
+        if let Some(d) = nat::icmp_error_routed(cx, pkt, &mut ip) {
+            return d;
         }
     }
     let node = &cx.t.node;

@@ -16,7 +16,7 @@ pub(crate) mod ip {
 /// Offset of the checksum field inside the L4 header, for protocols whose checksum covers the
 /// pseudo header; None for others.
 #[inline(always)]
-fn l4_csum_off(proto: u8) -> Option<usize> {
+pub(crate) fn l4_csum_off(proto: u8) -> Option<usize> {
     match proto {
         ipproto::TCP => Some(16),
         ipproto::UDP => Some(6),

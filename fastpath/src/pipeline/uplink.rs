@@ -52,11 +52,8 @@ pub(crate) fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispos
     // An ICMP error about a NATed flow, from a remote backend to a local client or to the SNAT
     // address: translated back (`nat::icmp_error`), then delivered.
     if ip.proto == ipproto::ICMP && (to_vtep || cx.ct.pod_is_client(ip.dst)) {
-        if let Some(hit) = nat::icmp_error(cx, pkt, &mut ip) {
-            if hit.is_external_reply() {
-                return route::to_external(cx, pkt, &ip, hit.client_mac);
-            }
-            return route::route(cx, pkt, &ip);
+        if let Some(d) = nat::icmp_error_routed(cx, pkt, &mut ip) {
+            return d;
         }
     }
     if ip.ports.is_some() && !ip.frag && (to_vtep || cx.ct.pod_is_client(ip.dst)) {
