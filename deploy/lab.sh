@@ -216,26 +216,24 @@ cat > "$RUN/node-k/net.d/10-flannel.conflist" <<EOF
 EOF
 
 ctl() { local n=$1; shift; ip netns exec "$PFX-$n" "$BIN/podlanectl" "$@"; }
-cni() { # cmd node pod
+cni() { # cmd node pod [network: podlane; node-k's is cbr0]
     ip netns exec "$PFX-$2" env NETCONFPATH="$RUN/$2/net.d" CNI_PATH="$RUN/bin:/usr/lib/cni" \
         CNI_IFNAME=eth0 CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=lab;K8S_POD_NAME=$3" \
-        cnitool "$1" podlane "/var/run/netns/$PFX-$3"
+        cnitool "$1" "${4:-podlane}" "/var/run/netns/$PFX-$3"
 }
 
 # ---- pods through the CNI path ---------------------------------------------------------------
-echo "== creating pods through CNI (cnitool → podlane → tuning)"
-declare -A POD_NODE=([pod-a]=node-a [pod-b]=node-a [pod-c]=node-b)
-for p in "${PODS[@]}"; do
+echo "== creating pods through CNI (cnitool → podlane → tuning; on node-k → bridge + host-local)"
+declare -A POD_NODE=([pod-a]=node-a [pod-b]=node-a [pod-c]=node-b [pod-k]=node-k)
+for p in "${PODS[@]}" pod-k; do
     ip netns add "$PFX-$p"
-    cni add "${POD_NODE[$p]}" "$p" > "$RUN/$p.result.json"
+    net=podlane; [ "$p" = pod-k ] && net=cbr0
+    cni add "${POD_NODE[$p]}" "$p" $net > "$RUN/$p.result.json"
+    # The address and the MAC of the interface it is on (CNI result: ips[].interface indexes
+    # interfaces).
     printf '   %s on %s: %s\n' "$p" "${POD_NODE[$p]}" \
-        "$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["ips"][0]["address"], r["interfaces"][0]["mac"])' "$RUN/$p.result.json")"
+        "$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); ip=r["ips"][0]; print(ip["address"], r["interfaces"][ip.get("interface", 0)]["mac"])' "$RUN/$p.result.json")"
 done
-ip netns add $PFX-pod-k
-ip netns exec $NS_K env NETCONFPATH="$RUN/node-k/net.d" CNI_PATH=/usr/lib/cni CNI_IFNAME=eth0 \
-    cnitool add cbr0 /var/run/netns/$PFX-pod-k > "$RUN/pod-k.result.json"
-printf '   pod-k on node-k (bridge + host-local): %s\n' \
-    "$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["ips"][0]["address"], r["interfaces"][-1]["mac"])' "$RUN/pod-k.result.json")"
 inpod() { local p=$1; shift; ip netns exec "$PFX-$p" "$@"; }
 
 # Backends: pod B (node-a), pod C (node-b) and pod K (node-k) answer UDP 5353 and TCP 5353 and
