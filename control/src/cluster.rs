@@ -256,7 +256,9 @@ impl ClusterSpec {
         }
         let mut ids = BTreeSet::new();
         let mut cluster_ips: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
-        let mut node_ports: BTreeMap<u16, String> = BTreeMap::new();
+        // NodePorts are per protocol, as in the fast path and in Kubernetes (a DNS Service
+        // may take one number for its UDP and its TCP port).
+        let mut node_ports: BTreeMap<(u16, L4), String> = BTreeMap::new();
         for s in &self.services {
             let id = s.id();
             if !is_dns_label(&s.namespace) || !is_dns_label(&s.name) {
@@ -315,9 +317,10 @@ impl ClusterSpec {
                             "service {id}: NodePort {np} is outside the range {lo}-{hi}"
                         ));
                     }
-                    if let Some(other) = node_ports.insert(np, id.clone()) {
+                    if let Some(other) = node_ports.insert((np, p.protocol), id.clone()) {
                         errs.push(format!(
-                            "service {id}: NodePort {np} is already used by service {other}"
+                            "service {id}: NodePort {np}/{:?} is already used by service {other}",
+                            p.protocol
                         ));
                     }
                 }
@@ -462,8 +465,16 @@ services:
         assert!(e.contains("overlaps node node-a"), "{e}");
         let e = refused(|c| c.services[1].cluster_ip = Ipv4Addr::new(10, 200, 0, 1));
         assert!(e.contains("outside the service CIDR"), "{e}");
-        let e = refused(|c| c.services[0].ports[0].node_port = Some(30080));
-        assert!(e.contains("NodePort 30080 is already used"), "{e}");
+        let e = refused(|c| c.services[0].ports[1].node_port = Some(30080));
+        assert!(e.contains("NodePort 30080/Tcp is already used"), "{e}");
+        // One NodePort number for a UDP and a TCP port is two NodePorts (as in Kubernetes).
+        let mut c = ClusterSpec::parse(SAMPLE).unwrap();
+        c.services[0].ports[0].node_port = Some(30053);
+        c.services[0].ports[1].node_port = Some(30053);
+        c.validate().unwrap();
+        // And so is web's TCP 30080 beside another Service's UDP 30080.
+        c.services[0].ports[0].node_port = Some(30080);
+        c.validate().unwrap();
         let e = refused(|c| c.services[1].ports[0].node_port = Some(80));
         assert!(e.contains("outside the range"), "{e}");
         let e = refused(|c| c.services[1].cluster_ip = Ipv4Addr::new(10, 96, 0, 10));

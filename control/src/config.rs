@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::kubernetes::KubeSettings;
+
 /// The daemon's settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +34,10 @@ pub struct Config {
     /// Pod port ids 0..max_pod_ports (must equal the fast path's `capacities.max_pod_ports`).
     #[serde(default = "default_ports")]
     pub max_pod_ports: u16,
+    /// Take the cluster state from the Kubernetes API (Nodes, Services, EndpointSlices)
+    /// instead of a cluster file; the HTTP API's cluster edits are then refused.
+    #[serde(default)]
+    pub kubernetes: Option<KubeSettings>,
 }
 
 fn default_cni_socket() -> PathBuf {
@@ -69,6 +75,21 @@ impl Config {
         }
         if c.max_pod_ports == 0 {
             return Err("max_pod_ports is 0".into());
+        }
+        if let Some(k) = &c.kubernetes {
+            if c.cluster_file.is_some() {
+                return Err(
+                    "cluster_file and [kubernetes] are both set: the cluster state has one source"
+                        .into(),
+                );
+            }
+            let [lo, hi] = k.node_port_range;
+            if lo == 0 || lo > hi {
+                return Err(format!("[kubernetes] node_port_range {lo}-{hi} is empty"));
+            }
+            if k.vni == 0 || k.vni > 0xff_ffff {
+                return Err(format!("[kubernetes] vni {} is outside 1-16777215", k.vni));
+            }
         }
         Ok(c)
     }

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub last_full_sync_us: AtomicU64,
     /// Failed pushes (fast path down or refusing).
     pub sync_errors: AtomicU64,
+    /// The Kubernetes source's counters.
+    pub kube: crate::kubernetes::KubeMetrics,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -57,6 +59,7 @@ impl Default for Metrics {
             full_syncs: AtomicU64::new(0),
             last_full_sync_us: AtomicU64::new(0),
             sync_errors: AtomicU64::new(0),
+            kube: Default::default(),
         }
     }
 }

@@ -102,6 +102,15 @@ pub fn serve(server: Arc<Server>, daemon: Arc<Daemon>, threads: usize) {
 pub fn route(d: &Daemon, method: &Method, url: &str, body: &str) -> Reply {
     let path = url.split('?').next().unwrap_or("");
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let edit = matches!(method, Method::Put | Method::Delete)
+        && matches!(parts.first(), Some(&"v1"))
+        && matches!(parts.get(1), Some(&("cluster" | "nodes" | "services")));
+    if edit && d.config().kubernetes.is_some() {
+        return err(
+            409,
+            "the cluster state comes from the Kubernetes API ([kubernetes] in the configuration): change it there",
+        );
+    }
     match (method, parts.as_slice()) {
         (Method::Get, ["healthz"]) => (200, "ok\n".into(), "text/plain"),
         (Method::Get, ["metrics"]) => (200, metrics(d), "text/plain; version=0.0.4; charset=utf-8"),
@@ -391,6 +400,9 @@ pub fn metrics(d: &Daemon) -> String {
         "podlane_sync_errors_total{{node=\"{node}\"}} {}",
         m.sync_errors.load(Ordering::Relaxed)
     );
+    if d.config().kubernetes.is_some() {
+        kube_metrics(&mut o, &node, &m.kube);
+    }
     // CNI.
     family(
         &mut o,
@@ -420,6 +432,45 @@ pub fn metrics(d: &Daemon) -> String {
         );
     }
     o
+}
+
+/// The Kubernetes source's counters.
+fn kube_metrics(o: &mut String, node: &str, k: &crate::kubernetes::KubeMetrics) {
+    for (name, kind, help, v) in [
+        (
+            "podlane_kubernetes_synced",
+            "gauge",
+            "1 once Nodes, Services and EndpointSlices have all been listed.",
+            &k.synced,
+        ),
+        (
+            "podlane_kubernetes_applied_total",
+            "counter",
+            "Cluster states from the Kubernetes API applied.",
+            &k.applied,
+        ),
+        (
+            "podlane_kubernetes_refused_total",
+            "counter",
+            "Cluster states from the Kubernetes API refused by validation (previous state kept).",
+            &k.refused,
+        ),
+        (
+            "podlane_kubernetes_skipped_objects",
+            "gauge",
+            "Nodes, Services and EndpointSlices left out of the cluster state (logged with the reason).",
+            &k.skipped,
+        ),
+        (
+            "podlane_kubernetes_watch_errors_total",
+            "counter",
+            "Kubernetes API watch errors (each retried with backoff).",
+            &k.watch_errors,
+        ),
+    ] {
+        family(o, name, kind, help);
+        let _ = writeln!(o, "{name}{{node=\"{node}\"}} {}", v.load(Ordering::Relaxed));
+    }
 }
 
 /// The `# HELP` and `# TYPE` lines of a metric family.

@@ -1,5 +1,5 @@
 //! podlane control plane: the CNI plugin's logic, the control daemon (IPAM, persistent state,
-//! cluster file and HTTP API, live sync to the fast path, metrics) and `podlanectl`.
+//! cluster file, HTTP API and Kubernetes API, live sync to the fast path, metrics) and `podlanectl`.
 //!
 //! The data path never waits for anything here: the fast path keeps forwarding with the tables
 //! it has while this daemon is down, and catches up (deltas, or a full resync on a new fast-path
@@ -15,5 +15,6 @@ pub mod desired;
 pub mod endpoint;
 pub mod fpclient;
 pub mod http;
+pub mod kubernetes;
 pub mod netns;
 pub mod store;

@@ -1,5 +1,5 @@
 //! `podlane-control`: the node's control daemon. Serves the CNI endpoint, the HTTP API and
-//! `/metrics`, watches the cluster file, and keeps the fast path's tables equal to the desired
+//! `/metrics`, watches the cluster file or the Kubernetes API, and keeps the fast path's tables equal to the desired
 //! state (deltas as they happen, a full resync when the fast path restarts).
 #![forbid(unsafe_code)]
 
@@ -73,6 +73,10 @@ fn run(args: Args) -> Result<(), String> {
             .spawn(move || control::http::serve(h, d, HTTP_THREADS))
             .map_err(|e| e.to_string())?
     };
+    if let Some(k) = &cfg.kubernetes {
+        control::kubernetes::spawn(Arc::clone(&daemon), k.clone())?;
+        tracing::info!("cluster state from the Kubernetes API (Nodes, Services, EndpointSlices)");
+    }
     tracing::info!(
         node = %cfg.node_name,
         cni = %cfg.cni_socket.display(),

@@ -1,0 +1,847 @@
+//! The Kubernetes API as the source of cluster state: Nodes (pod CIDRs, VTEP addresses),
+//! Services and EndpointSlices are watched and translated into the same [`ClusterSpec`] the
+//! cluster file carries, then applied through the same validated change
+//! ([`Daemon::set_cluster`]) — so the fast path gets only the difference, and a state that fails
+//! validation is refused whole with the previous one kept.
+//!
+//! The translation ([`cluster_from`]) is a pure function of the watched objects; the watch
+//! ([`spawn`]) is kube-rs's `watcher` (list, then watch from the list's resourceVersion;
+//! relist on "410 Gone"; reconnect with backoff) for each kind, on a thread of its own.
+//!
+//! Decisions, as kube-proxy and Flannel make them where they have made them:
+//! - **Nodes.** Pod CIDR: the first IPv4 entry of `spec.podCIDRs` (else `spec.podCIDR`), as
+//!   kube-controller-manager allocates it. Underlay address: Flannel's
+//!   `flannel.alpha.coreos.com/public-ip` annotation if set (the address its VTEP sends from),
+//!   else the first IPv4 `InternalIP`. VTEP MAC: `podlane.io/vtep-mac`, else the `VtepMAC` of
+//!   Flannel's `flannel.alpha.coreos.com/backend-data` (what a Flannel VXLAN node publishes; a
+//!   node whose backend data names another VNI, or whose `backend-type` is not `vxlan`, cannot
+//!   be reached by this overlay and is left out). The outer destination MAC:
+//!   `podlane.io/underlay-mac`, else `underlay_mac` from the configuration (the underlay
+//!   router's, for nodes in other L2 segments). The Kubernetes API carries no MACs, and the fast
+//!   path does not resolve underlay neighbours by ARP: a node with neither is left out and
+//!   counted, not guessed.
+//! - **Services.** ClusterIP Services and the ClusterIPs of NodePort and LoadBalancer ones (the
+//!   first IPv4 of `spec.clusterIPs`); NodePorts for types NodePort and LoadBalancer. Headless
+//!   and ExternalName Services have no ClusterIP to serve and are skipped; SCTP ports too (the
+//!   fast path does TCP and UDP). A ClusterIP outside the configured service CIDR is left out
+//!   and counted, and so is one with a NodePort outside the configured range.
+//! - **Conflicts.** What validation would refuse the whole state for is left out object by
+//!   object instead, so that one bad Node cannot hold up every Service's endpoint changes: a
+//!   Node whose pod CIDR overlaps another's (the first by name keeps it) or the service CIDR,
+//!   or whose underlay address is another's; an endpoint that is not a unicast address outside
+//!   the service CIDR. What still fails validation (this node's pod CIDR changing under live
+//!   pods) is refused whole and counted, the previous state kept, as for the cluster file.
+//! - **Endpoints.** From the IPv4 EndpointSlices labelled `kubernetes.io/service-name`, as
+//!   kube-proxy reads them: an endpoint whose `ready` condition is true (nil counts as true)
+//!   and that is not terminating is a backend; one that is terminating and still `serving`
+//!   keeps its established flows and takes no new ones (podlane's terminating state: the
+//!   brief's rolling-update rule); the others are not backends. An address listed twice (two
+//!   slices during a change) counts once, ready winning. A Service port's target port is the
+//!   port of the same name and protocol in the slices; the cluster model has one target port
+//!   per Service port, so if slices disagree (pods exposing a named port on different numbers)
+//!   the first slice's number is used and the endpoints of slices with another are left out
+//!   and counted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fastpath::cidr::Ipv4Cidr;
+use fastpath::wire::MacAddr;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::Deserialize;
+
+use crate::cluster::{ClusterSpec, Endpoint, NodeSpec, ServiceObject, ServicePort, L4};
+use crate::daemon::Daemon;
+
+/// Annotation: a node's VTEP MAC (the inner destination MAC it accepts).
+pub const VTEP_MAC: &str = "podlane.io/vtep-mac";
+/// Annotation: the MAC a node's underlay address answers from.
+pub const UNDERLAY_MAC: &str = "podlane.io/underlay-mac";
+/// Flannel's annotation: `{"VNI":1,"VtepMAC":"…"}` for the VXLAN backend.
+pub const FLANNEL_BACKEND_DATA: &str = "flannel.alpha.coreos.com/backend-data";
+/// Flannel's annotation: the backend type (`vxlan`, `host-gw`, …).
+pub const FLANNEL_BACKEND_TYPE: &str = "flannel.alpha.coreos.com/backend-type";
+/// Flannel's annotation: the address its VTEP sends from.
+pub const FLANNEL_PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
+/// The EndpointSlice label naming its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// `[kubernetes]` in `podlane-control`'s configuration: take the cluster state from the API.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeSettings {
+    /// A kubeconfig file. Without it, as kube-rs infers it: `$KUBECONFIG` or `~/.kube/config`
+    /// if there is one, else the pod's service account (`KUBERNETES_SERVICE_HOST`, the mounted
+    /// token and CA) — what a DaemonSet pod has.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The cluster's Service CIDR (kube-apiserver's `--service-cluster-ip-range`; the API does
+    /// not publish it to readers).
+    pub service_cidr: Ipv4Cidr,
+    /// The NodePort range (kube-apiserver's `--service-node-port-range`).
+    #[serde(default = "default_node_port_range")]
+    pub node_port_range: [u16; 2],
+    /// The overlay's VNI: nodes whose Flannel backend data names another are left out.
+    #[serde(default = "default_vni")]
+    pub vni: u32,
+    /// The outer destination MAC for nodes without a `podlane.io/underlay-mac` annotation:
+    /// the underlay router's MAC where nodes are in other L2 segments.
+    #[serde(default)]
+    pub underlay_mac: Option<MacAddr>,
+}
+
+fn default_node_port_range() -> [u16; 2] {
+    [30000, 32767]
+}
+fn default_vni() -> u32 {
+    1
+}
+
+/// What a translation left out, and why (logged; counted on `/metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// `node NAME`, `service NS/NAME` or `endpointslice NS/NAME`.
+    pub object: String,
+    /// Why.
+    pub why: String,
+}
+
+/// The watched objects, by `namespace/name` (cluster-scoped: `name`).
+#[derive(Debug, Default, Clone)]
+pub struct Objects {
+    /// Nodes.
+    pub nodes: BTreeMap<String, Node>,
+    /// Services.
+    pub services: BTreeMap<String, Service>,
+    /// EndpointSlices.
+    pub slices: BTreeMap<String, EndpointSlice>,
+}
+
+/// The cluster state the objects describe, and what was left out of it.
+pub fn cluster_from(o: &Objects, s: &KubeSettings) -> (ClusterSpec, Vec<Skipped>) {
+    let mut skipped = Vec::new();
+    let mut nodes = Vec::new();
+    // What validation would refuse the whole state for is left out node by node instead
+    // (the API server checks neither annotations nor a hand-made Node's pod CIDR): a pod CIDR
+    // overlapping one already taken — by name order — or the service CIDR, an underlay
+    // address already taken. Pod CIDRs by network address, so the check is two lookups.
+    let mut cidrs: BTreeMap<u32, (u32, String)> = BTreeMap::new();
+    let mut underlay: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
+    for n in o.nodes.values() {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let spec = node_spec(n, s).and_then(|spec| {
+            let c = spec.pod_cidr;
+            let (lo, hi) = (u32::from(c.network()), u32::from(c.broadcast()));
+            if c.overlaps(&s.service_cidr) {
+                return Err(format!("pod CIDR {c} overlaps the service CIDR"));
+            }
+            let below = cidrs.range(..=lo).next_back();
+            let above = cidrs.range(lo..).next();
+            for (&start, (end, other)) in below.into_iter().chain(above) {
+                if start <= hi && lo <= *end {
+                    return Err(format!("pod CIDR {c} overlaps node {other}'s"));
+                }
+            }
+            if let Some(other) = underlay.get(&spec.underlay_ip) {
+                return Err(format!(
+                    "underlay IP {} is node {other}'s",
+                    spec.underlay_ip
+                ));
+            }
+            cidrs.insert(lo, (hi, spec.name.clone()));
+            underlay.insert(spec.underlay_ip, spec.name.clone());
+            Ok(spec)
+        });
+        match spec {
+            Ok(spec) => nodes.push(spec),
+            Err(why) => skipped.push(Skipped {
+                object: format!("node {name}"),
+                why,
+            }),
+        }
+    }
+    // Slices by their Service's `namespace/name`.
+    let mut by_service: BTreeMap<String, Vec<(&String, &EndpointSlice)>> = BTreeMap::new();
+    for (key, sl) in &o.slices {
+        let labels = sl.metadata.labels.as_ref();
+        let Some(svc) = labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) else {
+            continue;
+        };
+        let ns = sl.metadata.namespace.as_deref().unwrap_or("default");
+        by_service
+            .entry(format!("{ns}/{svc}"))
+            .or_default()
+            .push((key, sl));
+    }
+    let mut services = Vec::new();
+    for (key, svc) in &o.services {
+        let slices = by_service.get(key).map_or(&[][..], Vec::as_slice);
+        match service_object(svc, slices, s, &mut skipped) {
+            Ok(Some(obj)) => services.push(obj),
+            Ok(None) => {}
+            Err(why) => skipped.push(Skipped {
+                object: format!("service {key}"),
+                why,
+            }),
+        }
+    }
+    let spec = ClusterSpec {
+        service_cidr: s.service_cidr,
+        node_port_range: s.node_port_range,
+        nodes,
+        services,
+    };
+    (spec, skipped)
+}
+
+fn annotation<'a>(
+    meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    k: &str,
+) -> Option<&'a str> {
+    meta.annotations.as_ref()?.get(k).map(String::as_str)
+}
+
+/// Flannel's VXLAN backend data.
+#[derive(Debug, Deserialize)]
+struct FlannelVxlan {
+    #[serde(rename = "VNI")]
+    vni: Option<u32>,
+    #[serde(rename = "VtepMAC")]
+    vtep_mac: Option<String>,
+}
+
+/// One Node as the cluster model's node, or why it cannot be one.
+pub fn node_spec(n: &Node, s: &KubeSettings) -> Result<NodeSpec, String> {
+    let meta = &n.metadata;
+    let name = meta.name.clone().ok_or("no name")?;
+    let spec = n.spec.as_ref().ok_or("no spec")?;
+    let cidrs = spec.pod_cidrs.iter().flatten().chain(spec.pod_cidr.iter());
+    let pod_cidr = cidrs
+        .filter_map(|c| c.parse::<Ipv4Cidr>().ok())
+        .next()
+        .ok_or("no IPv4 pod CIDR in spec.podCIDRs yet")?;
+    let underlay_ip = match annotation(meta, FLANNEL_PUBLIC_IP) {
+        Some(a) => a
+            .parse::<Ipv4Addr>()
+            .map_err(|_| format!("{FLANNEL_PUBLIC_IP} {a:?} is not an IPv4 address"))?,
+        None => n
+            .status
+            .as_ref()
+            .and_then(|st| st.addresses.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|a| a.type_ == "InternalIP")
+            .find_map(|a| a.address.parse::<Ipv4Addr>().ok())
+            .ok_or("no IPv4 InternalIP in status.addresses")?,
+    };
+    if let Some(t) = annotation(meta, FLANNEL_BACKEND_TYPE) {
+        if t != "vxlan" {
+            return Err(format!("Flannel backend {t:?}, not vxlan"));
+        }
+    }
+    let flannel = match annotation(meta, FLANNEL_BACKEND_DATA) {
+        Some(a) => Some(
+            serde_json::from_str::<FlannelVxlan>(a)
+                .map_err(|e| format!("{FLANNEL_BACKEND_DATA}: {e}"))?,
+        ),
+        None => None,
+    };
+    if let Some(v) = flannel.as_ref().and_then(|f| f.vni) {
+        if v != s.vni {
+            return Err(format!("Flannel VNI {v}, the overlay's is {}", s.vni));
+        }
+    }
+    let mac = |k: &str, v: &str| match v.parse::<MacAddr>() {
+        Ok(m) if m.0[0] & 1 == 0 => Ok(m),
+        _ => Err(format!("{k} {v:?} is not a unicast MAC address")),
+    };
+    let vtep_mac = match (
+        annotation(meta, VTEP_MAC),
+        flannel.as_ref().and_then(|f| f.vtep_mac.as_deref()),
+    ) {
+        (Some(a), _) => mac(VTEP_MAC, a)?,
+        (None, Some(f)) => mac(FLANNEL_BACKEND_DATA, f)?,
+        (None, None) => {
+            return Err(format!(
+                "no VTEP MAC ({VTEP_MAC}, or Flannel's {FLANNEL_BACKEND_DATA})"
+            ))
+        }
+    };
+    let underlay_mac = match (annotation(meta, UNDERLAY_MAC), s.underlay_mac) {
+        (Some(a), _) => mac(UNDERLAY_MAC, a)?,
+        (None, Some(m)) => m,
+        (None, None) => {
+            return Err(format!(
+                "no underlay MAC ({UNDERLAY_MAC}, or underlay_mac in [kubernetes])"
+            ))
+        }
+    };
+    Ok(NodeSpec {
+        name,
+        underlay_ip,
+        underlay_mac,
+        vtep_mac,
+        pod_cidr,
+    })
+}
+
+fn l4(protocol: Option<&str>) -> Option<L4> {
+    match protocol.unwrap_or("TCP") {
+        "TCP" => Some(L4::Tcp),
+        "UDP" => Some(L4::Udp),
+        _ => None,
+    }
+}
+
+/// One Service with its slices as the cluster model's Service: `Ok(None)` for the kinds that
+/// have no ClusterIP to serve (headless, ExternalName) or no TCP/UDP port.
+pub fn service_object(
+    svc: &Service,
+    slices: &[(&String, &EndpointSlice)],
+    s: &KubeSettings,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Option<ServiceObject>, String> {
+    let meta = &svc.metadata;
+    let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
+    let name = meta.name.clone().ok_or("no name")?;
+    let Some(spec) = svc.spec.as_ref() else {
+        return Ok(None);
+    };
+    let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
+    if kind == "ExternalName" {
+        return Ok(None);
+    }
+    let ips = spec
+        .cluster_ips
+        .iter()
+        .flatten()
+        .chain(spec.cluster_ip.iter());
+    let cluster_ip = ips.filter_map(|ip| ip.parse::<Ipv4Addr>().ok()).next();
+    // Headless, not allocated yet, or IPv6 only: nothing to serve.
+    let Some(cluster_ip) = cluster_ip else {
+        return Ok(None);
+    };
+    if !s.service_cidr.contains(cluster_ip) {
+        return Err(format!(
+            "ClusterIP {cluster_ip} is outside the configured service CIDR {}",
+            s.service_cidr
+        ));
+    }
+    let node_ports = matches!(kind, "NodePort" | "LoadBalancer");
+    // The first slice's number for each (port name, protocol); slices that disagree are left
+    // out (see the module's doc).
+    let mut target: BTreeMap<(String, L4), u16> = BTreeMap::new();
+    let mut endpoints: BTreeMap<Ipv4Addr, bool> = BTreeMap::new(); // ip → terminating
+    'slices: for (key, sl) in slices {
+        if sl.address_type != "IPv4" {
+            continue;
+        }
+        let mut mine = Vec::new();
+        for p in sl.ports.iter().flatten() {
+            let (Some(proto), Some(num)) = (l4(p.protocol.as_deref()), p.port) else {
+                continue;
+            };
+            let Ok(num) = u16::try_from(num) else {
+                continue;
+            };
+            mine.push(((p.name.clone().unwrap_or_default(), proto), num));
+        }
+        for (k, num) in &mine {
+            if let Some(first) = target.get(k) {
+                if first != num {
+                    skipped.push(Skipped {
+                        object: format!("endpointslice {key}"),
+                        why: format!(
+                            "port {:?} is {num} here but {first} in another slice of the same Service",
+                            k.0
+                        ),
+                    });
+                    continue 'slices;
+                }
+            }
+        }
+        target.extend(mine);
+        for e in &sl.endpoints {
+            let c = e.conditions.as_ref();
+            let ready = c.and_then(|c| c.ready).unwrap_or(true);
+            let serving = c.and_then(|c| c.serving).unwrap_or(true);
+            let terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+            let state = if ready && !terminating {
+                false
+            } else if terminating && serving {
+                true
+            } else {
+                continue;
+            };
+            for a in &e.addresses {
+                let Ok(ip) = a.parse::<Ipv4Addr>() else {
+                    continue;
+                };
+                if ip.is_unspecified()
+                    || ip.is_broadcast()
+                    || ip.is_multicast()
+                    || s.service_cidr.contains(ip)
+                {
+                    skipped.push(Skipped {
+                        object: format!("endpointslice {key}"),
+                        why: format!("endpoint {ip} is not a pod's unicast address"),
+                    });
+                    continue;
+                }
+                let t = endpoints.entry(ip).or_insert(state);
+                *t = *t && state;
+            }
+        }
+    }
+    let mut ports = Vec::new();
+    let mut seen = BTreeSet::new();
+    for p in spec.ports.iter().flatten() {
+        let Some(proto) = l4(p.protocol.as_deref()) else {
+            continue;
+        };
+        let port = u16::try_from(p.port).map_err(|_| format!("port {} out of range", p.port))?;
+        if !seen.insert((port, proto)) {
+            continue;
+        }
+        let pname = p.name.clone().filter(|n| !n.is_empty());
+        let target_port = target
+            .get(&(pname.clone().unwrap_or_default(), proto))
+            .copied()
+            .or(match &p.target_port {
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => {
+                    u16::try_from(*n).ok()
+                }
+                _ => None,
+            });
+        let node_port = match p.node_port.filter(|_| node_ports) {
+            None | Some(0) => None,
+            Some(n) => {
+                let [lo, hi] = s.node_port_range;
+                match u16::try_from(n) {
+                    Ok(n) if (lo..=hi).contains(&n) => Some(n),
+                    _ => {
+                        return Err(format!(
+                            "NodePort {n} is outside the configured range {lo}-{hi}"
+                        ))
+                    }
+                }
+            }
+        };
+        ports.push(ServicePort {
+            name: pname,
+            port,
+            protocol: proto,
+            target_port: target_port.filter(|&t| t != port),
+            node_port,
+        });
+    }
+    if ports.is_empty() {
+        return Ok(None);
+    }
+    // The cluster model requires a name on every port of a multi-port Service; Kubernetes
+    // does too, so a nameless one here can only be a single-port Service.
+    Ok(Some(ServiceObject {
+        namespace,
+        name,
+        cluster_ip,
+        ports,
+        endpoints: endpoints
+            .into_iter()
+            .map(|(ip, terminating)| Endpoint { ip, terminating })
+            .collect(),
+    }))
+}
+
+/// Counters of the Kubernetes source, on `/metrics`.
+#[derive(Debug, Default)]
+pub struct KubeMetrics {
+    /// Cluster states applied.
+    pub applied: AtomicU64,
+    /// Cluster states refused by validation (the previous state kept).
+    pub refused: AtomicU64,
+    /// Objects left out of the last translation.
+    pub skipped: AtomicU64,
+    /// Watch errors (each retried with backoff).
+    pub watch_errors: AtomicU64,
+    /// 1 once all three kinds have been listed.
+    pub synced: AtomicU64,
+}
+
+/// Applies the objects' cluster state to the daemon, unless it equals `last` (the state last
+/// applied); logs what the translation left out that it did not leave out before.
+fn apply(
+    d: &Daemon,
+    o: &Objects,
+    s: &KubeSettings,
+    last: &mut Option<ClusterSpec>,
+    last_skipped: &mut Vec<Skipped>,
+) {
+    let m = &d.metrics.kube;
+    let (spec, skipped) = cluster_from(o, s);
+    if skipped != *last_skipped {
+        for k in skipped.iter().filter(|k| !last_skipped.contains(k)) {
+            tracing::warn!("kubernetes: {} left out: {}", k.object, k.why);
+        }
+        *last_skipped = skipped;
+    }
+    m.skipped
+        .store(last_skipped.len() as u64, Ordering::Relaxed);
+    if last.as_ref() == Some(&spec) {
+        return;
+    }
+    match d.set_cluster(spec.clone(), false) {
+        Ok(()) => {
+            m.applied.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                nodes = spec.nodes.len(),
+                services = spec.services.len(),
+                "kubernetes: cluster state applied"
+            );
+            *last = Some(spec);
+        }
+        Err(e) => {
+            m.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("kubernetes: cluster state refused, previous state kept: {e}");
+            // Not remembered: the same state is tried again at the next event.
+        }
+    }
+}
+
+/// One kind's objects: the live set, and the set a relist is building.
+#[derive(Debug)]
+struct Kind<K> {
+    pending: Option<BTreeMap<String, K>>,
+    listed: bool,
+}
+
+impl<K> Default for Kind<K> {
+    fn default() -> Self {
+        Kind {
+            pending: None,
+            listed: false,
+        }
+    }
+}
+
+fn key_of<K: kube::ResourceExt>(k: &K) -> String {
+    match k.namespace() {
+        Some(ns) => format!("{ns}/{}", k.name_any()),
+        None => k.name_any(),
+    }
+}
+
+impl<K: kube::ResourceExt + Clone> Kind<K> {
+    /// Applies a watcher event to `live`; true if `live` changed.
+    fn event(
+        &mut self,
+        live: &mut BTreeMap<String, K>,
+        e: kube::runtime::watcher::Event<K>,
+    ) -> bool {
+        use kube::runtime::watcher::Event;
+        match e {
+            Event::Init => {
+                self.pending = Some(BTreeMap::new());
+                false
+            }
+            Event::InitApply(k) => {
+                self.pending
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(key_of(&k), k);
+                false
+            }
+            Event::InitDone => {
+                *live = self.pending.take().unwrap_or_default();
+                self.listed = true;
+                true
+            }
+            Event::Apply(k) => {
+                live.insert(key_of(&k), k);
+                true
+            }
+            Event::Delete(k) => {
+                live.remove(&key_of(&k));
+                true
+            }
+        }
+    }
+}
+
+/// One watcher event of any of the three kinds (moved once, from the stream to the loop:
+/// boxing the larger ones would buy nothing).
+#[allow(clippy::large_enum_variant)]
+enum Msg {
+    Node(kube::runtime::watcher::Event<Node>),
+    Service(kube::runtime::watcher::Event<Service>),
+    Slice(kube::runtime::watcher::Event<EndpointSlice>),
+}
+
+/// The client for `s`: its kubeconfig, or inferred ([`KubeSettings::kubeconfig`]).
+pub async fn client(s: &KubeSettings) -> Result<kube::Client, String> {
+    let config = match &s.kubeconfig {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p)
+                .map_err(|e| format!("kubeconfig {}: {e}", p.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| format!("kubeconfig {}: {e}", p.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| format!("Kubernetes API client (no kubeconfig set): {e}"))?,
+    };
+    kube::Client::try_from(config).map_err(|e| format!("Kubernetes API client: {e}"))
+}
+
+/// Watches Nodes, Services and EndpointSlices through `client` and applies the cluster state
+/// they describe to `d` after each batch of events, once all three kinds have been listed.
+/// Runs until the process ends; watch errors are logged, counted and retried with backoff.
+pub async fn run(d: Arc<Daemon>, client: kube::Client, s: KubeSettings) {
+    use futures::{FutureExt, StreamExt};
+    use kube::runtime::{watcher, WatchStreamExt};
+    use kube::Api;
+    let cfg = watcher::Config::default;
+    let nodes = watcher(Api::<Node>::all(client.clone()), cfg())
+        .default_backoff()
+        .map(|r| r.map(Msg::Node))
+        .boxed();
+    let services = watcher(Api::<Service>::all(client.clone()), cfg())
+        .default_backoff()
+        .map(|r| r.map(Msg::Service))
+        .boxed();
+    let slices = watcher(Api::<EndpointSlice>::all(client), cfg())
+        .default_backoff()
+        .map(|r| r.map(Msg::Slice))
+        .boxed();
+    let mut events = futures::stream::select_all([nodes, services, slices]);
+    let mut o = Objects::default();
+    let (mut kn, mut ks, mut ke) = (Kind::default(), Kind::default(), Kind::default());
+    let mut last = None;
+    let mut last_skipped = Vec::new();
+    while let Some(first) = events.next().await {
+        // Take what else is ready now, so a burst of events is one change.
+        let mut changed = false;
+        let mut next = Some(first);
+        while let Some(r) = next {
+            match r {
+                Ok(Msg::Node(e)) => changed |= kn.event(&mut o.nodes, e),
+                Ok(Msg::Service(e)) => changed |= ks.event(&mut o.services, e),
+                Ok(Msg::Slice(e)) => changed |= ke.event(&mut o.slices, e),
+                Err(e) => {
+                    d.metrics.kube.watch_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("kubernetes: watch: {e} (retrying)");
+                }
+            }
+            next = events.next().now_or_never().flatten();
+        }
+        if changed && kn.listed && ks.listed && ke.listed {
+            d.metrics.kube.synced.store(1, Ordering::Relaxed);
+            apply(&d, &o, &s, &mut last, &mut last_skipped);
+        }
+    }
+}
+
+/// Starts the Kubernetes source on a thread of its own (a single-threaded async runtime: the
+/// three watches are I/O, and the daemon's change path is synchronous).
+pub fn spawn(d: Arc<Daemon>, s: KubeSettings) -> Result<std::thread::JoinHandle<()>, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("Kubernetes source runtime: {e}"))?;
+    // The client is built here, so a broken kubeconfig is an error at start, not a log line.
+    let client = rt.block_on(client(&s))?;
+    std::thread::Builder::new()
+        .name("podlane-kube".into())
+        .spawn(move || rt.block_on(run(d, client, s)))
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn settings() -> KubeSettings {
+        KubeSettings {
+            kubeconfig: None,
+            service_cidr: "10.96.0.0/12".parse().unwrap(),
+            node_port_range: [30000, 32767],
+            vni: 1,
+            underlay_mac: None,
+        }
+    }
+
+    fn node(annotations: serde_json::Value) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": "n1", "annotations": annotations},
+            "spec": {"podCIDRs": ["fd00:10:244::/64", "10.244.7.0/24"]},
+            "status": {"addresses": [
+                {"type": "ExternalIP", "address": "203.0.113.7"},
+                {"type": "InternalIP", "address": "fd00::7"},
+                {"type": "InternalIP", "address": "10.1.0.7"}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn nodes_take_the_first_ipv4_of_each_and_need_both_macs() {
+        let s = settings();
+        let n = node(json!({"podlane.io/vtep-mac": "02:76:74:65:70:07",
+                            "podlane.io/underlay-mac": "02:00:0a:01:00:07"}));
+        let spec = node_spec(&n, &s).unwrap();
+        assert_eq!(spec.pod_cidr.to_string(), "10.244.7.0/24");
+        assert_eq!(spec.underlay_ip, Ipv4Addr::new(10, 1, 0, 7));
+        let e = node_spec(
+            &node(json!({"podlane.io/vtep-mac": "02:76:74:65:70:07"})),
+            &s,
+        )
+        .unwrap_err();
+        assert!(e.contains("no underlay MAC"), "{e}");
+        let e = node_spec(
+            &node(json!({"podlane.io/underlay-mac": "02:00:0a:01:00:07"})),
+            &s,
+        )
+        .unwrap_err();
+        assert!(e.contains("no VTEP MAC"), "{e}");
+        let e = node_spec(
+            &node(json!({"podlane.io/vtep-mac": "zz", "podlane.io/underlay-mac": "02:00:0a:01:00:07"})),
+            &s,
+        )
+        .unwrap_err();
+        assert!(e.contains("not a unicast MAC"), "{e}");
+        let e = node_spec(
+            &node(json!({"podlane.io/vtep-mac": "03:00:00:00:00:01", "podlane.io/underlay-mac": "02:00:0a:01:00:07"})),
+            &s,
+        )
+        .unwrap_err();
+        assert!(e.contains("not a unicast MAC"), "{e}");
+        // Flannel's data: its VNI must be ours, its JSON well-formed.
+        let mut s2 = settings();
+        s2.underlay_mac = Some("02:00:00:00:00:01".parse().unwrap());
+        let f = |data: &str| {
+            node_spec(
+                &node(json!({"flannel.alpha.coreos.com/backend-data": data})),
+                &s2,
+            )
+        };
+        assert_eq!(
+            f(r#"{"VNI":1,"VtepMAC":"02:76:74:65:70:0c"}"#)
+                .unwrap()
+                .vtep_mac
+                .to_string(),
+            "02:76:74:65:70:0c"
+        );
+        assert!(f(r#"{"VNI":2,"VtepMAC":"02:76:74:65:70:0c"}"#)
+            .unwrap_err()
+            .contains("VNI 2"));
+        assert!(f("{").unwrap_err().contains("backend-data"));
+    }
+
+    #[test]
+    fn conflicting_nodes_are_left_out_one_by_one() {
+        let mut s = settings();
+        s.underlay_mac = Some("02:00:00:00:00:01".parse().unwrap());
+        let n = |name: &str, ip: &str, cidr: &str| -> Node {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "annotations": {"podlane.io/vtep-mac": "02:00:00:00:00:02"}},
+                "spec": {"podCIDR": cidr},
+                "status": {"addresses": [{"type": "InternalIP", "address": ip}]}}))
+            .unwrap()
+        };
+        let mut o = Objects::default();
+        for (name, ip, cidr) in [
+            ("a", "10.1.0.1", "10.244.3.0/24"),
+            ("b", "10.1.0.2", "10.244.0.0/16"),   // contains a's
+            ("c", "10.1.0.3", "10.244.3.128/25"), // inside a's
+            ("d", "10.1.0.4", "10.245.0.0/24"),
+            ("e", "10.1.0.4", "10.246.0.0/24"), // d's underlay address
+            ("f", "10.1.0.6", "10.96.0.0/24"),  // the service CIDR
+            ("g", "10.1.0.7", "10.244.2.0/24"),
+        ] {
+            o.nodes.insert(name.into(), n(name, ip, cidr));
+        }
+        let (c, skipped) = cluster_from(&o, &s);
+        let kept: Vec<&str> = c.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(kept, ["a", "d", "g"]);
+        let out: Vec<&str> = skipped.iter().map(|k| k.object.as_str()).collect();
+        assert_eq!(out, ["node b", "node c", "node e", "node f"]);
+        c.validate().unwrap();
+    }
+
+    fn svc(spec: serde_json::Value) -> Service {
+        serde_json::from_value(json!({"metadata": {"namespace": "ns", "name": "s"}, "spec": spec}))
+            .unwrap()
+    }
+
+    fn eps(ports: serde_json::Value, endpoints: serde_json::Value) -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "ns", "name": "s-x",
+                         "labels": {"kubernetes.io/service-name": "s"}},
+            "addressType": "IPv4", "ports": ports, "endpoints": endpoints}))
+        .unwrap()
+    }
+
+    #[test]
+    fn services_and_endpoints_as_kube_proxy_reads_them() {
+        let s = settings();
+        let mut skipped = Vec::new();
+        // Dual-stack: the IPv4 ClusterIP, wherever it is in the list; no NodePort for a
+        // ClusterIP Service even if the object carries one.
+        let v = svc(json!({"type": "ClusterIP", "clusterIP": "fd00::a",
+            "clusterIPs": ["fd00::a", "10.96.0.11"],
+            "ports": [{"port": 80, "targetPort": 8080, "nodePort": 30001}]}));
+        // nil conditions count as ready; a second slice listing the same address as
+        // terminating does not make it terminating; a slice with another number for the
+        // port is left out.
+        let a = eps(
+            json!([{"port": 8080, "protocol": "TCP"}]),
+            json!([{"addresses": ["10.244.1.9"]},
+                   {"addresses": ["10.244.1.10"], "conditions": {"ready": false}}]),
+        );
+        let b = eps(
+            json!([{"port": 8080}]),
+            json!([{"addresses": ["10.244.1.9"],
+                    "conditions": {"ready": false, "serving": true, "terminating": true}}]),
+        );
+        let c = eps(
+            json!([{"port": 9090}]),
+            json!([{"addresses": ["10.244.1.11"]}]),
+        );
+        let (ka, kb, kc) = (
+            "ns/s-a".to_string(),
+            "ns/s-b".to_string(),
+            "ns/s-c".to_string(),
+        );
+        let o = service_object(&v, &[(&ka, &a), (&kb, &b), (&kc, &c)], &s, &mut skipped)
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.cluster_ip, Ipv4Addr::new(10, 96, 0, 11));
+        assert_eq!(o.ports[0].target_port, Some(8080));
+        assert_eq!(o.ports[0].node_port, None);
+        assert_eq!(
+            o.endpoints,
+            [Endpoint {
+                ip: Ipv4Addr::new(10, 244, 1, 9),
+                terminating: false
+            }]
+        );
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].why.contains("9090"), "{skipped:?}");
+        // IPv6-only and not-yet-allocated Services have nothing to serve.
+        let v6 = svc(
+            json!({"clusterIP": "fd00::b", "clusterIPs": ["fd00::b"], "ports": [{"port": 80}]}),
+        );
+        assert_eq!(service_object(&v6, &[], &s, &mut skipped), Ok(None));
+        let none = svc(json!({"ports": [{"port": 80}]}));
+        assert_eq!(service_object(&none, &[], &s, &mut skipped), Ok(None));
+        // LoadBalancer Services have NodePorts; a port equal to its target has none set.
+        let lb = svc(json!({"type": "LoadBalancer", "clusterIP": "10.96.0.12",
+            "ports": [{"port": 443, "targetPort": 443, "nodePort": 31443}]}));
+        let o = service_object(&lb, &[], &s, &mut skipped).unwrap().unwrap();
+        assert_eq!(o.ports[0].node_port, Some(31443));
+        assert_eq!(o.ports[0].target_port, None);
+    }
+}

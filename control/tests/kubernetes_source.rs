@@ -1,0 +1,633 @@
+//! The Kubernetes API as the cluster-state source, end to end through kube-rs's client and
+//! watcher: a fake API server (list, watch from a resourceVersion, "410 Gone") serves Nodes,
+//! Services and EndpointSlices as the real one encodes them, and the daemon's cluster state
+//! must follow — the initial list, each watch event, a relist after expiry, objects that
+//! cannot be translated left out without blocking the rest, and a state that fails validation
+//! refused whole. No fast path runs: the daemon accepts changes while it is down.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use control::cluster::ClusterSpec;
+use control::config::Config;
+use control::daemon::Daemon;
+use serde_json::{json, Value};
+
+const NODES: &str = "/api/v1/nodes";
+const SERVICES: &str = "/api/v1/services";
+const SLICES: &str = "/apis/discovery.k8s.io/v1/endpointslices";
+
+/// One kind's objects and its watchers.
+#[derive(Default)]
+struct Kind {
+    objects: BTreeMap<String, Value>,
+    watchers: Vec<Sender<String>>,
+}
+
+#[derive(Default)]
+struct State {
+    rv: u64,
+    kinds: BTreeMap<&'static str, Kind>,
+    /// Every event: (resourceVersion, path, the event's JSON line).
+    log: Vec<(u64, &'static str, String)>,
+    requests: Vec<String>,
+}
+
+/// A fake kube-apiserver for the three collections podlane watches.
+#[derive(Clone)]
+struct FakeApi {
+    url: String,
+    state: Arc<Mutex<State>>,
+}
+
+fn kind_of(path: &str) -> (&'static str, &'static str, &'static str) {
+    match path {
+        NODES => (NODES, "v1", "Node"),
+        SERVICES => (SERVICES, "v1", "Service"),
+        _ => (SLICES, "discovery.k8s.io/v1", "EndpointSlice"),
+    }
+}
+
+fn key(obj: &Value) -> String {
+    let m = &obj["metadata"];
+    match m["namespace"].as_str() {
+        Some(ns) => format!("{ns}/{}", m["name"].as_str().unwrap()),
+        None => m["name"].as_str().unwrap().to_string(),
+    }
+}
+
+impl FakeApi {
+    fn start() -> FakeApi {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State::default()));
+        let st = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                let st = Arc::clone(&st);
+                std::thread::spawn(move || serve(c, st));
+            }
+        });
+        FakeApi { url, state }
+    }
+
+    /// Adds or replaces an object (an ADDED or MODIFIED event to the watchers).
+    fn apply(&self, path: &'static str, mut obj: Value) {
+        let mut s = self.state.lock().unwrap();
+        s.rv += 1;
+        let rv = s.rv;
+        let (path, api, kind) = kind_of(path);
+        obj["apiVersion"] = json!(api);
+        obj["kind"] = json!(kind);
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let k = s.kinds.entry(path).or_default();
+        let ty = if k.objects.insert(key(&obj), obj.clone()).is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        let line = json!({"type": ty, "object": obj}).to_string();
+        k.watchers.retain(|w| w.send(line.clone()).is_ok());
+        s.log.push((rv, path, line));
+    }
+
+    /// Deletes an object (a DELETED event).
+    fn delete(&self, path: &'static str, key: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.rv += 1;
+        let rv = s.rv;
+        let (path, ..) = kind_of(path);
+        let k = s.kinds.entry(path).or_default();
+        let mut obj = k.objects.remove(key).expect("no such object");
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let line = json!({"type": "DELETED", "object": obj}).to_string();
+        k.watchers.retain(|w| w.send(line.clone()).is_ok());
+        s.log.push((rv, path, line));
+    }
+
+    /// Changes an object with no event at all, then expires every watch of its kind with
+    /// "410 Gone" and forgets the event history: only a relist can see the change.
+    fn change_silently_and_expire(&self, path: &'static str, mut obj: Value) {
+        let mut s = self.state.lock().unwrap();
+        s.rv += 1;
+        let rv = s.rv;
+        let (path, api, kind) = kind_of(path);
+        obj["apiVersion"] = json!(api);
+        obj["kind"] = json!(kind);
+        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        s.log.clear();
+        let k = s.kinds.entry(path).or_default();
+        k.objects.insert(key(&obj), obj);
+        let gone = json!({"type": "ERROR", "object": {
+            "apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Expired",
+            "code": 410, "message": "too old resource version"}})
+        .to_string();
+        for w in k.watchers.drain(..) {
+            let _ = w.send(gone.clone());
+        }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+/// Serves one connection: a list (the collection at the current resourceVersion) or a watch
+/// (the events after the asked resourceVersion, then live ones, chunked, as the API server
+/// streams them).
+fn serve(c: TcpStream, st: Arc<Mutex<State>>) {
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let mut line = String::new();
+    if r.read_line(&mut line).is_err() {
+        return;
+    }
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+            break;
+        }
+    }
+    let target = line.split(' ').nth(1).unwrap_or("").to_string();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let q: BTreeMap<&str, &str> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let mut c = c;
+    if ![NODES, SERVICES, SLICES].contains(&path) {
+        let _ = write!(
+            c,
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        return;
+    }
+    let (path, api, kind) = kind_of(path);
+    let watch = q.get("watch").is_some_and(|w| *w == "true" || *w == "1");
+    let mut s = st.lock().unwrap();
+    s.requests.push(target.clone());
+    if !watch {
+        let items: Vec<Value> = s
+            .kinds
+            .get(path)
+            .map(|k| k.objects.values().cloned().collect())
+            .unwrap_or_default();
+        let body = json!({"apiVersion": api, "kind": format!("{kind}List"),
+            "metadata": {"resourceVersion": s.rv.to_string()}, "items": items})
+        .to_string();
+        drop(s);
+        let _ = write!(
+            c,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        return;
+    }
+    let from: u64 = q
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let (tx, rx): (Sender<String>, Receiver<String>) = channel();
+    for (rv, p, l) in &s.log {
+        if *rv > from && *p == path {
+            let _ = tx.send(l.clone());
+        }
+    }
+    s.kinds.entry(path).or_default().watchers.push(tx);
+    drop(s);
+    if write!(
+        c,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .is_err()
+    {
+        return;
+    }
+    while let Ok(l) = rx.recv() {
+        let l = l + "\n";
+        let gone = l.contains("\"ERROR\"");
+        if write!(c, "{:x}\r\n{l}\r\n", l.len()).is_err() || c.flush().is_err() {
+            return;
+        }
+        if gone {
+            break;
+        }
+    }
+    let _ = write!(c, "0\r\n\r\n");
+}
+
+fn node(name: &str, ip: &str, cidr: &str, annotations: Value) -> Value {
+    json!({
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+        "status": {"addresses": [
+            {"type": "Hostname", "address": name},
+            {"type": "InternalIP", "address": ip}]}
+    })
+}
+
+fn podlane_node(name: &str, ip: &str, cidr: &str, n: u8) -> Value {
+    node(
+        name,
+        ip,
+        cidr,
+        json!({
+            "podlane.io/underlay-mac": format!("02:00:0a:01:00:{n:02x}"),
+            "podlane.io/vtep-mac": format!("02:76:74:65:70:{n:02x}"),
+        }),
+    )
+}
+
+fn service(ns: &str, name: &str, ip: &str, ports: Value, ty: &str) -> Value {
+    json!({
+        "metadata": {"namespace": ns, "name": name},
+        "spec": {"type": ty, "clusterIP": ip, "clusterIPs": [ip], "ports": ports}
+    })
+}
+
+fn slice(ns: &str, name: &str, svc: &str, ports: Value, endpoints: Value) -> Value {
+    json!({
+        "metadata": {"namespace": ns, "name": name,
+            "labels": {"kubernetes.io/service-name": svc}},
+        "addressType": "IPv4",
+        "ports": ports,
+        "endpoints": endpoints
+    })
+}
+
+fn ep(ip: &str, ready: bool, serving: bool, terminating: bool) -> Value {
+    json!({"addresses": [ip], "conditions":
+        {"ready": ready, "serving": serving, "terminating": terminating}})
+}
+
+fn wait_for(what: &str, d: &Daemon, f: impl Fn(&ClusterSpec) -> bool) {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) {
+        if f(&d.cluster()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "timed out waiting for {what}; cluster now: {:#?}",
+        *d.cluster()
+    );
+}
+
+fn endpoints(c: &ClusterSpec, id: &str) -> Vec<(Ipv4Addr, bool)> {
+    c.services
+        .iter()
+        .find(|s| s.id() == id)
+        .map(|s| s.endpoints.iter().map(|e| (e.ip, e.terminating)).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_cluster_state_follows_the_kubernetes_api() {
+    let api = FakeApi::start();
+    // Node A is this node; B is a podlane node; K is a Flannel node (its VTEP MAC from
+    // Flannel's annotations, its outer MAC from the configured default); X has no pod CIDR
+    // yet, and H is a Flannel host-gw node: both left out.
+    api.apply(
+        NODES,
+        podlane_node("node-a", "10.1.0.10", "10.244.1.0/24", 10),
+    );
+    api.apply(
+        NODES,
+        podlane_node("node-b", "10.1.0.11", "10.244.2.0/24", 11),
+    );
+    api.apply(
+        NODES,
+        node(
+            "node-k",
+            "192.168.0.12",
+            "10.244.3.0/24",
+            json!({
+                "flannel.alpha.coreos.com/backend-type": "vxlan",
+                "flannel.alpha.coreos.com/backend-data": "{\"VNI\":1,\"VtepMAC\":\"02:76:74:65:70:0c\"}",
+                "flannel.alpha.coreos.com/public-ip": "10.1.0.12",
+                "flannel.alpha.coreos.com/kube-subnet-manager": "true"
+            }),
+        ),
+    );
+    api.apply(
+        NODES,
+        json!({"metadata": {"name": "node-x"}, "spec": {},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.1.0.13"}]}}),
+    );
+    api.apply(
+        NODES,
+        node(
+            "node-h",
+            "10.1.0.14",
+            "10.244.4.0/24",
+            json!({"flannel.alpha.coreos.com/backend-type": "host-gw"}),
+        ),
+    );
+    // kube-dns: UDP and TCP 53 → 5353 by named target port; two ready endpoints, one
+    // terminating but serving, one not ready.
+    api.apply(
+        SERVICES,
+        service(
+            "kube-system",
+            "kube-dns",
+            "10.96.0.10",
+            json!([
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": "dns"},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": "dns-tcp"}]),
+            "ClusterIP",
+        ),
+    );
+    api.apply(
+        SLICES,
+        slice(
+            "kube-system",
+            "kube-dns-abcde",
+            "kube-dns",
+            json!([{"name": "dns", "port": 5353, "protocol": "UDP"},
+                   {"name": "dns-tcp", "port": 5353, "protocol": "TCP"}]),
+            json!([
+                ep("10.244.1.2", true, true, false),
+                ep("10.244.2.2", true, true, false),
+                ep("10.244.1.3", false, true, true),
+                ep("10.244.2.3", false, false, false)
+            ]),
+        ),
+    );
+    // A NodePort Service; a headless one, an ExternalName one and an SCTP-only one (nothing
+    // to serve); one whose ClusterIP is outside the configured service CIDR (left out).
+    api.apply(
+        SERVICES,
+        service(
+            "default",
+            "web",
+            "10.96.0.20",
+            json!([{"port": 80, "protocol": "TCP", "targetPort": 8080, "nodePort": 30080}]),
+            "NodePort",
+        ),
+    );
+    api.apply(
+        SERVICES,
+        service(
+            "default",
+            "db",
+            "None",
+            json!([{"port": 5432}]),
+            "ClusterIP",
+        ),
+    );
+    api.apply(
+        SERVICES,
+        json!({"metadata": {"namespace": "default", "name": "ext"},
+            "spec": {"type": "ExternalName", "externalName": "example.org"}}),
+    );
+    api.apply(
+        SERVICES,
+        service(
+            "default",
+            "sctp",
+            "10.96.0.40",
+            json!([{"port": 9, "protocol": "SCTP"}]),
+            "ClusterIP",
+        ),
+    );
+    api.apply(
+        SERVICES,
+        service(
+            "default",
+            "elsewhere",
+            "10.112.0.5",
+            json!([{"port": 80}]),
+            "ClusterIP",
+        ),
+    );
+
+    let dir = std::env::temp_dir().join(format!("podlane-kube-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = Config::parse(&format!(
+        r#"
+node_name = "node-a"
+state_dir = "{d}"
+cni_socket = "{d}/cni.sock"
+fastpath_socket = "{d}/no-fastpath.sock"
+http_listen = "127.0.0.1:0"
+[kubernetes]
+service_cidr = "10.96.0.0/12"
+underlay_mac = "02:00:0a:01:00:fe"
+"#,
+        d = dir.display()
+    ))
+    .unwrap();
+    let settings = cfg.kubernetes.clone().unwrap();
+    let d = Arc::new(Daemon::open(cfg).unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The client's request buffer is a task of the runtime it is built in.
+    let client = {
+        let _rt = rt.enter();
+        kube::Client::try_from(kube::Config::new(api.url.parse().unwrap())).unwrap()
+    };
+    {
+        let d = Arc::clone(&d);
+        std::thread::spawn(move || rt.block_on(control::kubernetes::run(d, client, settings)));
+    }
+
+    // The initial lists.
+    wait_for("the initial lists", &d, |c| c.nodes.len() == 3);
+    {
+        let c = d.cluster();
+        let names: Vec<&str> = c.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["node-a", "node-b", "node-k"]);
+        let k = c.node("node-k").unwrap();
+        assert_eq!(k.underlay_ip, Ipv4Addr::new(10, 1, 0, 12));
+        assert_eq!(k.vtep_mac.to_string(), "02:76:74:65:70:0c");
+        assert_eq!(k.underlay_mac.to_string(), "02:00:0a:01:00:fe");
+        let b = c.node("node-b").unwrap();
+        assert_eq!(b.underlay_mac.to_string(), "02:00:0a:01:00:0b");
+        assert_eq!(b.pod_cidr.to_string(), "10.244.2.0/24");
+        let ids: Vec<String> = c.services.iter().map(|s| s.id()).collect();
+        assert_eq!(ids, ["default/web", "kube-system/kube-dns"]);
+        let dns = c.services.iter().find(|s| s.name == "kube-dns").unwrap();
+        assert_eq!(dns.cluster_ip, Ipv4Addr::new(10, 96, 0, 10));
+        assert_eq!(dns.ports.len(), 2);
+        assert!(dns.ports.iter().all(|p| p.target_port == Some(5353)));
+        assert_eq!(
+            endpoints(&c, "kube-system/kube-dns"),
+            [
+                (Ipv4Addr::new(10, 244, 1, 2), false),
+                (Ipv4Addr::new(10, 244, 1, 3), true),
+                (Ipv4Addr::new(10, 244, 2, 2), false)
+            ]
+        );
+        let web = c.services.iter().find(|s| s.name == "web").unwrap();
+        assert_eq!(web.ports[0].node_port, Some(30080));
+        assert_eq!(web.ports[0].target_port, Some(8080));
+        assert!(web.endpoints.is_empty());
+    }
+    assert_eq!(d.metrics.kube.synced.load(Ordering::Relaxed), 1);
+    // node-x, node-h, default/elsewhere.
+    assert_eq!(d.metrics.kube.skipped.load(Ordering::Relaxed), 3);
+
+    // Watch events: web's endpoints appear; a kube-dns endpoint starts terminating.
+    api.apply(
+        SLICES,
+        slice(
+            "default",
+            "web-1",
+            "web",
+            json!([{"port": 8080, "protocol": "TCP"}]),
+            json!([ep("10.244.2.5", true, true, false)]),
+        ),
+    );
+    wait_for("web's endpoint", &d, |c| {
+        endpoints(c, "default/web") == [(Ipv4Addr::new(10, 244, 2, 5), false)]
+    });
+    api.apply(
+        SLICES,
+        slice(
+            "kube-system",
+            "kube-dns-abcde",
+            "kube-dns",
+            json!([{"name": "dns", "port": 5353, "protocol": "UDP"},
+                   {"name": "dns-tcp", "port": 5353, "protocol": "TCP"}]),
+            json!([
+                ep("10.244.1.2", false, true, true),
+                ep("10.244.2.2", true, true, false)
+            ]),
+        ),
+    );
+    wait_for("kube-dns's terminating endpoint", &d, |c| {
+        endpoints(c, "kube-system/kube-dns")
+            == [
+                (Ipv4Addr::new(10, 244, 1, 2), true),
+                (Ipv4Addr::new(10, 244, 2, 2), false),
+            ]
+    });
+    // node-x gets its pod CIDR and annotations; node-b goes away.
+    api.apply(
+        NODES,
+        podlane_node("node-x", "10.1.0.13", "10.244.5.0/24", 13),
+    );
+    api.delete(NODES, "node-b");
+    wait_for("node-x in, node-b out", &d, |c| {
+        c.node("node-x").is_some() && c.node("node-b").is_none()
+    });
+    // A Service deleted.
+    api.delete(SERVICES, "default/web");
+    wait_for("web gone", &d, |c| {
+        c.services.iter().all(|s| s.name != "web")
+    });
+
+    // A Node claiming another's pod CIDR (the API server checks no CIDR of a hand-made Node)
+    // is left out on its own: the rest keeps applying. When the conflict goes, it comes in.
+    api.apply(
+        NODES,
+        podlane_node("node-y", "10.1.0.15", "10.244.5.0/24", 15),
+    );
+    api.apply(
+        SLICES,
+        slice(
+            "kube-system",
+            "kube-dns-abcde",
+            "kube-dns",
+            json!([{"name": "dns", "port": 5353, "protocol": "UDP"},
+                   {"name": "dns-tcp", "port": 5353, "protocol": "TCP"}]),
+            json!([
+                ep("10.244.2.2", true, true, false),
+                ep("10.96.0.99", true, true, false)
+            ]),
+        ),
+    );
+    wait_for("kube-dns down to one endpoint", &d, |c| {
+        endpoints(c, "kube-system/kube-dns") == [(Ipv4Addr::new(10, 244, 2, 2), false)]
+    });
+    assert!(d.cluster().node("node-y").is_none());
+    assert!(d.cluster().node("node-x").is_some());
+    // node-y (CIDR) and the slice's endpoint inside the service CIDR, with node-h and
+    // default/elsewhere from before.
+    assert_eq!(d.metrics.kube.skipped.load(Ordering::Relaxed), 4);
+    assert_eq!(d.metrics.kube.refused.load(Ordering::Relaxed), 0);
+    api.apply(
+        NODES,
+        podlane_node("node-y", "10.1.0.15", "10.244.6.0/24", 15),
+    );
+    wait_for("node-y with its own CIDR", &d, |c| {
+        c.node("node-y").is_some()
+    });
+
+    // "410 Gone": a change the watch never reported is seen after the relist.
+    api.change_silently_and_expire(
+        SERVICES,
+        service(
+            "default",
+            "late",
+            "10.96.0.50",
+            json!([{"port": 443, "protocol": "TCP"}]),
+            "ClusterIP",
+        ),
+    );
+    wait_for("the relisted Service", &d, |c| {
+        c.services.iter().any(|s| s.name == "late")
+    });
+    let lists = api
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with(SERVICES) && !r.contains("watch=true"))
+        .count();
+    assert!(lists >= 2, "no relist: {:?}", api.requests());
+    assert!(d.metrics.kube.watch_errors.load(Ordering::Relaxed) >= 1);
+
+    // The HTTP API's cluster edits are refused: the API server is the source.
+    let (status, body, _) = control::http::route(
+        &d,
+        &tiny_http::Method::Delete,
+        "/v1/services/kube-system/kube-dns",
+        "",
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(d.cluster().services.iter().any(|s| s.name == "kube-dns"));
+    let (_, metrics, _) = control::http::route(&d, &tiny_http::Method::Get, "/metrics", "");
+    assert!(
+        metrics.contains("podlane_kubernetes_synced{node=\"node-a\"} 1"),
+        "{metrics}"
+    );
+    // What the daemon applied is also what it persisted (a restart starts from it).
+    let stored = d.store().cluster().unwrap().unwrap();
+    assert_eq!(stored, *d.cluster());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn config_has_one_cluster_source() {
+    let base = "node_name = \"n\"\nstate_dir = \"/tmp/x\"\n";
+    let e = Config::parse(&format!(
+        "{base}cluster_file = \"/etc/podlane/cluster.yaml\"\n[kubernetes]\nservice_cidr = \"10.96.0.0/12\"\n"
+    ))
+    .unwrap_err();
+    assert!(e.contains("one source"), "{e}");
+    let e = Config::parse(&format!(
+        "{base}[kubernetes]\nservice_cidr = \"10.96.0.0/12\"\nvni = 0\n"
+    ))
+    .unwrap_err();
+    assert!(e.contains("vni"), "{e}");
+    let e = Config::parse(&format!(
+        "{base}[kubernetes]\nservice_cidr = \"10.96.0.0/12\"\nserver = \"x\"\n"
+    ))
+    .unwrap_err();
+    assert!(e.contains("unknown field"), "{e}");
+    let c = Config::parse(&format!(
+        "{base}[kubernetes]\nservice_cidr = \"10.96.0.0/12\"\n"
+    ))
+    .unwrap();
+    let k = c.kubernetes.unwrap();
+    assert_eq!(k.node_port_range, [30000, 32767]);
+    assert_eq!(k.vni, 1);
+    assert!(k.underlay_mac.is_none() && k.kubeconfig.is_none());
+}
