@@ -409,6 +409,18 @@ fn the_cluster_state_follows_the_kubernetes_api() {
     let dir = std::env::temp_dir().join(format!("podlane-kube-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // The daemon's own way in: a kubeconfig naming the (plain HTTP) fake server.
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"{}\"}}}}]\n\
+             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: fake, user: u}}}}]\n\
+             current-context: c\n",
+            api.url
+        ),
+    )
+    .unwrap();
     let cfg = Config::parse(&format!(
         r#"
 node_name = "node-a"
@@ -417,6 +429,7 @@ cni_socket = "{d}/cni.sock"
 fastpath_socket = "{d}/no-fastpath.sock"
 http_listen = "127.0.0.1:0"
 [kubernetes]
+kubeconfig = "{d}/kubeconfig"
 service_cidr = "10.96.0.0/12"
 underlay_mac = "02:00:0a:01:00:fe"
 "#,
@@ -425,19 +438,12 @@ underlay_mac = "02:00:0a:01:00:fe"
     .unwrap();
     let settings = cfg.kubernetes.clone().unwrap();
     let d = Arc::new(Daemon::open(cfg).unwrap());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // The client's request buffer is a task of the runtime it is built in.
-    let client = {
-        let _rt = rt.enter();
-        kube::Client::try_from(kube::Config::new(api.url.parse().unwrap())).unwrap()
-    };
-    {
-        let d = Arc::clone(&d);
-        std::thread::spawn(move || rt.block_on(control::kubernetes::run(d, client, settings)));
-    }
+    // A kubeconfig that is not one is an error at start, naming the file.
+    let mut broken = settings.clone();
+    broken.kubeconfig = Some(dir.join("state.redb"));
+    let e = control::kubernetes::spawn(Arc::clone(&d), broken).unwrap_err();
+    assert!(e.contains("state.redb"), "{e}");
+    control::kubernetes::spawn(Arc::clone(&d), settings).unwrap();
 
     // The initial lists.
     wait_for("the initial lists", &d, |c| c.nodes.len() == 3);
