@@ -127,8 +127,9 @@ pub fn cluster_from(o: &Objects, s: &KubeSettings) -> (ClusterSpec, Vec<Skipped>
     let mut nodes = Vec::new();
     // What validation would refuse the whole state for is left out node by node instead
     // (the API server checks neither annotations nor a hand-made Node's pod CIDR): a pod CIDR
-    // overlapping one already taken — by name order — or the service CIDR, an underlay
-    // address already taken. Pod CIDRs by network address, so the check is two lookups.
+    // of a size the fast path does not take, or overlapping the service CIDR or one already
+    // taken — by name order —, an underlay address that is not unicast or already taken.
+    // Pod CIDRs by network address, so the overlap check is two lookups.
     let mut cidrs: BTreeMap<u32, (u32, String)> = BTreeMap::new();
     let mut underlay: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
     for n in o.nodes.values() {
@@ -136,8 +137,15 @@ pub fn cluster_from(o: &Objects, s: &KubeSettings) -> (ClusterSpec, Vec<Skipped>
         let spec = node_spec(n, s).and_then(|spec| {
             let c = spec.pod_cidr;
             let (lo, hi) = (u32::from(c.network()), u32::from(c.broadcast()));
+            if !(16..=30).contains(&c.prefix_len()) {
+                return Err(format!("pod CIDR {c} is not a /16 to /30"));
+            }
             if c.overlaps(&s.service_cidr) {
                 return Err(format!("pod CIDR {c} overlaps the service CIDR"));
+            }
+            let ip = spec.underlay_ip;
+            if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
+                return Err(format!("underlay IP {ip} is not a unicast address"));
             }
             let below = cidrs.range(..=lo).next_back();
             let above = cidrs.range(lo..).next();
@@ -760,6 +768,8 @@ mod tests {
             ("e", "10.1.0.4", "10.246.0.0/24"), // d's underlay address
             ("f", "10.1.0.6", "10.96.0.0/24"),  // the service CIDR
             ("g", "10.1.0.7", "10.244.2.0/24"),
+            ("h", "10.1.0.8", "10.247.0.0/31"),  // too small
+            ("i", "224.0.0.9", "10.248.0.0/24"), // not unicast
         ] {
             o.nodes.insert(name.into(), n(name, ip, cidr));
         }
@@ -767,7 +777,10 @@ mod tests {
         let kept: Vec<&str> = c.nodes.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(kept, ["a", "d", "g"]);
         let out: Vec<&str> = skipped.iter().map(|k| k.object.as_str()).collect();
-        assert_eq!(out, ["node b", "node c", "node e", "node f"]);
+        assert_eq!(
+            out,
+            ["node b", "node c", "node e", "node f", "node h", "node i"]
+        );
         c.validate().unwrap();
     }
 

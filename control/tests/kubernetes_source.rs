@@ -637,3 +637,112 @@ fn config_has_one_cluster_source() {
     assert_eq!(k.vni, 1);
     assert!(k.underlay_mac.is_none() && k.kubeconfig.is_none());
 }
+
+/// The Kubernetes source at the brief's scale: 10,000 Services with 100,000 endpoints and
+/// 1,000 nodes. Prints what a whole translation and one endpoint change cost (no fast path:
+/// the daemon's validated change without the push). A measurement, run on demand:
+/// `cargo test --release -p podlane-control --test kubernetes_source -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn scale_10k_services_100k_endpoints() {
+    use control::kubernetes::{cluster_from, KubeSettings, Objects};
+    let s = KubeSettings {
+        kubeconfig: None,
+        service_cidr: "10.96.0.0/12".parse().unwrap(),
+        node_port_range: [30000, 32767],
+        vni: 1,
+        underlay_mac: Some("02:00:00:00:00:01".parse().unwrap()),
+    };
+    let mut o = Objects::default();
+    for i in 0..1000u32 {
+        let name = format!("node-{i}");
+        let n = podlane_node(
+            &name,
+            &format!("10.1.{}.{}", i / 250, i % 250 + 1),
+            &format!("10.{}.{}.0/24", 128 + i / 256, i % 256),
+            (i % 200) as u8,
+        );
+        o.nodes.insert(name, serde_json::from_value(n).unwrap());
+    }
+    let slice_of = |i: u32, first: u32| {
+        let eps: Vec<Value> = (0..10u32)
+            .map(|e| {
+                let n = first + e;
+                ep(
+                    &format!(
+                        "10.{}.{}.{}",
+                        128 + n / 65536 % 4,
+                        n / 256 % 256,
+                        n % 250 + 2
+                    ),
+                    true,
+                    true,
+                    false,
+                )
+            })
+            .collect();
+        slice(
+            "ns",
+            &format!("svc-{i}-x"),
+            &format!("svc-{i}"),
+            json!([{"name": "http", "port": 8080, "protocol": "TCP"}]),
+            Value::Array(eps),
+        )
+    };
+    for i in 0..10_000u32 {
+        let ip = format!("10.96.{}.{}", i / 250, i % 250 + 1);
+        let svc = service(
+            "ns",
+            &format!("svc-{i}"),
+            &ip,
+            json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}]),
+            "ClusterIP",
+        );
+        o.services
+            .insert(format!("ns/svc-{i}"), serde_json::from_value(svc).unwrap());
+        o.slices.insert(
+            format!("ns/svc-{i}-x"),
+            serde_json::from_value(slice_of(i, i * 10)).unwrap(),
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("podlane-kube-scale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = Config::parse(&format!(
+        "node_name = \"node-1\"\nstate_dir = \"{d}\"\nfastpath_socket = \"{d}/none.sock\"\n[kubernetes]\nservice_cidr = \"10.96.0.0/12\"\n",
+        d = dir.display()
+    ))
+    .unwrap();
+    let d = Daemon::open(cfg).unwrap();
+    let t = Instant::now();
+    let (spec, skipped) = cluster_from(&o, &s);
+    let translate = t.elapsed();
+    assert!(skipped.is_empty(), "{:?}", &skipped[..skipped.len().min(3)]);
+    assert_eq!(spec.services.len(), 10_000);
+    assert_eq!(
+        spec.services
+            .iter()
+            .map(|s| s.endpoints.len())
+            .sum::<usize>(),
+        100_000
+    );
+    let t = Instant::now();
+    d.set_cluster(spec, false).unwrap();
+    let apply = t.elapsed();
+    // One endpoint change: translate again, apply the difference.
+    o.slices.insert(
+        "ns/svc-77-x".into(),
+        serde_json::from_value(slice_of(77, 500_000)).unwrap(),
+    );
+    let t = Instant::now();
+    let (spec, _) = cluster_from(&o, &s);
+    let translate1 = t.elapsed();
+    let t = Instant::now();
+    d.set_cluster(spec, false).unwrap();
+    let apply1 = t.elapsed();
+    println!(
+        "10,000 Services, 100,000 endpoints, 1,000 nodes: whole translation {translate:.2?}, \
+         first apply {apply:.2?}; one slice changed: translation {translate1:.2?}, apply {apply1:.2?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
