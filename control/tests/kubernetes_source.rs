@@ -38,6 +38,18 @@ struct State {
     requests: Vec<String>,
 }
 
+impl State {
+    /// The next resourceVersion, written into `obj` with its kind, as the API server does.
+    fn stamp(&mut self, path: &str, obj: &mut Value) -> (&'static str, u64) {
+        self.rv += 1;
+        let (path, api, kind) = kind_of(path);
+        obj["apiVersion"] = json!(api);
+        obj["kind"] = json!(kind);
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        (path, self.rv)
+    }
+}
+
 /// A fake kube-apiserver for the three collections podlane watches.
 #[derive(Clone)]
 struct FakeApi {
@@ -79,12 +91,7 @@ impl FakeApi {
     /// Adds or replaces an object (an ADDED or MODIFIED event to the watchers).
     fn apply(&self, path: &'static str, mut obj: Value) {
         let mut s = self.state.lock().unwrap();
-        s.rv += 1;
-        let rv = s.rv;
-        let (path, api, kind) = kind_of(path);
-        obj["apiVersion"] = json!(api);
-        obj["kind"] = json!(kind);
-        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let (path, rv) = s.stamp(path, &mut obj);
         let k = s.kinds.entry(path).or_default();
         let ty = if k.objects.insert(key(&obj), obj.clone()).is_some() {
             "MODIFIED"
@@ -114,12 +121,7 @@ impl FakeApi {
     /// "410 Gone" and forgets the event history: only a relist can see the change.
     fn change_silently_and_expire(&self, path: &'static str, mut obj: Value) {
         let mut s = self.state.lock().unwrap();
-        s.rv += 1;
-        let rv = s.rv;
-        let (path, api, kind) = kind_of(path);
-        obj["apiVersion"] = json!(api);
-        obj["kind"] = json!(kind);
-        obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let (path, _) = s.stamp(path, &mut obj);
         s.log.clear();
         let k = s.kinds.entry(path).or_default();
         k.objects.insert(key(&obj), obj);
@@ -259,6 +261,18 @@ fn slice(ns: &str, name: &str, svc: &str, ports: Value, endpoints: Value) -> Val
     })
 }
 
+/// kube-dns's one slice: UDP and TCP 5353 ("dns", "dns-tcp"), these endpoints.
+fn dns_slice(endpoints: Value) -> Value {
+    slice(
+        "kube-system",
+        "kube-dns-abcde",
+        "kube-dns",
+        json!([{"name": "dns", "port": 5353, "protocol": "UDP"},
+               {"name": "dns-tcp", "port": 5353, "protocol": "TCP"}]),
+        endpoints,
+    )
+}
+
 fn ep(ip: &str, ready: bool, serving: bool, terminating: bool) -> Value {
     json!({"addresses": [ip], "conditions":
         {"ready": ready, "serving": serving, "terminating": terminating}})
@@ -344,19 +358,12 @@ fn the_cluster_state_follows_the_kubernetes_api() {
     );
     api.apply(
         SLICES,
-        slice(
-            "kube-system",
-            "kube-dns-abcde",
-            "kube-dns",
-            json!([{"name": "dns", "port": 5353, "protocol": "UDP"},
-                   {"name": "dns-tcp", "port": 5353, "protocol": "TCP"}]),
-            json!([
-                ep("10.244.1.2", true, true, false),
-                ep("10.244.2.2", true, true, false),
-                ep("10.244.1.3", false, true, true),
-                ep("10.244.2.3", false, false, false)
-            ]),
-        ),
+        dns_slice(json!([
+            ep("10.244.1.2", true, true, false),
+            ep("10.244.2.2", true, true, false),
+            ep("10.244.1.3", false, true, true),
+            ep("10.244.2.3", false, false, false)
+        ])),
     );
     // A NodePort Service; a headless one, an ExternalName one and an SCTP-only one (nothing
     // to serve); one whose ClusterIP is outside the configured service CIDR (left out).
@@ -497,17 +504,10 @@ underlay_mac = "02:00:0a:01:00:fe"
     });
     api.apply(
         SLICES,
-        slice(
-            "kube-system",
-            "kube-dns-abcde",
-            "kube-dns",
-            json!([{"name": "dns", "port": 5353, "protocol": "UDP"},
-                   {"name": "dns-tcp", "port": 5353, "protocol": "TCP"}]),
-            json!([
-                ep("10.244.1.2", false, true, true),
-                ep("10.244.2.2", true, true, false)
-            ]),
-        ),
+        dns_slice(json!([
+            ep("10.244.1.2", false, true, true),
+            ep("10.244.2.2", true, true, false)
+        ])),
     );
     wait_for("kube-dns's terminating endpoint", &d, |c| {
         endpoints(c, "kube-system/kube-dns")
@@ -539,17 +539,10 @@ underlay_mac = "02:00:0a:01:00:fe"
     );
     api.apply(
         SLICES,
-        slice(
-            "kube-system",
-            "kube-dns-abcde",
-            "kube-dns",
-            json!([{"name": "dns", "port": 5353, "protocol": "UDP"},
-                   {"name": "dns-tcp", "port": 5353, "protocol": "TCP"}]),
-            json!([
-                ep("10.244.2.2", true, true, false),
-                ep("10.96.0.99", true, true, false)
-            ]),
-        ),
+        dns_slice(json!([
+            ep("10.244.2.2", true, true, false),
+            ep("10.96.0.99", true, true, false)
+        ])),
     );
     wait_for("kube-dns down to one endpoint", &d, |c| {
         endpoints(c, "kube-system/kube-dns") == [(Ipv4Addr::new(10, 244, 2, 2), false)]
@@ -613,25 +606,21 @@ underlay_mac = "02:00:0a:01:00:fe"
 #[test]
 fn config_has_one_cluster_source() {
     let base = "node_name = \"n\"\nstate_dir = \"/tmp/x\"\n";
-    let e = Config::parse(&format!(
-        "{base}cluster_file = \"/etc/podlane/cluster.yaml\"\n[kubernetes]\nservice_cidr = \"10.96.0.0/12\"\n"
-    ))
-    .unwrap_err();
-    assert!(e.contains("one source"), "{e}");
-    let e = Config::parse(&format!(
-        "{base}[kubernetes]\nservice_cidr = \"10.96.0.0/12\"\nvni = 0\n"
-    ))
-    .unwrap_err();
-    assert!(e.contains("vni"), "{e}");
-    let e = Config::parse(&format!(
-        "{base}[kubernetes]\nservice_cidr = \"10.96.0.0/12\"\nserver = \"x\"\n"
-    ))
-    .unwrap_err();
-    assert!(e.contains("unknown field"), "{e}");
-    let c = Config::parse(&format!(
-        "{base}[kubernetes]\nservice_cidr = \"10.96.0.0/12\"\n"
-    ))
-    .unwrap();
+    let kube = "[kubernetes]\nservice_cidr = \"10.96.0.0/12\"\n";
+    for (before, after, why) in [
+        (
+            "cluster_file = \"/etc/podlane/cluster.yaml\"\n",
+            "",
+            "one source",
+        ),
+        ("", "vni = 0\n", "vni"),
+        ("", "node_port_range = [32767, 30000]\n", "node_port_range"),
+        ("", "server = \"x\"\n", "unknown field"),
+    ] {
+        let e = Config::parse(&format!("{base}{before}{kube}{after}")).unwrap_err();
+        assert!(e.contains(why), "{e}");
+    }
+    let c = Config::parse(&format!("{base}{kube}")).unwrap();
     let k = c.kubernetes.unwrap();
     assert_eq!(k.node_port_range, [30000, 32767]);
     assert_eq!(k.vni, 1);
