@@ -1,6 +1,7 @@
 //! `podlane-control`: the node's control daemon. Serves the CNI endpoint, the HTTP API and
-//! `/metrics`, watches the cluster file or the Kubernetes API, and keeps the fast path's tables equal to the desired
-//! state (deltas as they happen, a full resync when the fast path restarts).
+//! `/metrics`, watches the cluster file or the Kubernetes API, and keeps the fast path's tables
+//! equal to the desired state (deltas as they happen, a full resync when the fast path
+//! restarts).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
