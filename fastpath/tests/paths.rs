@@ -38,6 +38,15 @@ fn outer_b_to_a() -> Addrs {
     Addrs::new(b.underlay_mac, a.underlay_mac, b.underlay_ip, a.underlay_ip)
 }
 
+/// Asserts that `wire` is `inner` encapsulated as podlane sends it (VNI 1, no outer UDP
+/// checksum) between `outer`'s addresses, whatever source port the flow hash chose.
+fn assert_tunnelled(wire: &[u8], outer: &Addrs, inner: &[u8]) {
+    assert_bytes(
+        wire,
+        &frame::vxlan_frame(outer, outer_sport(wire), 1, inner, false),
+    );
+}
+
 #[test]
 fn local_pod_to_pod_rewrites_macs_and_ttl() {
     let mut n = Node::a();
@@ -459,10 +468,7 @@ fn a_remote_pod_gets_answers_from_the_gateway_and_vtep_address() {
             seq,
             b"ping from node B",
         );
-        assert_bytes(
-            &reply,
-            &frame::vxlan_frame(&outer_a_to_b(), outer_sport(&reply), 1, &inner, false),
-        );
+        assert_tunnelled(&reply, &outer_a_to_b(), &inner);
         let (d, out) = nb.run(Ingress::Uplink, &reply);
         assert_eq!(d, Disposition::ToPod(POD_C_PORT));
         let want = frame::icmp_echo_frame(
@@ -756,10 +762,7 @@ fn clusterip_dnat_to_remote_backend_with_reverse_nat_after_decap() {
         tf::SYN,
         b"",
     );
-    assert_bytes(
-        &wire,
-        &frame::vxlan_frame(&outer_a_to_b(), outer_sport(&wire), 1, &inner, false),
-    );
+    assert_tunnelled(&wire, &outer_a_to_b(), &inner);
     // Node B delivers it to pod C unchanged but for MACs and TTL.
     let (d, at_c) = nb.run(Ingress::Uplink, &wire);
     assert_eq!(d, Disposition::ToPod(POD_C_PORT));
@@ -788,10 +791,7 @@ fn clusterip_dnat_to_remote_backend_with_reverse_nat_after_decap() {
         tf::SYN | tf::ACK,
         b"",
     );
-    assert_bytes(
-        &wire2,
-        &frame::vxlan_frame(&outer_b_to_a(), outer_sport(&wire2), 1, &inner2, false),
-    );
+    assert_tunnelled(&wire2, &outer_b_to_a(), &inner2);
     let (d, out) = na.run(Ingress::Uplink, &wire2);
     assert_eq!(d, Disposition::ToPod(POD_A_PORT));
     let want = frame::tcp_frame(
@@ -883,10 +883,7 @@ fn nodeport_to_remote_backend_snats_to_the_vtep_ip() {
         tf::SYN,
         b"",
     );
-    assert_bytes(
-        &wire,
-        &frame::vxlan_frame(&outer_a_to_b(), outer_sport(&wire), 1, &inner, false),
-    );
+    assert_tunnelled(&wire, &outer_a_to_b(), &inner);
     let (d, _) = nb.run(Ingress::Uplink, &wire);
     assert_eq!(d, Disposition::ToPod(POD_C_PORT));
     // Pod C answers node A's VTEP address (10.244.1.0, in node A's pod CIDR): node B sends
