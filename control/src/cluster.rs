@@ -182,6 +182,45 @@ fn is_node_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
+/// What is wrong with one node on its own (the checks that need no other node): its
+/// underlay address, its pod CIDR's size and overlap with the service CIDR, its MACs. Each
+/// problem is pushed to `errs` as "node NAME: …".
+pub fn node_errors(n: &NodeSpec, service_cidr: &Ipv4Cidr, errs: &mut Vec<String>) {
+    let ip = n.underlay_ip;
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
+        errs.push(format!(
+            "node {}: underlay IP {ip} is not a unicast address",
+            n.name
+        ));
+    }
+    if n.pod_cidr.prefix_len() < 16 || n.pod_cidr.prefix_len() > 30 {
+        errs.push(format!(
+            "node {}: pod CIDR {} must be a /16 to /30",
+            n.name, n.pod_cidr
+        ));
+    }
+    if n.pod_cidr.overlaps(service_cidr) {
+        errs.push(format!(
+            "node {}: pod CIDR {} overlaps the service CIDR {service_cidr}",
+            n.name, n.pod_cidr
+        ));
+    }
+    if n.underlay_mac.0[0] & 1 == 1 || n.vtep_mac.0[0] & 1 == 1 {
+        errs.push(format!("node {}: a MAC is a multicast address", n.name));
+    }
+}
+
+/// Why `ip` cannot be an endpoint (a backend pod's address), if it cannot.
+pub fn endpoint_error(ip: Ipv4Addr, service_cidr: &Ipv4Cidr) -> Option<&'static str> {
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        Some("is not unicast")
+    } else if service_cidr.contains(ip) {
+        Some("is inside the service CIDR")
+    } else {
+        None
+    }
+}
+
 impl ClusterSpec {
     /// An empty cluster with this Service CIDR.
     pub fn empty(service_cidr: Ipv4Cidr) -> ClusterSpec {
@@ -223,25 +262,7 @@ impl ClusterSpec {
                     n.name, n.underlay_ip
                 ));
             }
-            let ip = n.underlay_ip;
-            if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
-                errs.push(format!(
-                    "node {}: underlay IP {ip} is not a unicast address",
-                    n.name
-                ));
-            }
-            if n.pod_cidr.prefix_len() < 16 || n.pod_cidr.prefix_len() > 30 {
-                errs.push(format!(
-                    "node {}: pod CIDR {} must be a /16 to /30",
-                    n.name, n.pod_cidr
-                ));
-            }
-            if n.pod_cidr.overlaps(&self.service_cidr) {
-                errs.push(format!(
-                    "node {}: pod CIDR {} overlaps the service CIDR {}",
-                    n.name, n.pod_cidr, self.service_cidr
-                ));
-            }
+            node_errors(n, &self.service_cidr, &mut errs);
             for m in &self.nodes[..i] {
                 if n.pod_cidr.overlaps(&m.pod_cidr) {
                     errs.push(format!(
@@ -249,9 +270,6 @@ impl ClusterSpec {
                         n.name, n.pod_cidr, m.name, m.pod_cidr
                     ));
                 }
-            }
-            if n.underlay_mac.0[0] & 1 == 1 || n.vtep_mac.0[0] & 1 == 1 {
-                errs.push(format!("node {}: a MAC is a multicast address", n.name));
             }
         }
         let mut ids = BTreeSet::new();
@@ -330,14 +348,8 @@ impl ClusterSpec {
                 if !eps.insert(e.ip) {
                     errs.push(format!("service {id}: endpoint {} is listed twice", e.ip));
                 }
-                if e.ip.is_unspecified() || e.ip.is_broadcast() || e.ip.is_multicast() {
-                    errs.push(format!("service {id}: endpoint {} is not unicast", e.ip));
-                }
-                if self.service_cidr.contains(e.ip) {
-                    errs.push(format!(
-                        "service {id}: endpoint {} is inside the service CIDR",
-                        e.ip
-                    ));
+                if let Some(why) = endpoint_error(e.ip, &self.service_cidr) {
+                    errs.push(format!("service {id}: endpoint {} {why}", e.ip));
                 }
             }
         }

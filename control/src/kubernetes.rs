@@ -54,7 +54,9 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::Deserialize;
 
-use crate::cluster::{ClusterSpec, Endpoint, NodeSpec, ServiceObject, ServicePort, L4};
+use crate::cluster::{
+    endpoint_error, node_errors, ClusterSpec, Endpoint, NodeSpec, ServiceObject, ServicePort, L4,
+};
 use crate::daemon::Daemon;
 
 /// Annotation: a node's VTEP MAC (the inner destination MAC it accepts).
@@ -137,15 +139,12 @@ pub fn cluster_from(o: &Objects, s: &KubeSettings) -> (ClusterSpec, Vec<Skipped>
         let spec = node_spec(n, s).and_then(|spec| {
             let c = spec.pod_cidr;
             let (lo, hi) = (u32::from(c.network()), u32::from(c.broadcast()));
-            if !(16..=30).contains(&c.prefix_len()) {
-                return Err(format!("pod CIDR {c} is not a /16 to /30"));
-            }
-            if c.overlaps(&s.service_cidr) {
-                return Err(format!("pod CIDR {c} overlaps the service CIDR"));
-            }
-            let ip = spec.underlay_ip;
-            if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
-                return Err(format!("underlay IP {ip} is not a unicast address"));
+            let mut alone = Vec::new();
+            node_errors(&spec, &s.service_cidr, &mut alone);
+            if !alone.is_empty() {
+                let me = format!("node {}: ", spec.name);
+                let why: Vec<&str> = alone.iter().map(|e| e.trim_start_matches(&me)).collect();
+                return Err(why.join("; "));
             }
             let below = cidrs.range(..=lo).next_back();
             let above = cidrs.range(lo..).next();
@@ -389,14 +388,10 @@ pub fn service_object(
                 let Ok(ip) = a.parse::<Ipv4Addr>() else {
                     continue;
                 };
-                if ip.is_unspecified()
-                    || ip.is_broadcast()
-                    || ip.is_multicast()
-                    || s.service_cidr.contains(ip)
-                {
+                if let Some(why) = endpoint_error(ip, &s.service_cidr) {
                     skipped.push(Skipped {
                         object: format!("endpointslice {key}"),
-                        why: format!("endpoint {ip} is not a pod's unicast address"),
+                        why: format!("endpoint {ip} {why}"),
                     });
                     continue;
                 }
@@ -542,7 +537,7 @@ fn key_of<K: kube::ResourceExt>(k: &K) -> String {
     }
 }
 
-impl<K: kube::ResourceExt + Clone> Kind<K> {
+impl<K: kube::ResourceExt> Kind<K> {
     /// Applies a watcher event to `live`; true if `live` changed.
     fn event(
         &mut self,
