@@ -474,15 +474,9 @@ pub struct KubeMetrics {
     pub synced: AtomicU64,
 }
 
-/// Applies the objects' cluster state to the daemon, unless it equals `last` (the state last
-/// applied); logs what the translation left out that it did not leave out before.
-fn apply(
-    d: &Daemon,
-    o: &Objects,
-    s: &KubeSettings,
-    last: &mut Option<ClusterSpec>,
-    last_skipped: &mut Vec<Skipped>,
-) {
+/// Applies the objects' cluster state to the daemon, unless the daemon holds it already; logs
+/// what the translation left out that it did not leave out before.
+fn apply(d: &Daemon, o: &Objects, s: &KubeSettings, last_skipped: &mut Vec<Skipped>) {
     let m = &d.metrics.kube;
     let (spec, skipped) = cluster_from(o, s);
     if skipped != *last_skipped {
@@ -493,23 +487,19 @@ fn apply(
     }
     m.skipped
         .store(last_skipped.len() as u64, Ordering::Relaxed);
-    if last.as_ref() == Some(&spec) {
+    if *d.cluster() == spec {
         return;
     }
-    match d.set_cluster(spec.clone(), false) {
+    let (nodes, services) = (spec.nodes.len(), spec.services.len());
+    match d.set_cluster(spec, false) {
         Ok(()) => {
             m.applied.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(
-                nodes = spec.nodes.len(),
-                services = spec.services.len(),
-                "kubernetes: cluster state applied"
-            );
-            *last = Some(spec);
+            tracing::debug!(nodes, services, "kubernetes: cluster state applied");
         }
         Err(e) => {
             m.refused.fetch_add(1, Ordering::Relaxed);
             tracing::error!("kubernetes: cluster state refused, previous state kept: {e}");
-            // Not remembered: the same state is tried again at the next event.
+            // The daemon keeps the previous state, so the next event tries this one again.
         }
     }
 }
@@ -622,7 +612,6 @@ pub async fn run(d: Arc<Daemon>, client: kube::Client, s: KubeSettings) {
     let mut events = futures::stream::select_all([nodes, services, slices]);
     let mut o = Objects::default();
     let (mut kn, mut ks, mut ke) = (Kind::default(), Kind::default(), Kind::default());
-    let mut last = None;
     let mut last_skipped = Vec::new();
     while let Some(first) = events.next().await {
         // Take what else is ready now, so a burst of events is one change.
@@ -642,7 +631,7 @@ pub async fn run(d: Arc<Daemon>, client: kube::Client, s: KubeSettings) {
         }
         if changed && kn.listed && ks.listed && ke.listed {
             d.metrics.kube.synced.store(1, Ordering::Relaxed);
-            apply(&d, &o, &s, &mut last, &mut last_skipped);
+            apply(&d, &o, &s, &mut last_skipped);
         }
     }
 }
