@@ -1180,13 +1180,14 @@ fn aging_is_paced_by_the_clock_not_by_polls() {
     assert_eq!(n.counters().event_count(Event::CtExpired), 96);
 }
 
-/// An ICMP error message (RFC 792: type, code, checksum, 4 unused bytes, the quote).
-fn icmp_error(kind: u8, code: u8, quote: &[u8]) -> Vec<u8> {
-    let mut m = vec![kind, code, 0, 0, 0, 0, 0, 0];
+/// A frame carrying an ICMP "port unreachable" (RFC 792: type 3, code 3, checksum, 4 unused
+/// bytes, the quote) with the addresses of `a`.
+fn port_unreachable(a: &Addrs, quote: &[u8]) -> Vec<u8> {
+    let mut m = vec![3, 3, 0, 0, 0, 0, 0, 0];
     m.extend_from_slice(quote);
     let c = fastpath::wire::checksum::checksum(&m);
     m[2..4].copy_from_slice(&c.to_be_bytes());
-    m
+    frame::ipv4_frame(a, ipproto::ICMP, &m)
 }
 
 /// The IPv4 packet of `frame` with its TTL set to `ttl` (header checksum made right): what a
@@ -1212,40 +1213,36 @@ fn icmp_error_from_a_local_backend_is_translated_back() {
     let (d, delivered) = n.run(Ingress::Pod(POD_A_PORT), &query);
     assert_eq!(d, Disposition::ToPod(POD_B_PORT));
     // Pod B has no socket on 5353: its kernel answers with the packet it got, quoted.
-    let err = frame::ipv4_frame(
+    let err = port_unreachable(
         &Addrs::new(POD_B_MAC, gw_a(), POD_B_IP, POD_A_IP),
-        ipproto::ICMP,
-        &icmp_error(3, 3, &delivered[14..]),
+        &delivered[14..],
     );
     let (d, out) = n.run(Ingress::Pod(POD_B_PORT), &err);
     assert_eq!(d, Disposition::ToPod(POD_A_PORT));
-    let want = frame::ipv4_frame(
+    let want = port_unreachable(
         &Addrs {
             ttl: 63,
             ..Addrs::new(gw_a(), POD_A_MAC, DNS_VIP, POD_A_IP)
         },
-        ipproto::ICMP,
-        &icmp_error(3, 3, &quoted_at_ttl(&query, 63)),
+        &quoted_at_ttl(&query, 63),
     );
     assert_bytes(&out, &want);
     assert_eq!(n.counters().event_count(Event::IcmpErrorNated), 1);
     // An error about no flow of ours passes as it is.
     let mut other = query.clone();
     other[30..34].copy_from_slice(&POD_B_IP.octets());
-    let stray = frame::ipv4_frame(
+    let stray = port_unreachable(
         &Addrs::new(POD_B_MAC, gw_a(), POD_B_IP, POD_A_IP),
-        ipproto::ICMP,
-        &icmp_error(3, 3, &quoted_at_ttl(&other, 64)[..28]),
+        &quoted_at_ttl(&other, 64)[..28],
     );
     let (d, out) = n.run(Ingress::Pod(POD_B_PORT), &stray);
     assert_eq!(d, Disposition::ToPod(POD_A_PORT));
-    let want = frame::ipv4_frame(
+    let want = port_unreachable(
         &Addrs {
             ttl: 63,
             ..Addrs::new(gw_a(), POD_A_MAC, POD_B_IP, POD_A_IP)
         },
-        ipproto::ICMP,
-        &icmp_error(3, 3, &quoted_at_ttl(&other, 64)[..28]),
+        &quoted_at_ttl(&other, 64)[..28],
     );
     assert_bytes(&out, &want);
     assert_eq!(n.counters().event_count(Event::IcmpErrorNated), 1);
@@ -1263,22 +1260,20 @@ fn icmp_error_from_a_remote_backend_is_translated_back() {
     let (d, delivered) = nb.run(Ingress::Uplink, &wire);
     assert_eq!(d, Disposition::ToPod(POD_C_PORT));
     // Pod C quotes its whole datagram (Linux quotes up to 576 bytes).
-    let err = frame::ipv4_frame(
+    let err = port_unreachable(
         &Addrs::new(POD_C_MAC, gw_b(), POD_C_IP, POD_A_IP),
-        ipproto::ICMP,
-        &icmp_error(3, 3, &delivered[14..]),
+        &delivered[14..],
     );
     let (d, wire2) = nb.run(Ingress::Pod(POD_C_PORT), &err);
     assert_eq!(d, Disposition::ToUplink);
     let (d, out) = na.run(Ingress::Uplink, &wire2);
     assert_eq!(d, Disposition::ToPod(POD_A_PORT));
-    let want = frame::ipv4_frame(
+    let want = port_unreachable(
         &Addrs {
             ttl: 62,
             ..Addrs::new(gw_a(), POD_A_MAC, DNS_VIP, POD_A_IP)
         },
-        ipproto::ICMP,
-        &icmp_error(3, 3, &quoted_at_ttl(&query, 62)),
+        &quoted_at_ttl(&query, 62),
     );
     assert_bytes(&out, &want);
     assert_eq!(na.counters().event_count(Event::IcmpErrorNated), 1);
