@@ -7,8 +7,8 @@
 //! that includes every accepted change.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,13 +18,13 @@ use fastpath::update::Update;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::cluster::{ClusterSpec, NodeSpec, ServiceObject};
+use crate::cluster::{Applied, Cluster, ClusterSpec, Edit, Mode, NodeSpec, Refused, ServiceObject};
 use crate::cniwire::{code, Attachment, AttachmentKey, CniCommand, CniError, CniReply, CniRequest};
 use crate::config::Config;
-use crate::desired::{diff_routes, diff_services, full_state};
+use crate::desired::{diff_applied, full_state};
 use crate::fpclient::{FastPath, FpError};
 use crate::netns::{self, PodIf};
-use crate::store::{gateway, NewPod, PodRecord, PodState, Store, StoreError};
+use crate::store::{self, gateway, NewPod, PodRecord, PodState, Store, StoreError};
 
 /// Latency histograms and counters the daemon exports on `/metrics`.
 #[derive(Debug)]
@@ -120,6 +120,10 @@ pub struct Status {
     pub sync_latency_us: [u64; 3],
 }
 
+fn invalid(e: crate::cluster::ClusterError) -> ChangeError {
+    ChangeError::Invalid(e.to_string())
+}
+
 /// Why a cluster change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError {
@@ -142,7 +146,7 @@ pub enum ChangeError {
 pub struct Daemon {
     cfg: Config,
     store: Store,
-    cluster: RwLock<ClusterSpec>,
+    cluster: RwLock<Cluster>,
     sync: Mutex<SyncState>,
     fp: FastPath,
     /// Exported counters and latencies.
@@ -152,6 +156,10 @@ pub struct Daemon {
     /// The cluster file's (modification time, length) when last read: an unchanged file is
     /// not read again.
     file_stamp: Mutex<Option<(SystemTime, u64)>>,
+    /// API edits not yet written back to the cluster file.
+    file_dirty: AtomicBool,
+    /// When the cluster file was last written back.
+    file_written: Mutex<Option<Instant>>,
 }
 
 fn now_secs() -> u64 {
@@ -170,24 +178,67 @@ impl Daemon {
     pub fn open(cfg: Config) -> Result<Daemon, String> {
         let store = Store::open(&cfg.db_path()).map_err(|e| e.to_string())?;
         let stored = store.cluster().map_err(|e| e.to_string())?;
-        let mut seen = None;
-        let cluster = match &cfg.cluster_file {
-            Some(p) if p.exists() => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("cluster file {}: {e}", p.display()))?;
-                let spec = ClusterSpec::parse(&text)
-                    .map_err(|e| format!("cluster file {}: {e}", p.display()))?;
-                seen = Some(text);
-                spec
+        let seen;
+        let mut write_back = false;
+        let file = match &cfg.cluster_file {
+            Some(p) if p.exists() => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| format!("cluster file {}: {e}", p.display()))?,
+            ),
+            _ => None,
+        };
+        // The file wins (it is the declarative source) if it was edited since the daemon last
+        // wrote or read it; if not, the database may hold API edits not yet written back to it.
+        let file_edited = match &file {
+            Some(text) => {
+                stored.is_none()
+                    || store.cluster_file_digest().map_err(|e| e.to_string())?
+                        != Some(store::digest(text))
             }
-            _ => match stored {
-                Some(s) => s,
-                None => ClusterSpec::empty(
-                    "10.96.0.0/12"
-                        .parse()
-                        .map_err(|e| format!("default service CIDR: {e:?}"))?,
-                ),
-            },
+            None => false,
+        };
+        let cluster = match (file, &cfg.cluster_file) {
+            (Some(text), Some(p)) if file_edited => {
+                let c = ClusterSpec::parse(&text)
+                    .and_then(|spec| spec.to_cluster())
+                    .map_err(|e| format!("cluster file {}: {e}", p.display()))?;
+                store
+                    .set_cluster_file_digest(store::digest(&text))
+                    .map_err(|e| e.to_string())?;
+                seen = Some(text);
+                c
+            }
+            (file, _) => {
+                write_back = file.is_some();
+                seen = file;
+                match stored {
+                    // What was stored was valid when it was stored; should a rule have become
+                    // stricter since, the objects that break it are left out (and logged)
+                    // rather than the daemon refusing to start.
+                    Some(s) => {
+                        let mut c = Cluster::empty(s.service_cidr, s.node_port_range);
+                        let mut edits: Vec<Edit> = s.nodes.into_iter().map(Edit::SetNode).collect();
+                        edits.extend(s.services.into_iter().map(Edit::SetService));
+                        let (_, refused) = c
+                            .apply(edits, Mode::LeaveOut, &|_| Ok(()))
+                            .map_err(|e| format!("stored cluster state: {e}"))?;
+                        for r in refused {
+                            tracing::warn!(
+                                "stored cluster state: {} left out: {}",
+                                r.object,
+                                r.why
+                            );
+                        }
+                        c
+                    }
+                    None => Cluster::empty(
+                        "10.96.0.0/12"
+                            .parse()
+                            .map_err(|e| format!("default service CIDR: {e:?}"))?,
+                        [30000, 32767],
+                    ),
+                }
+            }
         };
         store.set_cluster(&cluster).map_err(|e| e.to_string())?;
         let fp = FastPath::new(cfg.fastpath_socket.clone(), Duration::from_secs(10));
@@ -200,6 +251,8 @@ impl Daemon {
             metrics: Metrics::default(),
             file_seen: Mutex::new(seen),
             file_stamp: Mutex::new(None),
+            file_dirty: AtomicBool::new(write_back),
+            file_written: Mutex::new(None),
         };
         if let Some(n) = d.cluster().node(&d.cfg.node_name) {
             d.check_cidr_matches(n)?;
@@ -232,11 +285,11 @@ impl Daemon {
     }
 
     /// The cluster state now (a read guard).
-    pub fn cluster(&self) -> std::sync::RwLockReadGuard<'_, ClusterSpec> {
+    pub fn cluster(&self) -> std::sync::RwLockReadGuard<'_, Cluster> {
         self.cluster.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn cluster_mut(&self) -> std::sync::RwLockWriteGuard<'_, ClusterSpec> {
+    fn cluster_mut(&self) -> std::sync::RwLockWriteGuard<'_, Cluster> {
         self.cluster.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -265,7 +318,7 @@ impl Daemon {
     fn push(
         &self,
         s: &mut SyncState,
-        cluster: &ClusterSpec,
+        cluster: &Cluster,
         updates: Vec<Update>,
     ) -> Result<(), FpError> {
         if updates.is_empty() {
@@ -290,7 +343,7 @@ impl Daemon {
     /// Brings the fast path to the desired state: after a fast-path restart every ready pod's
     /// TAP is re-created in its netns; stale ports are removed; then one snapshot, which the
     /// fast path applies as a difference (live flows are not disturbed).
-    fn resync_locked(&self, s: &mut SyncState, cluster: &ClusterSpec) -> Result<(), FpError> {
+    fn resync_locked(&self, s: &mut SyncState, cluster: &Cluster) -> Result<(), FpError> {
         let t0 = Instant::now();
         let (epoch, _) = self.fp.ok(&Request::Hello).inspect_err(|_| {
             s.dirty = true;
@@ -331,7 +384,7 @@ impl Daemon {
 
     /// Re-creates every ready pod's port and interface (the fast path restarted: its TAPs,
     /// and with them the pods' interfaces, went with the old process).
-    fn reattach_all(&self, cluster: &ClusterSpec) {
+    fn reattach_all(&self, cluster: &Cluster) {
         let Some(node) = cluster.node(&self.cfg.node_name) else {
             return;
         };
@@ -406,101 +459,91 @@ impl Daemon {
 
     /// Replaces the whole cluster state (the file changed, or `PUT /v1/cluster`).
     pub fn set_cluster(&self, new: ClusterSpec, write_file: bool) -> Result<(), ChangeError> {
-        self.change(write_file, |c| {
-            *c = new;
-            Ok(())
+        self.change(write_file, |c, check| {
+            let a = c.replace(&new, check).map_err(invalid)?;
+            Ok((a, Vec::new()))
         })
+        .map(drop)
     }
 
     /// Adds or replaces a Service.
     pub fn upsert_service(&self, svc: ServiceObject) -> Result<(), ChangeError> {
-        self.change(true, |c| {
-            c.upsert_service(svc);
-            Ok(())
-        })
+        self.apply_edits(vec![Edit::SetService(svc)], Mode::Strict)
+            .map(drop)
     }
 
     /// Removes a Service.
     pub fn remove_service(&self, namespace: &str, name: &str) -> Result<(), ChangeError> {
-        self.change(true, |c| {
-            if c.remove_service(namespace, name) {
-                Ok(())
-            } else {
-                Err(ChangeError::NotFound)
+        let edit = Edit::RemoveService(namespace.into(), name.into());
+        self.change(true, |c, check| {
+            if c.service(namespace, name).is_none() {
+                return Err(ChangeError::NotFound);
             }
+            c.apply(vec![edit], Mode::Strict, check).map_err(invalid)
         })
+        .map(drop)
     }
 
     /// Adds or replaces a node.
     pub fn upsert_node(&self, node: NodeSpec) -> Result<(), ChangeError> {
-        self.change(true, |c| {
-            c.upsert_node(node);
-            Ok(())
-        })
+        self.apply_edits(vec![Edit::SetNode(node)], Mode::Strict)
+            .map(drop)
     }
 
     /// Removes a node.
     pub fn remove_node(&self, name: &str) -> Result<(), ChangeError> {
-        self.change(true, |c| {
-            if c.remove_node(name) {
-                Ok(())
-            } else {
-                Err(ChangeError::NotFound)
+        self.change(true, |c, check| {
+            if c.node(name).is_none() {
+                return Err(ChangeError::NotFound);
             }
+            c.apply(vec![Edit::RemoveNode(name.into())], Mode::Strict, check)
+                .map_err(invalid)
+        })
+        .map(drop)
+    }
+
+    /// Applies a batch of object edits as one change ([`Cluster::apply`]); with
+    /// [`Mode::LeaveOut`], returns the edits left out. Costs O(the objects edited): the
+    /// check, the fast-path difference and the database write look at those objects only.
+    pub fn apply_edits(&self, edits: Vec<Edit>, mode: Mode) -> Result<Vec<Refused>, ChangeError> {
+        self.change(true, |c, check| {
+            c.apply(edits, mode, check).map_err(invalid)
         })
     }
 
-    /// One cluster change: edit a copy, validate it whole, push the difference to the fast
-    /// path, persist; any refusal leaves the previous state in force everywhere.
+    /// One cluster change: edit the state in place (the edit validates), push the difference
+    /// to the fast path, persist the objects changed; any refusal undoes the edit, leaving
+    /// the previous state in force everywhere.
     fn change(
         &self,
         write_file: bool,
-        edit: impl FnOnce(&mut ClusterSpec) -> Result<(), ChangeError>,
-    ) -> Result<(), ChangeError> {
+        edit: impl FnOnce(
+            &mut Cluster,
+            &dyn Fn(&NodeSpec) -> Result<(), String>,
+        ) -> Result<(Applied, Vec<Refused>), ChangeError>,
+    ) -> Result<Vec<Refused>, ChangeError> {
         let mut cur = self.cluster_mut();
-        let mut next = cur.clone();
-        edit(&mut next)?;
-        next.validate()
-            .map_err(|e| ChangeError::Invalid(e.to_string()))?;
-        if let Some(n) = next.node(&self.cfg.node_name) {
-            self.check_cidr_matches(n).map_err(ChangeError::Invalid)?;
-        }
-        let me = &self.cfg.node_name;
-        let mut updates = Vec::new();
-        diff_routes(&cur.routes_for(me), &next.routes_for(me), &mut updates);
-        // Only the Services that changed are diffed (an API edit of one Service costs O(that
-        // Service), not O(cluster)).
-        let old_svcs: BTreeMap<(&str, &str), &ServiceObject> = cur
-            .services
-            .iter()
-            .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
-            .collect();
-        let new_svcs: BTreeMap<(&str, &str), &ServiceObject> = next
-            .services
-            .iter()
-            .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
-            .collect();
-        let mut old_f = Vec::new();
-        let mut new_f = Vec::new();
-        for (k, s) in &old_svcs {
-            if new_svcs.get(k) != Some(s) {
-                old_f.extend(s.frontends());
+        let me = self.cfg.node_name.as_str();
+        let check = |n: &NodeSpec| {
+            if n.name == me {
+                self.check_cidr_matches(n)
+            } else {
+                Ok(())
             }
+        };
+        let (applied, refused) = edit(&mut cur, &check)?;
+        if applied.is_empty() {
+            return Ok(refused);
         }
-        for (k, s) in &new_svcs {
-            if old_svcs.get(k) != Some(s) {
-                new_f.extend(s.frontends());
-            }
-        }
-        diff_services(&old_f, &new_f, &mut updates);
-        drop((old_svcs, new_svcs));
+        let updates = diff_applied(&cur, &applied, me);
         let accepted = Instant::now();
         {
             let mut s = lock(&self.sync);
-            match self.push(&mut s, &next, updates) {
+            match self.push(&mut s, &cur, updates) {
                 Ok(()) => {}
                 Err(FpError::Refused(m)) | Err(FpError::Unexpected(m)) => {
-                    return Err(ChangeError::Refused(m))
+                    cur.undo(applied);
+                    return Err(ChangeError::Refused(m));
                 }
                 // Down: accepted; the fast path gets it at its next contact (resync).
                 Err(FpError::Down(..)) => {}
@@ -509,14 +552,19 @@ impl Daemon {
                 self.metrics.synced(accepted.elapsed());
             }
         }
-        self.store
-            .set_cluster(&next)
-            .map_err(|e| ChangeError::Store(e.to_string()))?;
-        if write_file {
-            self.write_cluster_file(&next);
+        if let Err(e) = self.store.write_change(&cur, &applied) {
+            // Not persisted, so not in force: back to the stored state, and the fast path,
+            // which may have the change already, is brought back to it at the next contact.
+            cur.undo(applied);
+            lock(&self.sync).dirty = true;
+            return Err(ChangeError::Store(e.to_string()));
         }
-        *cur = next;
-        Ok(())
+        if write_file && self.cfg.cluster_file.is_some() {
+            // Written back off the request path ([`Daemon::poll_cluster_file`]): the file is a
+            // mirror of the database, and writing it is O(cluster).
+            self.file_dirty.store(true, Ordering::Relaxed);
+        }
+        Ok(refused)
     }
 
     fn write_cluster_file(&self, spec: &ClusterSpec) {
@@ -535,15 +583,44 @@ impl Daemon {
         let tmp = path.with_extension("podlane-tmp");
         let r = std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, path));
         match r {
-            Ok(()) => *lock(&self.file_seen) = Some(text),
+            Ok(()) => {
+                if let Err(e) = self.store.set_cluster_file_digest(store::digest(&text)) {
+                    tracing::warn!("recording the cluster file's digest: {e}");
+                }
+                *lock(&self.file_seen) = Some(text);
+            }
             Err(e) => tracing::warn!("writing {}: {e}", path.display()),
+        }
+        *lock(&self.file_written) = Some(Instant::now());
+    }
+
+    /// Writes the API's edits back to the cluster file now, if any are pending.
+    pub fn flush_cluster_file(&self) {
+        if self.file_dirty.swap(false, Ordering::Relaxed) {
+            // A copy, so the serialisation does not hold up changes.
+            let spec = self.cluster().spec();
+            self.write_cluster_file(&spec);
         }
     }
 
     /// Checks the cluster file for a change (the watcher calls this a few times a second).
-    /// An invalid file is refused whole and logged; the previous state stays.
+    /// An invalid file is refused whole and logged; the previous state stays. The file's own
+    /// change wins over API edits not yet written back; otherwise those are written back here,
+    /// at most once a second (a stream of edits is one write).
     pub fn poll_cluster_file(&self) -> Option<Result<(), String>> {
         let path: &PathBuf = self.cfg.cluster_file.as_ref()?;
+        if let Some(r) = self.read_cluster_file(path) {
+            self.file_dirty.store(false, Ordering::Relaxed);
+            return Some(r);
+        }
+        let last = *lock(&self.file_written);
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            self.flush_cluster_file();
+        }
+        None
+    }
+
+    fn read_cluster_file(&self, path: &Path) -> Option<Result<(), String>> {
         let meta = std::fs::metadata(path).ok()?;
         let stamp = (meta.modified().ok()?, meta.len());
         if *lock(&self.file_stamp) == Some(stamp) {
@@ -555,6 +632,9 @@ impl Daemon {
             return None;
         }
         *lock(&self.file_seen) = Some(text.clone());
+        if let Err(e) = self.store.set_cluster_file_digest(store::digest(&text)) {
+            tracing::warn!("recording the cluster file's digest: {e}");
+        }
         let r = ClusterSpec::parse(&text)
             .map_err(|e| e.to_string())
             .and_then(|spec| self.set_cluster(spec, false).map_err(|e| e.to_string()));
@@ -706,7 +786,7 @@ impl Daemon {
         rec: &PodRecord,
         ns: &str,
         node: &NodeSpec,
-        cluster: &ClusterSpec,
+        cluster: &Cluster,
     ) -> Result<(), CniError> {
         let fp_err = |e: FpError| match e {
             FpError::Down(..) => cni_err(code::TRY_AGAIN, e.to_string()),

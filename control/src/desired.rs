@@ -13,10 +13,10 @@ use fastpath::tables::routes::RemoteNodeSpec;
 use fastpath::tables::services::{FrontendKey, ServiceSpec};
 use fastpath::update::{FullState, Update};
 
-use crate::cluster::ClusterSpec;
+use crate::cluster::{route, Applied, Cluster};
 
 /// The full state of node `me`'s fast path.
-pub fn full_state(cluster: &ClusterSpec, me: &str, pods: Vec<PodSpec>) -> FullState {
+pub fn full_state(cluster: &Cluster, me: &str, pods: Vec<PodSpec>) -> FullState {
     FullState {
         pods,
         nodes: cluster.routes_for(me),
@@ -77,11 +77,27 @@ pub fn diff_services(old: &[ServiceSpec], new: &[ServiceSpec], out: &mut Vec<Upd
     }
 }
 
-/// Updates that turn node `me`'s view of cluster `old` into that of `new` (pods unchanged).
-pub fn diff_cluster(old: &ClusterSpec, new: &ClusterSpec, me: &str) -> Vec<Update> {
+/// Updates that bring node `me`'s fast path from the state before change `a` to `cluster`,
+/// the state after it: only the objects the change touched are looked at (O(change)).
+pub fn diff_applied(cluster: &Cluster, a: &Applied, me: &str) -> Vec<Update> {
     let mut out = Vec::new();
-    diff_routes(&old.routes_for(me), &new.routes_for(me), &mut out);
-    diff_services(&old.frontends(), &new.frontends(), &mut out);
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    for (name, prev) in a.nodes().filter(|(name, _)| *name != me) {
+        old.extend(prev.map(route));
+        new.extend(cluster.node(name).map(route));
+    }
+    diff_routes(&old, &new, &mut out);
+    let (mut old, mut new) = (Vec::new(), Vec::new());
+    for ((ns, name), prev) in a.services() {
+        old.extend(prev.into_iter().flat_map(|s| s.frontends()));
+        new.extend(
+            cluster
+                .service(ns, name)
+                .into_iter()
+                .flat_map(|s| s.frontends()),
+        );
+    }
+    diff_services(&old, &new, &mut out);
     out
 }
 
@@ -89,15 +105,18 @@ pub fn diff_cluster(old: &ClusterSpec, new: &ClusterSpec, me: &str) -> Vec<Updat
 mod tests {
     use super::*;
     use crate::cluster::tests::SAMPLE;
+    use crate::cluster::ClusterSpec;
 
     /// Applying the diff to a fast path holding `old` gives exactly the full state of `new`.
     fn check(old: &ClusterSpec, new: &ClusterSpec) -> Vec<Update> {
         let mut w = fastpath::fixtures::node_a_writer();
-        w.apply(Update::Snapshot(full_state(old, "node-a", vec![])))
+        let mut c = old.to_cluster().unwrap();
+        w.apply(Update::Snapshot(full_state(&c, "node-a", vec![])))
             .unwrap();
-        let ups = diff_cluster(old, new, "node-a");
+        let applied = c.replace(new, &|_| Ok(())).unwrap();
+        let ups = diff_applied(&c, &applied, "node-a");
         w.apply_batch(ups.clone()).unwrap();
-        let want = full_state(new, "node-a", vec![]);
+        let want = full_state(&new.to_cluster().unwrap(), "node-a", vec![]);
         assert_eq!(fastpath_canonical(w.full_state()), fastpath_canonical(want));
         ups
     }

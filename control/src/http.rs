@@ -120,14 +120,14 @@ pub fn route(d: &Daemon, method: &Method, url: &str, body: &str) -> Reply {
             Ok(spec) => change(d.set_cluster(spec, true)),
             Err(e) => err(400, &e.to_string()),
         },
-        (Method::Get, ["v1", "nodes"]) => json(200, &d.cluster().nodes),
+        (Method::Get, ["v1", "nodes"]) => json(200, &d.cluster().nodes().collect::<Vec<_>>()),
         (Method::Put, ["v1", "nodes", name]) => match serde_yaml::from_str::<NodeSpec>(body) {
             Ok(n) if n.name == *name => change(d.upsert_node(n)),
             Ok(_) => err(400, "the body's name differs from the path's"),
             Err(e) => err(400, &format!("not a node: {e}")),
         },
         (Method::Delete, ["v1", "nodes", name]) => change(d.remove_node(name)),
-        (Method::Get, ["v1", "services"]) => json(200, &d.cluster().services),
+        (Method::Get, ["v1", "services"]) => json(200, &d.cluster().services().collect::<Vec<_>>()),
         (Method::Put, ["v1", "services", ns, name]) => {
             match serde_yaml::from_str::<ServiceObject>(body) {
                 Ok(s) if s.namespace == *ns && s.name == *name => change(d.upsert_service(s)),
@@ -338,10 +338,9 @@ pub fn metrics(d: &Daemon) -> String {
     // Tables (desired state).
     {
         let c = d.cluster();
-        let frontends: usize = c.services.iter().map(|s| s.ports.len()).sum();
+        let frontends: usize = c.services().map(|s| s.ports.len()).sum();
         let endpoints: usize = c
-            .services
-            .iter()
+            .services()
             .map(|s| s.ports.len() * s.endpoints.len())
             .sum();
         let pods = d.store().pods().map_or(0, |p| p.len());
@@ -353,7 +352,7 @@ pub fn metrics(d: &Daemon) -> String {
         );
         for (t, n) in [
             ("pods", pods),
-            ("nodes", c.nodes.len().saturating_sub(1)),
+            ("nodes", c.nodes().len().saturating_sub(1)),
             ("services", frontends),
             ("endpoints", endpoints),
         ] {

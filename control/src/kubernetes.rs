@@ -1,12 +1,18 @@
 //! The Kubernetes API as the source of cluster state: Nodes (pod CIDRs, VTEP addresses),
-//! Services and EndpointSlices are watched and translated into the same [`ClusterSpec`] the
-//! cluster file carries, then applied through the same validated change
-//! ([`Daemon::set_cluster`]) — so the fast path gets only the difference, and a state that fails
-//! validation is refused whole with the previous one kept.
+//! Services and EndpointSlices are watched and translated into the cluster model the cluster
+//! file carries ([`NodeSpec`], [`ServiceObject`]), and applied through the daemon's validated
+//! change ([`Daemon::apply_edits`]) — so the fast path gets only the difference.
 //!
-//! The translation ([`cluster_from`]) is a pure function of the watched objects; the watch
+//! The translation is kept up to date object by object ([`Watched`]): an event marks the
+//! objects whose translation it may change (the Node; the Service; an EndpointSlice's Service
+//! before and after), and after each batch of events only those are translated again and
+//! compared with the daemon's state — an endpoint change at 10,000 Services costs one
+//! Service's translation, check, push and database row (docs/PERFORMANCE.md, "Control
+//! plane"). [`cluster_from`] is the same translation of a whole set of objects. The watch
 //! ([`spawn`]) is kube-rs's `watcher` (list, then watch from the list's resourceVersion;
-//! relist on "410 Gone"; reconnect with backoff) for each kind, on a thread of its own.
+//! relist on "410 Gone"; reconnect with backoff) for each kind, on a thread of its own; after
+//! a relist every object of that kind is compared again, and what the daemon holds that the
+//! API no longer has goes.
 //!
 //! Decisions, as kube-proxy and Flannel make them where they have made them:
 //! - **Nodes.** Pod CIDR: the first IPv4 entry of `spec.podCIDRs` (else `spec.podCIDR`), as
@@ -25,12 +31,15 @@
 //!   and ExternalName Services have no ClusterIP to serve and are skipped; SCTP ports too (the
 //!   fast path does TCP and UDP). A ClusterIP outside the configured service CIDR is left out
 //!   and counted, and so is one with a NodePort outside the configured range.
-//! - **Conflicts.** What validation would refuse the whole state for is left out object by
-//!   object instead, so that one bad Node cannot hold up every Service's endpoint changes: a
-//!   Node whose pod CIDR overlaps another's (the first by name keeps it) or the service CIDR,
-//!   or whose underlay address is another's; an endpoint that is not a unicast address outside
-//!   the service CIDR. What still fails validation (this node's pod CIDR changing under live
-//!   pods) is refused whole and counted, the previous state kept, as for the cluster file.
+//! - **Conflicts.** Changes are applied in leave-out mode ([`Mode::LeaveOut`]), so one bad
+//!   object cannot hold up the others: what validation refuses — a Node whose pod CIDR
+//!   overlaps another's or the service CIDR, or whose underlay address is another's; two
+//!   Services on one ClusterIP or NodePort; this node's pod CIDR changing under live pods —
+//!   is left out object by object, logged with the reason and counted, the object staying as
+//!   it was (absent if it is new). The object in force keeps its place against a newcomer (at
+//!   the first sync: the first by name). What was left out is tried again with every change,
+//!   so it comes in once the conflict is gone. An endpoint that is not a unicast address
+//!   outside the service CIDR is left out of its Service.
 //! - **Endpoints.** From the IPv4 EndpointSlices labelled `kubernetes.io/service-name`, as
 //!   kube-proxy reads them: an endpoint whose `ready` condition is true (nil counts as true)
 //!   and that is not terminating is a backend; one that is terminating and still `serving`
@@ -52,10 +61,12 @@ use fastpath::cidr::Ipv4Cidr;
 use fastpath::wire::MacAddr;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher;
 use serde::Deserialize;
 
 use crate::cluster::{
-    endpoint_error, node_errors, ClusterSpec, Endpoint, NodeSpec, ServiceObject, ServicePort, L4,
+    endpoint_error, Cluster, ClusterSpec, Edit, Endpoint, Mode, NodeSpec, Refused, ServiceObject,
+    ServicePort, L4,
 };
 use crate::daemon::Daemon;
 
@@ -123,86 +134,304 @@ pub struct Objects {
     pub slices: BTreeMap<String, EndpointSlice>,
 }
 
-/// The cluster state the objects describe, and what was left out of it.
+/// The cluster state the objects describe, and what was left out of it: a whole
+/// translation, as [`Watched`] makes it at the first sync (every object new, conflicts
+/// resolved in name order).
 pub fn cluster_from(o: &Objects, s: &KubeSettings) -> (ClusterSpec, Vec<Skipped>) {
-    let mut skipped = Vec::new();
-    let mut nodes = Vec::new();
-    // What validation would refuse the whole state for is left out node by node instead
-    // (the API server checks neither annotations nor a hand-made Node's pod CIDR): a pod CIDR
-    // of a size the fast path does not take, or overlapping the service CIDR or one already
-    // taken — by name order —, an underlay address that is not unicast or already taken.
-    // Pod CIDRs by network address, so the overlap check is two lookups.
-    let mut cidrs: BTreeMap<u32, (u32, String)> = BTreeMap::new();
-    let mut underlay: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
-    for n in o.nodes.values() {
-        let name = n.metadata.name.clone().unwrap_or_default();
-        let spec = node_spec(n, s).and_then(|spec| {
-            let c = spec.pod_cidr;
-            let (lo, hi) = (u32::from(c.network()), u32::from(c.broadcast()));
-            let mut alone = Vec::new();
-            node_errors(&spec, &s.service_cidr, &mut alone);
-            if !alone.is_empty() {
-                let me = format!("node {}: ", spec.name);
-                let why: Vec<&str> = alone.iter().map(|e| e.trim_start_matches(&me)).collect();
-                return Err(why.join("; "));
+    let mut w = Watched::new(s.clone());
+    w.load(o.clone());
+    let mut c = Cluster::empty(s.service_cidr, s.node_port_range);
+    let edits = w.edits(&c);
+    // The only rule a Cluster::apply in leave-out mode cannot take is none: it never fails.
+    let refused = c
+        .apply(edits, Mode::LeaveOut, &|_| Ok(()))
+        .map_or_else(|_| Vec::new(), |(_, r)| r);
+    w.settle(refused);
+    (c.spec(), w.left_out())
+}
+
+/// The EndpointSlice's Service, `namespace/name`, if it names one.
+fn service_of(sl: &EndpointSlice) -> Option<String> {
+    let svc = sl.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    let ns = sl.metadata.namespace.as_deref().unwrap_or("default");
+    Some(format!("{ns}/{svc}"))
+}
+
+/// What one watch event did to a kind's live set.
+enum Change<K> {
+    /// Nothing yet (a relist in progress).
+    None,
+    /// One object added, changed or deleted: its key and its previous version.
+    One(String, Option<K>),
+    /// A relist replaced the whole set: the previous set.
+    All(BTreeMap<String, K>),
+}
+
+/// The watched objects and the translation kept up to date with them object by object: an
+/// event marks the objects whose translation it may change (a Node; a Service; the Service
+/// an EndpointSlice belongs to, before and after), and [`Watched::edits`] translates only
+/// those and compares each with the daemon's — so an endpoint change at 10,000 Services
+/// costs one Service's translation, not the cluster's.
+#[derive(Debug)]
+pub struct Watched {
+    s: KubeSettings,
+    o: Objects,
+    /// Slice keys by their Service's key.
+    slices_of: BTreeMap<String, BTreeSet<String>>,
+    /// Node names and Service keys to translate again.
+    dirty_nodes: BTreeSet<String>,
+    dirty_services: BTreeSet<String>,
+    /// A kind was relisted: the daemon's objects of that kind are compared too (what the API
+    /// no longer has goes; at the first sync this clears what the database held).
+    relisted_nodes: bool,
+    relisted_services: bool,
+    /// What the translation left out, by `node NAME` / `service NS/NAME`.
+    skipped: BTreeMap<String, Vec<Skipped>>,
+    /// What the daemon's validation left out (a conflict with another object), by the same
+    /// keys: tried again with every change until it fits.
+    refused: BTreeMap<String, Skipped>,
+    /// Relist buffers.
+    pending: (Kind<Node>, Kind<Service>, Kind<EndpointSlice>),
+}
+
+impl Watched {
+    /// Nothing watched yet.
+    pub fn new(s: KubeSettings) -> Watched {
+        Watched {
+            s,
+            o: Objects::default(),
+            slices_of: BTreeMap::new(),
+            dirty_nodes: BTreeSet::new(),
+            dirty_services: BTreeSet::new(),
+            relisted_nodes: false,
+            relisted_services: false,
+            skipped: BTreeMap::new(),
+            refused: BTreeMap::new(),
+            pending: Default::default(),
+        }
+    }
+
+    /// Takes `o` as the whole of every kind, as if all three had just been listed.
+    pub fn load(&mut self, o: Objects) {
+        let old = std::mem::take(&mut self.o);
+        self.o.nodes = o.nodes;
+        self.o.services = o.services;
+        self.o.slices = o.slices;
+        self.nodes_changed(Change::All(old.nodes));
+        self.services_changed(Change::All(old.services));
+        self.slices_changed(Change::All(old.slices));
+        self.pending.0.listed = true;
+        self.pending.1.listed = true;
+        self.pending.2.listed = true;
+    }
+
+    /// All three kinds have been listed.
+    pub fn listed(&self) -> bool {
+        self.pending.0.listed && self.pending.1.listed && self.pending.2.listed
+    }
+
+    /// A Node watch event; true if the live set changed.
+    pub fn node_event(&mut self, e: watcher::Event<Node>) -> bool {
+        let c = self.pending.0.event(&mut self.o.nodes, e);
+        self.nodes_changed(c)
+    }
+
+    /// A Service watch event; true if the live set changed.
+    pub fn service_event(&mut self, e: watcher::Event<Service>) -> bool {
+        let c = self.pending.1.event(&mut self.o.services, e);
+        self.services_changed(c)
+    }
+
+    /// An EndpointSlice watch event; true if the live set changed.
+    pub fn slice_event(&mut self, e: watcher::Event<EndpointSlice>) -> bool {
+        let c = self.pending.2.event(&mut self.o.slices, e);
+        self.slices_changed(c)
+    }
+
+    fn nodes_changed(&mut self, c: Change<Node>) -> bool {
+        match c {
+            Change::None => return false,
+            Change::One(k, _) => {
+                self.dirty_nodes.insert(k);
             }
-            let below = cidrs.range(..=lo).next_back();
-            let above = cidrs.range(lo..).next();
-            for (&start, (end, other)) in below.into_iter().chain(above) {
-                if start <= hi && lo <= *end {
-                    return Err(format!("pod CIDR {c} overlaps node {other}'s"));
+            Change::All(old) => {
+                self.dirty_nodes.extend(old.into_keys());
+                self.dirty_nodes.extend(self.o.nodes.keys().cloned());
+                self.relisted_nodes = true;
+            }
+        }
+        true
+    }
+
+    fn services_changed(&mut self, c: Change<Service>) -> bool {
+        match c {
+            Change::None => return false,
+            Change::One(k, _) => {
+                self.dirty_services.insert(k);
+            }
+            Change::All(old) => {
+                self.dirty_services.extend(old.into_keys());
+                self.dirty_services.extend(self.o.services.keys().cloned());
+                self.relisted_services = true;
+            }
+        }
+        true
+    }
+
+    fn slices_changed(&mut self, c: Change<EndpointSlice>) -> bool {
+        match c {
+            Change::None => return false,
+            Change::One(k, old) => {
+                if let Some(svc) = old.as_ref().and_then(service_of) {
+                    if let Some(set) = self.slices_of.get_mut(&svc) {
+                        set.remove(&k);
+                    }
+                    self.dirty_services.insert(svc);
+                }
+                if let Some(svc) = self.o.slices.get(&k).and_then(service_of) {
+                    self.slices_of.entry(svc.clone()).or_default().insert(k);
+                    self.dirty_services.insert(svc);
                 }
             }
-            if let Some(other) = underlay.get(&spec.underlay_ip) {
-                return Err(format!(
-                    "underlay IP {} is node {other}'s",
-                    spec.underlay_ip
-                ));
+            Change::All(old) => {
+                self.dirty_services
+                    .extend(old.values().filter_map(service_of));
+                self.slices_of.clear();
+                for (k, sl) in &self.o.slices {
+                    if let Some(svc) = service_of(sl) {
+                        self.dirty_services.insert(svc.clone());
+                        self.slices_of.entry(svc).or_default().insert(k.clone());
+                    }
+                }
             }
-            cidrs.insert(lo, (hi, spec.name.clone()));
-            underlay.insert(spec.underlay_ip, spec.name.clone());
-            Ok(spec)
-        });
-        match spec {
-            Ok(spec) => nodes.push(spec),
-            Err(why) => skipped.push(Skipped {
-                object: format!("node {name}"),
-                why,
-            }),
+        }
+        true
+    }
+
+    /// Records what the translation of `object` left out now (replacing what it left out
+    /// before), logging what is new.
+    fn note_skipped(&mut self, object: String, now: Vec<Skipped>) {
+        let before = self.skipped.remove(&object).unwrap_or_default();
+        for k in now.iter().filter(|k| !before.contains(k)) {
+            tracing::warn!("kubernetes: {} left out: {}", k.object, k.why);
+        }
+        if !now.is_empty() {
+            self.skipped.insert(object, now);
         }
     }
-    // Slices by their Service's `namespace/name`.
-    let mut by_service: BTreeMap<String, Vec<(&String, &EndpointSlice)>> = BTreeMap::new();
-    for (key, sl) in &o.slices {
-        let labels = sl.metadata.labels.as_ref();
-        let Some(svc) = labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) else {
-            continue;
-        };
-        let ns = sl.metadata.namespace.as_deref().unwrap_or("default");
-        by_service
-            .entry(format!("{ns}/{svc}"))
-            .or_default()
-            .push((key, sl));
+
+    /// The edits that bring `cur` (the daemon's state) to what the objects describe, for the
+    /// objects that changed since the last [`Watched::settle`] and those the daemon left out
+    /// before. O(those objects × log n).
+    pub fn edits(&mut self, cur: &Cluster) -> Vec<Edit> {
+        let mut nodes = self.dirty_nodes.clone();
+        let mut services = self.dirty_services.clone();
+        if self.relisted_nodes {
+            nodes.extend(cur.nodes().map(|n| n.name.clone()));
+        }
+        if self.relisted_services {
+            services.extend(cur.services().map(ServiceObject::id));
+        }
+        for k in self.refused.keys() {
+            if let Some(n) = k.strip_prefix("node ") {
+                nodes.insert(n.to_string());
+            } else if let Some(s) = k.strip_prefix("service ") {
+                services.insert(s.to_string());
+            }
+        }
+        let mut edits = Vec::new();
+        for name in nodes {
+            let object = format!("node {name}");
+            let mut skipped = Vec::new();
+            let want = match self.o.nodes.get(&name).map(|n| node_spec(n, &self.s)) {
+                None => None,
+                Some(Ok(spec)) => Some(spec),
+                Some(Err(why)) => {
+                    skipped.push(Skipped {
+                        object: object.clone(),
+                        why,
+                    });
+                    None
+                }
+            };
+            self.note_skipped(object, skipped);
+            if cur.node(&name) != want.as_ref() {
+                edits.push(match want {
+                    Some(spec) => Edit::SetNode(spec),
+                    None => Edit::RemoveNode(name),
+                });
+            }
+        }
+        for key in services {
+            let Some((ns, name)) = key.split_once('/') else {
+                continue;
+            };
+            let object = format!("service {key}");
+            let mut skipped = Vec::new();
+            let want = match self.o.services.get(&key) {
+                None => None,
+                Some(svc) => {
+                    let slices: Vec<(&String, &EndpointSlice)> = self
+                        .slices_of
+                        .get(&key)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|k| Some((k, self.o.slices.get(k)?)))
+                        .collect();
+                    match service_object(svc, &slices, &self.s, &mut skipped) {
+                        Ok(obj) => obj,
+                        Err(why) => {
+                            skipped.push(Skipped {
+                                object: object.clone(),
+                                why,
+                            });
+                            None
+                        }
+                    }
+                }
+            };
+            self.note_skipped(object, skipped);
+            if cur.service(ns, name) != want.as_ref() {
+                edits.push(match want {
+                    Some(obj) => Edit::SetService(obj),
+                    None => Edit::RemoveService(ns.to_string(), name.to_string()),
+                });
+            }
+        }
+        edits
     }
-    let mut services = Vec::new();
-    for (key, svc) in &o.services {
-        let slices = by_service.get(key).map_or(&[][..], Vec::as_slice);
-        match service_object(svc, slices, s, &mut skipped) {
-            Ok(Some(obj)) => services.push(obj),
-            Ok(None) => {}
-            Err(why) => skipped.push(Skipped {
-                object: format!("service {key}"),
-                why,
-            }),
+
+    /// The edits from [`Watched::edits`] are in force, but for those the daemon `refused`:
+    /// they are logged when new and tried again with every change.
+    pub fn settle(&mut self, refused: Vec<Refused>) {
+        self.dirty_nodes.clear();
+        self.dirty_services.clear();
+        self.relisted_nodes = false;
+        self.relisted_services = false;
+        let before = std::mem::take(&mut self.refused);
+        for r in refused {
+            let k = Skipped {
+                object: r.object.clone(),
+                why: r.why,
+            };
+            if before.get(&r.object) != Some(&k) {
+                tracing::warn!("kubernetes: {} left out: {}", k.object, k.why);
+            }
+            self.refused.insert(r.object, k);
         }
     }
-    let spec = ClusterSpec {
-        service_cidr: s.service_cidr,
-        node_port_range: s.node_port_range,
-        nodes,
-        services,
-    };
-    (spec, skipped)
+
+    /// Everything left out now: by the translation, then by the daemon's validation.
+    pub fn left_out(&self) -> Vec<Skipped> {
+        let mut v: Vec<Skipped> = self.skipped.values().flatten().cloned().collect();
+        v.extend(self.refused.values().cloned());
+        v
+    }
+
+    /// How many objects are left out now.
+    pub fn left_out_count(&self) -> usize {
+        self.skipped.values().map(Vec::len).sum::<usize>() + self.refused.len()
+    }
 }
 
 fn annotation<'a>(
@@ -474,37 +703,33 @@ pub struct KubeMetrics {
     pub synced: AtomicU64,
 }
 
-/// Applies the objects' cluster state to the daemon, unless the daemon holds it already; logs
-/// what the translation left out that it did not leave out before.
-fn apply(d: &Daemon, o: &Objects, s: &KubeSettings, last_skipped: &mut Vec<Skipped>) {
+/// Applies what changed since the last call to the daemon, as one change in leave-out mode.
+fn apply(d: &Daemon, w: &mut Watched) {
     let m = &d.metrics.kube;
-    let (spec, skipped) = cluster_from(o, s);
-    if skipped != *last_skipped {
-        for k in skipped.iter().filter(|k| !last_skipped.contains(k)) {
-            tracing::warn!("kubernetes: {} left out: {}", k.object, k.why);
+    let edits = w.edits(&d.cluster());
+    if edits.is_empty() {
+        w.settle(Vec::new());
+    } else {
+        let n = edits.len();
+        match d.apply_edits(edits, Mode::LeaveOut) {
+            Ok(refused) => {
+                m.applied.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(edits = n, "kubernetes: change applied");
+                w.settle(refused);
+            }
+            Err(e) => {
+                m.refused.fetch_add(1, Ordering::Relaxed);
+                // The daemon keeps the previous state; what changed stays marked, so the
+                // next event tries it again.
+                tracing::error!("kubernetes: change refused, previous state kept: {e}");
+            }
         }
-        *last_skipped = skipped;
     }
     m.skipped
-        .store(last_skipped.len() as u64, Ordering::Relaxed);
-    if *d.cluster() == spec {
-        return;
-    }
-    let (nodes, services) = (spec.nodes.len(), spec.services.len());
-    match d.set_cluster(spec, false) {
-        Ok(()) => {
-            m.applied.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(nodes, services, "kubernetes: cluster state applied");
-        }
-        Err(e) => {
-            m.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::error!("kubernetes: cluster state refused, previous state kept: {e}");
-            // The daemon keeps the previous state, so the next event tries this one again.
-        }
-    }
+        .store(w.left_out_count() as u64, Ordering::Relaxed);
 }
 
-/// One kind's objects: the live set, and the set a relist is building.
+/// One kind's relist buffer.
 #[derive(Debug)]
 struct Kind<K> {
     pending: Option<BTreeMap<String, K>>,
@@ -528,36 +753,34 @@ fn key_of<K: kube::ResourceExt>(k: &K) -> String {
 }
 
 impl<K: kube::ResourceExt> Kind<K> {
-    /// Applies a watcher event to `live`; true if `live` changed.
-    fn event(
-        &mut self,
-        live: &mut BTreeMap<String, K>,
-        e: kube::runtime::watcher::Event<K>,
-    ) -> bool {
-        use kube::runtime::watcher::Event;
+    /// Applies a watcher event to `live`.
+    fn event(&mut self, live: &mut BTreeMap<String, K>, e: watcher::Event<K>) -> Change<K> {
+        use watcher::Event;
         match e {
             Event::Init => {
                 self.pending = Some(BTreeMap::new());
-                false
+                Change::None
             }
             Event::InitApply(k) => {
                 self.pending
                     .get_or_insert_with(BTreeMap::new)
                     .insert(key_of(&k), k);
-                false
+                Change::None
             }
             Event::InitDone => {
-                *live = self.pending.take().unwrap_or_default();
+                let new = self.pending.take().unwrap_or_default();
                 self.listed = true;
-                true
+                Change::All(std::mem::replace(live, new))
             }
             Event::Apply(k) => {
-                live.insert(key_of(&k), k);
-                true
+                let key = key_of(&k);
+                let old = live.insert(key.clone(), k);
+                Change::One(key, old)
             }
             Event::Delete(k) => {
-                live.remove(&key_of(&k));
-                true
+                let key = key_of(&k);
+                let old = live.remove(&key);
+                Change::One(key, old)
             }
         }
     }
@@ -594,7 +817,7 @@ pub async fn client(s: &KubeSettings) -> Result<kube::Client, String> {
 /// Runs until the process ends; watch errors are logged, counted and retried with backoff.
 pub async fn run(d: Arc<Daemon>, client: kube::Client, s: KubeSettings) {
     use futures::{FutureExt, StreamExt};
-    use kube::runtime::{watcher, WatchStreamExt};
+    use kube::runtime::WatchStreamExt;
     use kube::Api;
     let cfg = watcher::Config::default;
     let nodes = watcher(Api::<Node>::all(client.clone()), cfg())
@@ -610,18 +833,16 @@ pub async fn run(d: Arc<Daemon>, client: kube::Client, s: KubeSettings) {
         .map(|r| r.map(Msg::Slice))
         .boxed();
     let mut events = futures::stream::select_all([nodes, services, slices]);
-    let mut o = Objects::default();
-    let (mut kn, mut ks, mut ke) = (Kind::default(), Kind::default(), Kind::default());
-    let mut last_skipped = Vec::new();
+    let mut w = Watched::new(s);
     while let Some(first) = events.next().await {
         // Take what else is ready now, so a burst of events is one change.
         let mut changed = false;
         let mut next = Some(first);
         while let Some(r) = next {
             match r {
-                Ok(Msg::Node(e)) => changed |= kn.event(&mut o.nodes, e),
-                Ok(Msg::Service(e)) => changed |= ks.event(&mut o.services, e),
-                Ok(Msg::Slice(e)) => changed |= ke.event(&mut o.slices, e),
+                Ok(Msg::Node(e)) => changed |= w.node_event(e),
+                Ok(Msg::Service(e)) => changed |= w.service_event(e),
+                Ok(Msg::Slice(e)) => changed |= w.slice_event(e),
                 Err(e) => {
                     d.metrics.kube.watch_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("kubernetes: watch: {e} (retrying)");
@@ -629,9 +850,9 @@ pub async fn run(d: Arc<Daemon>, client: kube::Client, s: KubeSettings) {
             }
             next = events.next().now_or_never().flatten();
         }
-        if changed && kn.listed && ks.listed && ke.listed {
+        if changed && w.listed() {
             d.metrics.kube.synced.store(1, Ordering::Relaxed);
-            apply(&d, &o, &s, &mut last_skipped);
+            apply(&d, &mut w);
         }
     }
 }

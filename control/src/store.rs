@@ -5,8 +5,17 @@
 //! - `pods`: attachment key (`containerID/ifname`) → [`PodRecord`] (JSON);
 //! - `ips`: pod IP (u32) → attachment key — the IPAM's source of truth;
 //! - `ports`: fast-path pod port id → attachment key;
-//! - `meta`: `generation` (bumped by every committed change), `next_ip` (the allocation cursor);
-//! - `cluster`: `spec` → the cluster state ([`ClusterSpec`], JSON).
+//! - `meta`: `generation` (bumped by every committed change), `next_ip` (the allocation cursor),
+//!   `fastpath_epoch`, `cluster_file_digest` (FNV-1a of the cluster file's text as the daemon
+//!   last wrote or read it: at start, a file still equal to it has no edit the database lacks);
+//! - `cluster`: `settings` → the service CIDR and NodePort range (JSON);
+//! - `cluster_nodes`: node name → [`NodeSpec`] (JSON);
+//! - `cluster_services`: `namespace/name` → [`ServiceObject`] (JSON).
+//!
+//! The cluster state is stored object by object, so a change writes only what it changed (a
+//! Service's endpoint change at 10,000 Services is one small row, not the whole state). A
+//! database from before this layout holds the whole state as one JSON value under `cluster` /
+//! `spec`; it is read as such and rewritten in the new layout when the daemon starts.
 //!
 //! An allocation is committed (IP, port and a `Pending` record in one transaction) *before* the
 //! address is used anywhere, so a daemon killed at any point can never hand the same IP out
@@ -21,13 +30,22 @@ use fastpath::wire::MacAddr;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::ClusterSpec;
+use crate::cluster::{Applied, Cluster, ClusterSpec, NodeSpec, ServiceObject};
 use crate::cniwire::AttachmentKey;
 
 const PODS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("pods");
 const IPS: TableDefinition<'_, u32, &str> = TableDefinition::new("ips");
 const PORTS: TableDefinition<'_, u16, &str> = TableDefinition::new("ports");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+const CLUSTER_NODES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("cluster_nodes");
+const CLUSTER_SERVICES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("cluster_services");
+
+/// The cluster state's settings, as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct Settings {
+    service_cidr: Ipv4Cidr,
+    node_port_range: [u16; 2],
+}
 const CLUSTER: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("cluster");
 
 /// Where an attachment is in its life.
@@ -139,6 +157,8 @@ impl Store {
             w.open_table(PORTS).map_err(db)?;
             w.open_table(META).map_err(db)?;
             w.open_table(CLUSTER).map_err(db)?;
+            w.open_table(CLUSTER_NODES).map_err(db)?;
+            w.open_table(CLUSTER_SERVICES).map_err(db)?;
         }
         w.commit().map_err(db)?;
         Ok(Store { db: database })
@@ -325,30 +345,144 @@ impl Store {
         w.commit().map_err(db)
     }
 
-    /// The stored cluster state.
-    pub fn cluster(&self) -> Result<Option<ClusterSpec>, StoreError> {
+    /// The digest of the cluster file's text as the daemon last wrote or read it.
+    pub fn cluster_file_digest(&self) -> Result<Option<u64>, StoreError> {
         let r = self.db.begin_read().map_err(db)?;
-        let t = r.open_table(CLUSTER).map_err(db)?;
-        let v = t.get("spec").map_err(db)?;
-        v.map(|v| {
-            serde_json::from_slice(v.value())
-                .map_err(|e| StoreError::Corrupt("cluster".into(), e.to_string()))
-        })
-        .transpose()
+        let t = r.open_table(META).map_err(db)?;
+        Ok(t.get("cluster_file_digest").map_err(db)?.map(|v| v.value()))
     }
 
-    /// Stores the cluster state.
-    pub fn set_cluster(&self, spec: &ClusterSpec) -> Result<(), StoreError> {
-        let body = serde_json::to_vec(spec).map_err(|e| StoreError::Db(e.to_string()))?;
+    /// Records the digest of the cluster file's text the daemon wrote or read.
+    pub fn set_cluster_file_digest(&self, digest: u64) -> Result<(), StoreError> {
         let w = self.db.begin_write().map_err(db)?;
         {
+            let mut t = w.open_table(META).map_err(db)?;
+            t.insert("cluster_file_digest", digest).map_err(db)?;
+        }
+        w.commit().map_err(db)
+    }
+
+    /// The stored cluster state.
+    pub fn cluster(&self) -> Result<Option<ClusterSpec>, StoreError> {
+        let corrupt = |what: &str, e: serde_json::Error| {
+            StoreError::Corrupt(format!("cluster {what}"), e.to_string())
+        };
+        let r = self.db.begin_read().map_err(db)?;
+        let t = r.open_table(CLUSTER).map_err(db)?;
+        let Some(settings) = t.get("settings").map_err(db)? else {
+            // The layout before the state was stored object by object.
+            let v = t.get("spec").map_err(db)?;
+            return v
+                .map(|v| serde_json::from_slice(v.value()).map_err(|e| corrupt("spec", e)))
+                .transpose();
+        };
+        let settings: Settings =
+            serde_json::from_slice(settings.value()).map_err(|e| corrupt("settings", e))?;
+        let mut spec = ClusterSpec::empty(settings.service_cidr);
+        spec.node_port_range = settings.node_port_range;
+        for row in r
+            .open_table(CLUSTER_NODES)
+            .map_err(db)?
+            .iter()
+            .map_err(db)?
+        {
+            let (k, v) = row.map_err(db)?;
+            let n: NodeSpec =
+                serde_json::from_slice(v.value()).map_err(|e| corrupt(k.value(), e))?;
+            spec.nodes.push(n);
+        }
+        for row in r
+            .open_table(CLUSTER_SERVICES)
+            .map_err(db)?
+            .iter()
+            .map_err(db)?
+        {
+            let (k, v) = row.map_err(db)?;
+            let s: ServiceObject =
+                serde_json::from_slice(v.value()).map_err(|e| corrupt(k.value(), e))?;
+            spec.services.push(s);
+        }
+        Ok(Some(spec))
+    }
+
+    /// Stores the whole cluster state (at start: the file's, or the stored one rewritten in
+    /// this layout).
+    pub fn set_cluster(&self, c: &Cluster) -> Result<(), StoreError> {
+        let w = self.db.begin_write().map_err(db)?;
+        {
+            w.delete_table(CLUSTER_NODES).map_err(db)?;
+            w.delete_table(CLUSTER_SERVICES).map_err(db)?;
             let mut t = w.open_table(CLUSTER).map_err(db)?;
-            t.insert("spec", body.as_slice()).map_err(db)?;
+            t.remove("spec").map_err(db)?;
+            put_settings(&mut t, c)?;
+            let mut nodes = w.open_table(CLUSTER_NODES).map_err(db)?;
+            for n in c.nodes() {
+                nodes
+                    .insert(n.name.as_str(), json(n)?.as_slice())
+                    .map_err(db)?;
+            }
+            let mut services = w.open_table(CLUSTER_SERVICES).map_err(db)?;
+            for s in c.services() {
+                services
+                    .insert(s.id().as_str(), json(s)?.as_slice())
+                    .map_err(db)?;
+            }
             let mut meta = w.open_table(META).map_err(db)?;
             bump(&mut meta)?;
         }
         w.commit().map_err(db)
     }
+
+    /// Stores change `a`, whose result is `c`: only the objects it changed are written.
+    pub fn write_change(&self, c: &Cluster, a: &Applied) -> Result<(), StoreError> {
+        let w = self.db.begin_write().map_err(db)?;
+        {
+            if a.settings_changed() {
+                let mut t = w.open_table(CLUSTER).map_err(db)?;
+                put_settings(&mut t, c)?;
+            }
+            let mut nodes = w.open_table(CLUSTER_NODES).map_err(db)?;
+            for (name, _) in a.nodes() {
+                match c.node(name) {
+                    Some(n) => nodes.insert(name, json(n)?.as_slice()).map(drop),
+                    None => nodes.remove(name).map(drop),
+                }
+                .map_err(db)?;
+            }
+            let mut services = w.open_table(CLUSTER_SERVICES).map_err(db)?;
+            for ((ns, name), _) in a.services() {
+                let key = format!("{ns}/{name}");
+                match c.service(ns, name) {
+                    Some(s) => services.insert(key.as_str(), json(s)?.as_slice()).map(drop),
+                    None => services.remove(key.as_str()).map(drop),
+                }
+                .map_err(db)?;
+            }
+            let mut meta = w.open_table(META).map_err(db)?;
+            bump(&mut meta)?;
+        }
+        w.commit().map_err(db)
+    }
+}
+
+/// FNV-1a, 64 bits: a digest that is the same in every build (std's hasher is not).
+pub fn digest(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Db(e.to_string()))
+}
+
+fn put_settings(t: &mut redb::Table<'_, &str, &[u8]>, c: &Cluster) -> Result<(), StoreError> {
+    let s = Settings {
+        service_cidr: c.service_cidr(),
+        node_port_range: c.node_port_range(),
+    };
+    t.insert("settings", json(&s)?.as_slice()).map_err(db)?;
+    Ok(())
 }
 
 fn bump(meta: &mut redb::Table<'_, &str, u64>) -> Result<(), StoreError> {

@@ -97,6 +97,7 @@ fn run(args: Args) -> Result<(), String> {
         }
     }
     tracing::info!("stopping");
+    daemon.flush_cluster_file();
     // One unblock per serving thread (each wakes one waiting receiver).
     for _ in 0..HTTP_THREADS {
         http.unblock();
