@@ -142,7 +142,7 @@ pub fn cluster_from(o: &Objects, s: &KubeSettings) -> (ClusterSpec, Vec<Skipped>
     w.load(o.clone());
     let mut c = Cluster::empty(s.service_cidr, s.node_port_range);
     let edits = w.edits(&c);
-    // The only rule a Cluster::apply in leave-out mode cannot take is none: it never fails.
+    // Leave-out mode never refuses a change whole.
     let refused = c
         .apply(edits, Mode::LeaveOut, &|_| Ok(()))
         .map_or_else(|_| Vec::new(), |(_, r)| r);
@@ -213,10 +213,7 @@ impl Watched {
 
     /// Takes `o` as the whole of every kind, as if all three had just been listed.
     pub fn load(&mut self, o: Objects) {
-        let old = std::mem::take(&mut self.o);
-        self.o.nodes = o.nodes;
-        self.o.services = o.services;
-        self.o.slices = o.slices;
+        let old = std::mem::replace(&mut self.o, o);
         self.nodes_changed(Change::All(old.nodes));
         self.services_changed(Change::All(old.services));
         self.slices_changed(Change::All(old.slices));

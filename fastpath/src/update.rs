@@ -424,6 +424,69 @@ mod tests {
         }
     }
 
+    /// The Service table's entries are shared between versions in chunks: an update leaves
+    /// every published version as it was, copies only the chunk it edits, and reuses a freed
+    /// index (200 Services: four chunks).
+    #[test]
+    fn service_versions_share_untouched_chunks() {
+        let mut w = fixtures::node_a_writer();
+        let svc = |i: u32, ep: u8| ServiceSpec {
+            name: format!("s{i}"),
+            frontend: FrontendKey {
+                ip: Ipv4Addr::new(10, 96, 10 + (i / 250) as u8, (1 + i % 250) as u8),
+                port: 80,
+                protocol: Protocol::Tcp,
+            },
+            node_port: None,
+            endpoints: vec![EndpointSpec {
+                ip: Ipv4Addr::new(10, 244, 2, ep),
+                port: 8080,
+                state: EndpointState::Ready,
+            }],
+        };
+        w.apply_batch((0..200).map(|i| Update::AddService(svc(i, 2))))
+            .unwrap();
+        let ep = |t: &Tables, i: u32| {
+            t.services
+                .get(&svc(i, 0).frontend)
+                .map(|e| Ipv4Addr::from(e.backends[0].ip))
+        };
+        let v1 = w.tables();
+        w.apply(Update::AddService(svc(130, 3))).unwrap();
+        let v2 = w.tables();
+        assert_eq!(ep(&v1, 130), Some(Ipv4Addr::new(10, 244, 2, 2)));
+        assert_eq!(ep(&v2, 130), Some(Ipv4Addr::new(10, 244, 2, 3)));
+        for i in [0, 63, 64, 127, 128, 191, 192, 199] {
+            assert_eq!(ep(&v1, i), ep(&v2, i), "{i}");
+        }
+        let (c1, c2) = (&v1.services.chunks(), &v2.services.chunks());
+        let shared: Vec<bool> = c1
+            .iter()
+            .zip(c2.iter())
+            .map(|(a, b)| Arc::ptr_eq(a, b))
+            .collect();
+        // Fixtures' own Services come first, so the 200 span indexes from a few on.
+        let edited = v2.services.index_of(&svc(130, 0).frontend).unwrap() / 64;
+        for (k, same) in shared.iter().enumerate() {
+            assert_eq!(*same, k != edited, "chunk {k}");
+        }
+        // Removed in a later version: gone there, still in the older ones; its index reused.
+        let idx = v2.services.index_of(&svc(5, 0).frontend).unwrap();
+        w.apply(Update::RemoveService {
+            frontend: svc(5, 0).frontend,
+        })
+        .unwrap();
+        let v3 = w.tables();
+        assert_eq!(ep(&v3, 5), None);
+        assert_eq!(ep(&v2, 5), Some(Ipv4Addr::new(10, 244, 2, 2)));
+        w.apply(Update::AddService(svc(300, 4))).unwrap();
+        let v4 = w.tables();
+        assert_eq!(v4.services.index_of(&svc(300, 0).frontend), Some(idx));
+        assert_eq!(ep(&v4, 300), Some(Ipv4Addr::new(10, 244, 2, 4)));
+        assert_eq!(ep(&v3, 300), None);
+        assert_eq!(v4.services.len(), v1.services.len());
+    }
+
     #[test]
     fn a_refused_batch_changes_nothing() {
         let mut w = fixtures::node_a_writer();

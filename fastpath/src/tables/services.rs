@@ -285,12 +285,51 @@ pub enum ServiceError {
     EndpointNotFound(FrontendKey, Ipv4Addr, u16),
 }
 
+/// Entries per chunk of [`Entries`].
+const CHUNK: usize = 64;
+
+/// The frontends' entries by index, in chunks of [`CHUNK`] shared between table versions and
+/// copied on write: a new version (the writer clones the table for every update it publishes)
+/// costs one reference per chunk, and an edit copies one chunk — O(change), where a flat
+/// vector cost one reference count per Service per update (~0.1 ms at 10,000 Services).
+/// Readers pay one more load per lookup, on a new flow only.
+#[derive(Debug, Clone, Default)]
+struct Entries {
+    chunks: Vec<Arc<[Option<Arc<ServiceEntry>>; CHUNK]>>,
+    len: usize,
+}
+
+impl Entries {
+    #[inline(always)]
+    fn get(&self, i: usize) -> Option<&Arc<ServiceEntry>> {
+        self.chunks.get(i / CHUNK)?[i % CHUNK].as_ref()
+    }
+
+    /// Entry `i`'s place (`i` < `len`), its chunk made this version's own.
+    fn slot(&mut self, i: usize) -> &mut Option<Arc<ServiceEntry>> {
+        &mut Arc::make_mut(&mut self.chunks[i / CHUNK])[i % CHUNK]
+    }
+
+    /// A new empty place at the end; its index.
+    fn push(&mut self) -> usize {
+        if self.len.is_multiple_of(CHUNK) {
+            self.chunks.push(Arc::new([const { None }; CHUNK]));
+        }
+        self.len += 1;
+        self.len - 1
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<ServiceEntry>> {
+        self.chunks.iter().flat_map(|c| c.iter()).flatten()
+    }
+}
+
 /// The Service table: an immutable version readers use; the writer clones and edits it.
 #[derive(Debug, Clone)]
 pub struct ServiceTable {
     by_frontend: Arc<FxHashMap<u64, u32>>,
     by_nodeport: Arc<FxHashMap<u32, u32>>,
-    entries: Vec<Option<Arc<ServiceEntry>>>,
+    entries: Entries,
     free: Vec<u32>,
     count: usize,
     live: Liveness,
@@ -302,7 +341,7 @@ impl ServiceTable {
         ServiceTable {
             by_frontend: Arc::default(),
             by_nodeport: Arc::default(),
-            entries: Vec::new(),
+            entries: Entries::default(),
             free: Vec::new(),
             count: 0,
             live: slots.liveness().clone(),
@@ -315,7 +354,7 @@ impl ServiceTable {
         let &i = self
             .by_frontend
             .get(&FrontendKey::packed(ip, port, proto))?;
-        self.entries.get(i as usize)?.as_deref()
+        self.entries.get(i as usize).map(|e| &**e)
     }
 
     /// The frontend owning NodePort `port` for protocol number `proto`.
@@ -324,7 +363,7 @@ impl ServiceTable {
         let &i = self
             .by_nodeport
             .get(&(((proto as u32) << 16) | port as u32))?;
-        self.entries.get(i as usize)?.as_deref()
+        self.entries.get(i as usize).map(|e| &**e)
     }
 
     /// The endpoint liveness array.
@@ -345,7 +384,7 @@ impl ServiceTable {
 
     /// Every frontend.
     pub fn iter(&self) -> impl Iterator<Item = &ServiceEntry> {
-        self.entries.iter().flatten().map(|e| &**e)
+        self.entries.iter().map(|e| &**e)
     }
 
     /// Total endpoints over all frontends.
@@ -383,8 +422,9 @@ impl ServiceTable {
             let k = ((f.protocol.number() as u32) << 16) | np as u32;
             if let Some(&other) = self.by_nodeport.get(&k) {
                 if Some(other) != self_idx {
-                    let owner = self.entries[other as usize]
-                        .as_ref()
+                    let owner = self
+                        .entries
+                        .get(other as usize)
                         .map_or_else(String::new, |e| e.spec.name.clone());
                     return Err(ServiceError::NodePortInUse(name(), np, f.protocol, owner));
                 }
@@ -429,7 +469,7 @@ impl ServiceTable {
         if existing.is_none() && self.count as u32 >= caps_services {
             return Err(ServiceError::Full(caps_services));
         }
-        let old = existing.and_then(|i| self.entries[i as usize].clone());
+        let old = existing.and_then(|i| self.entries.get(i as usize).cloned());
         if old.as_ref().is_some_and(|o| o.spec == spec) {
             return Ok(());
         }
@@ -439,10 +479,7 @@ impl ServiceTable {
             None => {
                 let i = match self.free.pop() {
                     Some(i) => i,
-                    None => {
-                        self.entries.push(None);
-                        self.entries.len() as u32 - 1
-                    }
+                    None => self.entries.push() as u32,
                 };
                 Arc::make_mut(&mut self.by_frontend).insert(key, i);
                 self.count += 1;
@@ -461,7 +498,7 @@ impl ServiceTable {
             let k = ((entry.spec.frontend.protocol.number() as u32) << 16) | np as u32;
             Arc::make_mut(&mut self.by_nodeport).insert(k, idx);
         }
-        self.entries[idx as usize] = Some(Arc::new(entry));
+        *self.entries.slot(idx as usize) = Some(Arc::new(entry));
         Ok(())
     }
 
@@ -474,7 +511,9 @@ impl ServiceTable {
         let idx = Arc::make_mut(&mut self.by_frontend)
             .remove(&key.pack())
             .ok_or(ServiceError::NotFound(*key))?;
-        let old = self.entries[idx as usize]
+        let old = self
+            .entries
+            .slot(idx as usize)
             .take()
             .ok_or(ServiceError::NotFound(*key))?;
         if let Some(np) = old.spec.node_port {
@@ -489,10 +528,22 @@ impl ServiceTable {
         Ok(old.spec.clone())
     }
 
+    /// The entries' chunks (tests: which are shared between versions).
+    #[cfg(test)]
+    pub(crate) fn chunks(&self) -> &[Arc<[Option<Arc<ServiceEntry>>; CHUNK]>] {
+        &self.entries.chunks
+    }
+
+    /// A frontend's index in the entries (tests).
+    #[cfg(test)]
+    pub(crate) fn index_of(&self, key: &FrontendKey) -> Option<usize> {
+        self.by_frontend.get(&key.pack()).map(|&i| i as usize)
+    }
+
     /// The spec of a frontend.
     pub fn get(&self, key: &FrontendKey) -> Option<&ServiceEntry> {
         let &i = self.by_frontend.get(&key.pack())?;
-        self.entries.get(i as usize)?.as_deref()
+        self.entries.get(i as usize).map(|e| &**e)
     }
 }
 
