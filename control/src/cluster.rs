@@ -693,17 +693,13 @@ impl Cluster {
                 continue;
             }
             if mode == Mode::LeaveOut {
-                let fits = applied.nodes.get(&name).is_some_and(|old| {
-                    old.as_ref().is_some_and(|old| {
-                        let mut e = Vec::new();
-                        self.node_errors_here(old, &mut e);
-                        e.is_empty()
-                    })
+                let old = put_back(&mut applied.nodes, &name, |old| {
+                    let mut e = Vec::new();
+                    self.node_errors_here(old, &mut e);
+                    e.is_empty()
                 });
-                if fits || applied.nodes.get(&name).is_some_and(Option::is_none) {
-                    if let Some(old) = applied.nodes.remove(&name).flatten() {
-                        self.insert_node(old);
-                    }
+                if let Some(old) = old {
+                    self.insert_node(old);
                 }
                 refused.push(Refused {
                     object: format!("node {name}"),
@@ -725,17 +721,13 @@ impl Cluster {
                 continue;
             }
             if mode == Mode::LeaveOut {
-                let fits = applied.services.get(&key).is_some_and(|old| {
-                    old.as_ref().is_some_and(|old| {
-                        let mut e = Vec::new();
-                        self.service_errors_here(old, &mut e);
-                        e.is_empty()
-                    })
+                let old = put_back(&mut applied.services, &key, |old| {
+                    let mut e = Vec::new();
+                    self.service_errors_here(old, &mut e);
+                    e.is_empty()
                 });
-                if fits || applied.services.get(&key).is_some_and(Option::is_none) {
-                    if let Some(old) = applied.services.remove(&key).flatten() {
-                        self.insert_service(old);
-                    }
+                if let Some(old) = old {
+                    self.insert_service(old);
                 }
                 refused.push(Refused {
                     object: format!("service {}/{}", key.0, key.1),
@@ -796,6 +788,20 @@ impl Cluster {
         for s in a.services.into_values().flatten() {
             self.insert_service(s);
         }
+    }
+}
+
+/// A left-out edit of `key`: its previous version, to put back if it still `fits` beside the
+/// rest (the change then no longer touches `key`); otherwise `None`, and `applied` keeps
+/// recording `key` as removed — or, for an object that is new, as untouched.
+fn put_back<K: Ord, V>(
+    applied: &mut BTreeMap<K, Option<V>>,
+    key: &K,
+    fits: impl FnOnce(&V) -> bool,
+) -> Option<V> {
+    match applied.get(key) {
+        Some(Some(old)) if !fits(old) => None,
+        _ => applied.remove(key).flatten(),
     }
 }
 
