@@ -13,18 +13,22 @@
 #
 #   bench/compare.sh            full mode (3 × 5 s per system and case, ~15 minutes)
 #   bench/compare.sh --short    CI mode: a second or two per system, 1,024 flows (~1 minute)
-# Options: --latency-only (adds latency figures to the last run's results), --secs N (per measurement), --reps N (measurements per system, interleaved; the
-# median is reported), --flows "1 1024", --no-ovs, --no-latency, --out DIR.
+# Options: --latency-only (adds latency figures to the last run's results), --secs N (per
+# measurement), --reps N (measurements per system, interleaved; the median is reported),
+# --flows "1 1024", --no-ovs, --no-latency, --out DIR, --huge (all three systems, and the
+# latency phase, on 2 MB hugepages instead of --no-huge: 4 GiB are reserved for the run when
+# fewer are, and given back after).
 # Environment: PODLANE_BIN_DIR=dir with podlane-bench and podlane-fastpath (skips the build).
 #
 # Needs root (network namespace for OVS), dpdk-testpmd, and openvswitch-switch-dpdk (installed
-# with apt when missing). No hugepages (--no-huge everywhere). Everything it starts — processes,
-# the network namespace, OVS's private database and run directory, DPDK runtime directories,
-# temporary files — is removed on exit, whatever happens.
+# with apt when missing). No hugepages (--no-huge everywhere) unless --huge. Everything it
+# starts — processes, the network namespace, OVS's private database and run directory, DPDK
+# runtime directories, temporary files — is removed on exit, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 orig_args="$*"
+BENCH_HUGE=0
 
 short=0
 secs=""
@@ -44,11 +48,13 @@ while [ $# -gt 0 ]; do
         --no-latency) want_latency=0 ;;
         --latency-only) latency_only=1; want_ovs=0 ;;
         --out) out=$2; shift ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        --huge) BENCH_HUGE=1 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
+export BENCH_HUGE
 if [ "$short" = 1 ]; then
     secs=${secs:-1}
     reps=${reps:-1}
@@ -111,8 +117,10 @@ cleanup() {
     done
     ip netns del "$ns" 2>/dev/null
     rm -rf "$tmp" /var/run/dpdk/plcmp-"$id"-* 2>/dev/null
+    bench_huge_restore "$huge_before"
 }
 ovs_pids=()
+huge_before=""
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -138,7 +146,8 @@ mkpcap() { # profile flows -> $tmp/<profile>-<flows>.pcap
 # ---- (a) testpmd ---------------------------------------------------------------------------
 # Median of its per-second Rx-pps reports on port 0 (the pcap); see bench_testpmd.
 testpmd_mpps() { # pcap
-    bench_testpmd "$secs" -l 0-1 --no-huge -m 1024 --no-pci \
+    # shellcheck disable=SC2046 # the memory arguments are words
+    bench_testpmd "$secs" -l 0-1 $(bench_eal_memory) --no-pci \
         --no-telemetry --file-prefix "plcmp-$id-tp" --log-level lib.eal:error \
         --vdev "net_pcap0,rx_pcap=$1,infinite_rx=1" --vdev net_null0,no-rx=1 --
 }
@@ -234,11 +243,14 @@ ovs_start() {
     ovs_pids+=($!)
     for _ in $(seq 50); do [ -S "$ovsd/db.sock" ] && break; sleep 0.1; done
     ovs_vsctl --no-wait init
-    # No hugepages here: OVS adds --in-memory by default, which DPDK refuses with --no-huge
-    # (it implies legacy memory); an explicit --legacy-mem stops OVS from adding it.
+    # Without hugepages: OVS adds --in-memory by default, which DPDK refuses with --no-huge
+    # (it implies legacy memory); an explicit --legacy-mem stops OVS from adding it. With
+    # --huge, OVS's default (--in-memory on hugepages) is what the others get too.
+    local mem="--no-huge -m 2048 --legacy-mem"
+    [ "$BENCH_HUGE" = 1 ] && mem=""
     ovs_vsctl --no-wait set Open_vSwitch . other_config:dpdk-init=true \
         other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x2 \
-        "other_config:dpdk-extra=--no-huge -m 2048 --legacy-mem --no-pci --no-telemetry --file-prefix plcmp-$id-ovs --log-level=lib.eal:error"
+        "other_config:dpdk-extra=$mem --no-pci --no-telemetry --file-prefix plcmp-$id-ovs --log-level=lib.eal:error"
     # The DPDK build, run directly (no update-alternatives switch to restore); OVS_RUNDIR keeps
     # its management sockets in the private directory.
     ip netns exec "$ns" env OVS_RUNDIR="$ovsd" OVS_DBDIR="$ovsd" OVS_LOGDIR="$ovsd" \
@@ -329,6 +341,7 @@ latency_run() { # label profile
     local args=(run --profile "$p" --flows 1024 --file-prefix "plcmp-$id-gen" --lcores 0
         --label "$label" --json "$res/latency-$label-$p.json"
         --pod-a "net_memif0,role=server,socket=$sa" --uplink "net_memif1,role=server,socket=$su")
+    if [ "$BENCH_HUGE" = 1 ]; then args+=(--hugepages); fi
     if [ "$short" = 1 ]; then
         args+=(--rate-mpps 0.05 --loads 100 --duration 1 --ready-timeout 20)
     elif [ "$label" = podlane ]; then
@@ -347,7 +360,8 @@ latency_run() { # label profile
         sed -i "s|net_null3,no-rx=1|net_memif1,role=client,socket=$su,rsize=$rsize|" "$cfg"
         "$fp" --config "$cfg" --stats-json "$res/dut-podlane-$p.json" >/dev/null 2>"$tmp/dut.log" &
     else
-        dpdk-testpmd -l 0-1 --no-huge -m 1024 --no-pci --no-telemetry \
+        # shellcheck disable=SC2046 # the memory arguments are words
+        dpdk-testpmd -l 0-1 $(bench_eal_memory) --no-pci --no-telemetry \
             --file-prefix "plcmp-$id-tpl" --log-level lib.eal:error \
             --vdev "net_memif0,role=client,socket=$sa,rsize=$rsize" \
             --vdev "net_memif1,role=client,socket=$su,rsize=$rsize" -- \
@@ -365,7 +379,10 @@ latency_run() { # label profile
 }
 
 # ---- the run -------------------------------------------------------------------------------
-log "== compare.sh: $([ "$short" = 1 ] && echo short || echo full) mode, $secs s per measurement, flows: $flows_list; load average $load_start"
+# OVS keeps its memory for the whole run while testpmd or podlane (and, in the latency phase,
+# the generator beside a device under test) take theirs: 4 GiB.
+huge_before=$(bench_huge_reserve 2048)
+log "== compare.sh: $([ "$short" = 1 ] && echo short || echo full) mode, $secs s per measurement, flows: $flows_list, $([ "$BENCH_HUGE" = 1 ] && echo "2 MB hugepages" || echo "no hugepages"); load average $load_start"
 if [ "$latency_only" = 1 ]; then
     check_profiles=""
     flows_list=""
@@ -427,7 +444,7 @@ cat > "$res/meta.json" <<JSON
 {"date":"$(date -u +%Y-%m-%dT%H:%MZ)","mode":"$([ "$short" = 1 ] && echo short || echo full)",
  "command":"bench/compare.sh $orig_args","seconds_per_measurement":$secs,"repetitions":$reps,"flows":"$flows_list",
  "commit":"$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
- "cpus":$(nproc),"loadavg_start":"$load_start","loadavg_end":"$load_end",
+ "hugepages":$([ "$BENCH_HUGE" = 1 ] && echo true || echo false),"cpus":$(nproc),"loadavg_start":"$load_start","loadavg_end":"$load_end",
  "cpu":"$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"}
 JSON
 log "== report (load average at the start $load_start, at the end $load_end)"

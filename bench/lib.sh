@@ -61,16 +61,18 @@ bench_eal_memory() {
     if [ "${BENCH_HUGE:-0}" = 1 ]; then echo --in-memory; else echo --no-huge -m 1024; fi
 }
 
-# With BENCH_HUGE=1: makes sure 2 MB hugepages are reserved (2 GiB, when fewer are), and
-# prints the count to restore afterwards (bench_huge_restore). Without: prints nothing.
+# With BENCH_HUGE=1: makes sure COUNT 2 MB hugepages are reserved (default 1,024: 2 GiB), when
+# fewer are, and prints the count to restore afterwards (bench_huge_restore). Without: prints
+# nothing.
+#   bench_huge_reserve [COUNT]
 bench_huge_reserve() {
     [ "${BENCH_HUGE:-0}" = 1 ] || return 0
-    local f=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages before
+    local f=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages before want=${1:-1024}
     before=$(cat "$f")
-    if [ "$before" -lt 1024 ]; then
-        echo 1024 > "$f"
-        if [ "$(cat "$f")" -lt 1024 ]; then
-            echo "could not reserve 1024 hugepages of 2 MB (got $(cat "$f")); free memory or run without --huge" >&2
+    if [ "$before" -lt "$want" ]; then
+        echo "$want" > "$f"
+        if [ "$(cat "$f")" -lt "$want" ]; then
+            echo "could not reserve $want hugepages of 2 MB (got $(cat "$f")); free memory or run without --huge" >&2
             echo "$before" > "$f"
             return 1
         fi

@@ -131,7 +131,8 @@ struct RunArgs {
     /// EAL file prefix (private per process).
     #[arg(long, default_value = "podlane-bench")]
     file_prefix: String,
-    /// Use hugepages (default: --no-huge with 1 GiB).
+    /// Use hugepages, with `--in-memory` (no hugetlbfs mount or runtime files needed; default:
+    /// --no-huge with 1 GiB).
     #[arg(long)]
     hugepages: bool,
     /// Scan the PCI bus (real NICs).
@@ -337,7 +338,7 @@ fn cmd_run(a: &RunArgs) -> Result<(), String> {
         program: "podlane-bench".into(),
         lcores: a.lcores.clone(),
         memory: if a.hugepages {
-            Memory::Hugepages
+            Memory::InMemory
         } else {
             Memory::NoHuge { mb: 1024 }
         },
