@@ -253,8 +253,10 @@ def tcp53():
         c, _ = t.accept(); c.sendall(name); c.close()
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        self.send_response(200); self.send_header("Content-Length", str(len(name)))
-        self.end_headers(); self.wfile.write(name)
+        # /peer: the name and the address the connection came from (is the client's kept?).
+        body = name + b" " + self.client_address[0].encode() if self.path == "/peer" else name
+        self.send_response(200); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
     def log_message(self, *a): pass
 threading.Thread(target=udp, daemon=True).start()
 threading.Thread(target=tcp53, daemon=True).start()
@@ -352,6 +354,25 @@ print("; ".join(res))
 EOF
 ); then report PASS "10.1.0.99 → NodePort 30080 (underlay)" "$out"
 else report FAIL "10.1.0.99 → NodePort 30080 (underlay)" "$(echo "$out" | tail -n1)"; fi
+
+# 5b. NodePort of an externalTrafficPolicy Local Service (web-local, endpoints pod B on node-a
+#     and pod C on node-b): each node answers from its own pod only, which sees the client's
+#     address (no SNAT).
+if out=$(ip netns exec $NS_EXT python3 - <<'EOF' 2>&1
+import http.client
+res = []
+for node, want in (("10.1.0.10", "pod-b"), ("10.1.0.11", "pod-c")):
+    seen = set()
+    for i in range(6):
+        c = http.client.HTTPConnection(node, 30082, timeout=3); c.request("GET", "/peer")
+        r = c.getresponse(); body = r.read().decode(); assert r.status == 200; c.close()
+        seen.add(body)
+    assert seen == {want + " 10.1.0.99"}, "%s:30082 → %s" % (node, seen)
+    res.append("%s:30082 → %s" % (node, sorted(seen)[0]))
+print("; ".join(res) + " (6 GETs each; pod saw the client's address)")
+EOF
+); then report PASS "10.1.0.99 → NodePort 30082 (Local policy)" "$out"
+else report FAIL "10.1.0.99 → NodePort 30082 (Local policy)" "$(echo "$out" | tail -n1)"; fi
 
 # 6. podlane ↔ Flannel: pods on podlane nodes and the pod on the Linux node reach each other both
 #    ways (ICMP at the full pod MTU, UDP, TCP), the frames on node-k's underlay are VXLAN with

@@ -120,6 +120,28 @@ pub struct ServiceObject {
     /// Its endpoints.
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    /// Where NodePort traffic may go (Kubernetes' `externalTrafficPolicy`): `cluster` (the
+    /// default: any endpoint, SNAT to the node when it is on another node) or `local` (this
+    /// node's endpoints only, the client's address kept, dropped where there are none).
+    #[serde(default, skip_serializing_if = "TrafficPolicy::is_cluster")]
+    pub external_traffic_policy: TrafficPolicy,
+}
+
+/// Kubernetes' `externalTrafficPolicy` of a Service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrafficPolicy {
+    /// Any endpoint in the cluster.
+    #[default]
+    Cluster,
+    /// The receiving node's endpoints only.
+    Local,
+}
+
+impl TrafficPolicy {
+    fn is_cluster(&self) -> bool {
+        *self == TrafficPolicy::Cluster
+    }
 }
 
 impl ServiceObject {
@@ -143,6 +165,8 @@ impl ServiceObject {
                     protocol: p.protocol.into(),
                 },
                 node_port: p.node_port,
+                node_port_local: p.node_port.is_some()
+                    && self.external_traffic_policy == TrafficPolicy::Local,
                 endpoints: self
                     .endpoints
                     .iter()
@@ -857,6 +881,32 @@ services:
     endpoints: [{ip: 10.244.1.3}]
 "#;
 
+    /// `external_traffic_policy: local` in the cluster file reaches the NodePort frontends;
+    /// absent is `cluster` and is not written back; anything else is refused.
+    #[test]
+    fn external_traffic_policy_parses_and_round_trips() {
+        let yaml = SAMPLE.replacen(
+            "    ports: [{port: 80, protocol: TCP, target_port: 8080, node_port: 30080}]\n",
+            "    ports: [{port: 80, protocol: TCP, target_port: 8080, node_port: 30080}]\n    external_traffic_policy: local\n",
+            1,
+        );
+        assert_ne!(yaml, SAMPLE);
+        let spec = ClusterSpec::parse(&yaml).unwrap();
+        let web = spec.services.iter().find(|s| s.name == "web").unwrap();
+        assert_eq!(web.external_traffic_policy, TrafficPolicy::Local);
+        assert!(web.frontends()[0].node_port_local);
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(
+            json.contains(r#""external_traffic_policy":"local""#),
+            "{json}"
+        );
+        assert_eq!(ClusterSpec::parse(&json).unwrap(), spec);
+        let plain = serde_json::to_string(&ClusterSpec::parse(SAMPLE).unwrap()).unwrap();
+        assert!(!plain.contains("external_traffic_policy"), "{plain}");
+        let bad = yaml.replace("policy: local", "policy: nearby");
+        assert!(ClusterSpec::parse(&bad).is_err());
+    }
+
     #[test]
     fn sample_parses_and_converts() {
         let spec = ClusterSpec::parse(SAMPLE).unwrap();
@@ -1071,6 +1121,7 @@ services:
                     .unwrap(),
                 ports,
                 endpoints,
+                external_traffic_policy: TrafficPolicy::Cluster,
             })
     }
 

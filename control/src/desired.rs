@@ -51,7 +51,11 @@ pub fn diff_services(old: &[ServiceSpec], new: &[ServiceSpec], out: &mut Vec<Upd
         match o.get(f) {
             None => out.push(Update::AddService((*s).clone())),
             Some(prev) if prev == s => {}
-            Some(prev) if prev.name == s.name && prev.node_port == s.node_port => {
+            Some(prev)
+                if prev.name == s.name
+                    && prev.node_port == s.node_port
+                    && prev.node_port_local == s.node_port_local =>
+            {
                 let pe: BTreeMap<(Ipv4Addr, u16), _> =
                     prev.endpoints.iter().map(|e| ((e.ip, e.port), e)).collect();
                 let ne: BTreeMap<(Ipv4Addr, u16), _> =
@@ -157,5 +161,16 @@ mod tests {
         assert_eq!(ups.len(), 4, "{ups:?}"); // web replaced, node-b gone, kube-dns's 2 gone
                                              // And back.
         check(&c, &a);
+        // externalTrafficPolicy Local on the Service with a NodePort replaces its frontend
+        // (the fast path builds the local table with it), and back.
+        let mut d = a.clone();
+        let web = d.services.iter_mut().find(|s| s.name == "web").unwrap();
+        web.external_traffic_policy = crate::cluster::TrafficPolicy::Local;
+        let ups = check(&a, &d);
+        assert!(
+            matches!(&ups[..], [Update::AddService(s)] if s.node_port_local),
+            "{ups:?}"
+        );
+        check(&d, &a);
     }
 }

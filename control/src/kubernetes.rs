@@ -66,7 +66,7 @@ use serde::Deserialize;
 
 use crate::cluster::{
     endpoint_error, Cluster, ClusterSpec, Edit, Endpoint, Mode, NodeSpec, Refused, ServiceObject,
-    ServicePort, L4,
+    ServicePort, TrafficPolicy, L4,
 };
 use crate::daemon::Daemon;
 
@@ -682,6 +682,12 @@ pub fn service_object(
             .into_iter()
             .map(|(ip, terminating)| Endpoint { ip, terminating })
             .collect(),
+        // Only NodePorts are external here (no load-balancer or external IPs), so the policy
+        // matters only to a Service that has one.
+        external_traffic_policy: match spec.external_traffic_policy.as_deref() {
+            Some("Local") if node_ports => TrafficPolicy::Local,
+            _ => TrafficPolicy::Cluster,
+        },
     }))
 }
 
@@ -1058,5 +1064,22 @@ mod tests {
         let o = service_object(&lb, &[], &s, &mut skipped).unwrap().unwrap();
         assert_eq!(o.ports[0].node_port, Some(31443));
         assert_eq!(o.ports[0].target_port, None);
+        assert_eq!(o.external_traffic_policy, TrafficPolicy::Cluster);
+        // externalTrafficPolicy Local: kept for a Service with NodePorts, whose NodePort
+        // frontends then take this node's endpoints only; meaningless (Cluster) without one.
+        let local = svc(json!({"type": "NodePort", "clusterIP": "10.96.0.13",
+            "externalTrafficPolicy": "Local", "ports": [{"port": 80, "nodePort": 30013}]}));
+        let o = service_object(&local, &[], &s, &mut skipped)
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.external_traffic_policy, TrafficPolicy::Local);
+        assert!(o.frontends().iter().all(|f| f.node_port_local));
+        let inside = svc(json!({"type": "ClusterIP", "clusterIP": "10.96.0.14",
+            "externalTrafficPolicy": "Local", "ports": [{"port": 80}]}));
+        let o = service_object(&inside, &[], &s, &mut skipped)
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.external_traffic_policy, TrafficPolicy::Cluster);
+        assert!(o.frontends().iter().all(|f| !f.node_port_local));
     }
 }

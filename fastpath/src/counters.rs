@@ -70,6 +70,9 @@ drop_reasons! {
     NoLocalPod => "no_local_pod", "destination IP in the local pod CIDR has no pod";
     /// Service with no ready backend.
     NoBackend => "no_backend", "Service has no ready endpoint";
+    /// NodePort of an `externalTrafficPolicy: Local` Service with no ready endpoint on this node
+    /// (kube-proxy drops these too: the client's address is kept, so no other node may answer).
+    NoLocalEndpoint => "no_local_endpoint", "NodePort of an externalTrafficPolicy Local Service with no ready endpoint on this node";
     /// The packet plus the VXLAN header does not fit the underlay MTU.
     TooBig => "too_big", "packet too big for the underlay MTU after encapsulation and DF set";
     /// Not enough headroom to prepend the outer header (buffer layout problem).

@@ -100,12 +100,14 @@ pub fn services() -> Vec<ServiceSpec> {
             name: "kube-system/kube-dns:dns".into(),
             frontend: DNS,
             node_port: None,
+            node_port_local: false,
             endpoints: eps(5353),
         },
         ServiceSpec {
             name: "default/web:http".into(),
             frontend: WEB,
             node_port: Some(WEB_NODEPORT),
+            node_port_local: false,
             endpoints: eps(8080),
         },
     ]

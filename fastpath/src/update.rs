@@ -438,6 +438,7 @@ mod tests {
                 protocol: Protocol::Tcp,
             },
             node_port: None,
+            node_port_local: false,
             endpoints: vec![EndpointSpec {
                 ip: Ipv4Addr::new(10, 244, 2, ep),
                 port: 8080,
@@ -512,6 +513,7 @@ mod tests {
                         protocol: Protocol::Tcp,
                     },
                     node_port: None,
+                    node_port_local: false,
                     endpoints: vec![],
                 }),
             ])

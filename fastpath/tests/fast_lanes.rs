@@ -56,6 +56,7 @@ fn pair() -> (Node, Node) {
                 name: format!("default/hostnet-{}:https", node.name),
                 frontend: fe,
                 node_port: None,
+                node_port_local: false,
                 endpoints: vec![EndpointSpec {
                     ip: node.underlay_ip,
                     port: 6443,

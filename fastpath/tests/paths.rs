@@ -919,6 +919,69 @@ fn nodeport_to_remote_backend_snats_to_the_vtep_ip() {
     assert_bytes(&out, &want);
 }
 
+/// `externalTrafficPolicy: Local` (`node_port_local`): NodePort flows go to this node's
+/// endpoints only, with the client's address kept; with only remote endpoints they are dropped
+/// and counted, creating nothing, while the ClusterIP still reaches every endpoint.
+#[test]
+fn nodeport_local_policy_keeps_the_client_and_never_leaves_the_node() {
+    let mut n = Node::a();
+    let mut web = web_svc();
+    web.node_port_local = true;
+    let both = [
+        (POD_B_IP, EndpointState::Ready),
+        (POD_C_IP, EndpointState::Ready),
+    ];
+    set_endpoints(&mut n, &web, &both);
+    let a = node_a_cfg();
+    let client = Addrs::new(EXTERNAL_MAC, a.underlay_mac, EXTERNAL_IP, a.underlay_ip);
+    for sport in 51000..51032 {
+        let syn = frame::tcp_frame(&client, sport, WEB_NODEPORT, 7, 0, tf::SYN, b"");
+        let (d, out) = n.run(Ingress::Uplink, &syn);
+        assert_eq!(d, Disposition::ToPod(POD_B_PORT), "client port {sport}");
+        let want = frame::tcp_frame(
+            &Addrs {
+                ttl: 63,
+                ..Addrs::new(gw_a(), POD_B_MAC, EXTERNAL_IP, POD_B_IP)
+            },
+            sport,
+            8080,
+            7,
+            0,
+            tf::SYN,
+            b"",
+        );
+        assert_bytes(&out, &want);
+    }
+    // The ClusterIP keeps both endpoints: of 32 flows from pod A, some go through the tunnel.
+    let mut ways = (0, 0);
+    for sport in 40100..40132 {
+        let syn = frame::tcp_frame(&pod_a_to(WEB_VIP), sport, 80, 0, 0, tf::SYN, b"");
+        match n.run(Ingress::Pod(POD_A_PORT), &syn).0 {
+            Disposition::ToPod(p) if p == POD_B_PORT => ways.0 += 1,
+            Disposition::ToUplink => ways.1 += 1,
+            d => panic!("{d:?}"),
+        }
+    }
+    assert!(ways.0 > 0 && ways.1 > 0, "{ways:?}");
+    // Only a remote endpoint left: a new NodePort flow is dropped (no SNAT to it, no state).
+    set_endpoints(&mut n, &web, &both[1..]);
+    let flows = n.p.conntrack().iter().count();
+    let syn = frame::tcp_frame(&client, 52000, WEB_NODEPORT, 7, 0, tf::SYN, b"");
+    let (d, _) = n.run(Ingress::Uplink, &syn);
+    assert_eq!(d, Disposition::Drop(DropReason::NoLocalEndpoint));
+    assert_eq!(n.drops(DropReason::NoLocalEndpoint), 1);
+    assert_eq!(n.p.conntrack().iter().count(), flows);
+    // No ready endpoint at all is the usual no_backend.
+    set_endpoints(&mut n, &web, &[(POD_C_IP, EndpointState::Terminating)]);
+    let (d, _) = n.run(Ingress::Uplink, &syn);
+    assert_eq!(d, Disposition::Drop(DropReason::NoBackend));
+    // Back to Cluster: the same frame goes to pod C, through the tunnel.
+    web.node_port_local = false;
+    set_endpoints(&mut n, &web, &both[1..]);
+    let (d, _) = n.run(Ingress::Uplink, &syn);
+    assert_eq!(d, Disposition::ToUplink);
+}
+
 #[test]
 fn snat_port_collision_picks_another_port() {
     let mut na = Node::a();

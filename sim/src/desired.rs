@@ -347,6 +347,7 @@ mod tests {
                 name: topology::service_name(0),
                 frontend: f,
                 node_port: None,
+                node_port_local: false,
                 endpoints: vec![],
             }),
         );

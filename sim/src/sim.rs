@@ -368,6 +368,7 @@ impl Sim {
                 name: topology::service_name(j),
                 frontend: f,
                 node_port: None,
+                node_port_local: false,
                 endpoints,
             }))?;
             sim.history.push(h);

@@ -355,6 +355,7 @@ pub fn node_a_bench_state() -> FullState {
             protocol: Protocol::Udp,
         },
         node_port: Some(ECHO_NODEPORT),
+        node_port_local: false,
         endpoints: vec![EndpointSpec {
             ip: POD_B_IP,
             port: ECHO_BACKEND_PORT,

@@ -241,7 +241,9 @@ const SNAT_TRIES: u32 = 16;
 /// conntrack, rewrites the packet. `snat` is the address to SNAT to when the backend is remote
 /// (NodePort); hairpin (a pod reaching itself through its Service) always SNATs to the gateway
 /// so the pod does not receive a packet from its own address (which Linux drops as martian).
-/// `external_mac` marks a client outside the cluster and where its replies go.
+/// `external_mac` marks a client outside the cluster and where its replies go; such a flow to
+/// an `externalTrafficPolicy: Local` Service picks among this node's backends only
+/// ([`ServiceEntry::pick_external`]), which never SNATs.
 pub(crate) fn new_flow<B: PacketBuf>(
     cx: &mut Ctx<'_>,
     pkt: &mut B,
@@ -265,7 +267,11 @@ pub(crate) fn new_flow<B: PacketBuf>(
     }
     let orig = ip.key();
     let hash = orig.hash();
-    let b = svc.pick(hash).ok_or(DropReason::NoBackend)?;
+    let b = if external_mac.is_some() {
+        svc.pick_external(hash)?
+    } else {
+        svc.pick(hash).ok_or(DropReason::NoBackend)?
+    };
     let node = &cx.t.node;
     let backend_local = node.pod_cidr.contains_u32(b.ip);
     let snat = if b.ip == ip.src {

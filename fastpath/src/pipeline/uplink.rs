@@ -95,7 +95,8 @@ pub(crate) fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispos
 /// A packet to a NodePort on the node IP: conntracked DNAT to a backend anywhere in the cluster,
 /// with SNAT to the node's VTEP address when the backend is remote (kube-proxy's
 /// externalTrafficPolicy=Cluster), so replies come back through the tunnel to this node
-/// (`NodeConfig::vtep_ip`).
+/// (`NodeConfig::vtep_ip`); for a Service with `node_port_local` (externalTrafficPolicy=Local),
+/// to a backend on this node only, without SNAT.
 #[inline(always)]
 fn nodeport<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
     let mut ip = tri!(parse_ipv4(pkt.data(), 14));

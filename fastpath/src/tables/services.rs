@@ -106,6 +106,12 @@ pub struct ServiceSpec {
     /// The NodePort, if the Service has one.
     #[serde(default)]
     pub node_port: Option<u16>,
+    /// Kubernetes' `externalTrafficPolicy: Local`: a NodePort flow goes to a ready endpoint on
+    /// this node only (in the node's pod CIDR), never through the tunnel, so it needs no SNAT
+    /// and the pod sees the client's address; with none here, it is dropped (`no_local_endpoint`,
+    /// as kube-proxy does). ClusterIP flows still use every endpoint. Absent: `Cluster`.
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub node_port_local: bool,
     /// The endpoints.
     #[serde(default)]
     pub endpoints: Vec<EndpointSpec>,
@@ -137,6 +143,9 @@ pub struct ServiceEntry {
     pub n_ready: usize,
     /// Maglev lookup table over the ready backends.
     pub maglev: MaglevTable,
+    /// For `node_port_local`: a Maglev table over the ready backends in the node's pod CIDR,
+    /// and each of its indices' place in `backends`.
+    pub local: Option<(MaglevTable, Box<[u16]>)>,
 }
 
 impl ServiceEntry {
@@ -145,6 +154,27 @@ impl ServiceEntry {
     pub fn pick(&self, flow_hash: u32) -> Option<&Backend> {
         let i = self.maglev.lookup(flow_hash)?;
         self.backends.get(i as usize)
+    }
+
+    /// The backend for a new flow from outside the cluster (a NodePort's client): as
+    /// [`ServiceEntry::pick`], but of a `node_port_local` Service only among this node's ready
+    /// backends — `Err(NoLocalEndpoint)` when it has none, `Err(NoBackend)` when no backend at
+    /// all is ready.
+    #[inline]
+    pub fn pick_external(&self, flow_hash: u32) -> Result<&Backend, crate::counters::DropReason> {
+        use crate::counters::DropReason;
+        match &self.local {
+            None => self.pick(flow_hash).ok_or(DropReason::NoBackend),
+            Some((maglev, at)) => maglev
+                .lookup(flow_hash)
+                .and_then(|i| at.get(usize::from(i)))
+                .and_then(|&i| self.backends.get(usize::from(i)))
+                .ok_or(if self.n_ready == 0 {
+                    DropReason::NoBackend
+                } else {
+                    DropReason::NoLocalEndpoint
+                }),
+        }
     }
 }
 
@@ -473,7 +503,7 @@ impl ServiceTable {
         if old.as_ref().is_some_and(|o| o.spec == spec) {
             return Ok(());
         }
-        let entry = build_entry(spec, old.as_deref(), slots)?;
+        let entry = build_entry(spec, old.as_deref(), slots, node.pod_cidr)?;
         let idx = match existing {
             Some(i) => i,
             None => {
@@ -547,11 +577,13 @@ impl ServiceTable {
     }
 }
 
-/// Builds a frontend's entry, reusing the endpoint slots of `old` for endpoints that stay.
+/// Builds a frontend's entry, reusing the endpoint slots of `old` for endpoints that stay;
+/// `pod_cidr` (the node's) says which backends are local, for `node_port_local`.
 fn build_entry(
     spec: ServiceSpec,
     old: Option<&ServiceEntry>,
     slots: &mut EndpointSlots,
+    pod_cidr: crate::cidr::Ipv4Cidr,
 ) -> Result<ServiceEntry, ServiceError> {
     let mut kept: FxHashMap<(u32, u16), (u32, u32)> = FxHashMap::default();
     if let Some(old) = old {
@@ -600,6 +632,31 @@ fn build_entry(
             ));
         }
     };
+    // The local table is built over a subset of a set the main table was built over, so it
+    // cannot fail where that one did not.
+    let local = spec.node_port_local.then(|| {
+        let at: Vec<u16> = (0..n_ready)
+            .filter(|&i| backends.get(i).is_some_and(|b| pod_cidr.contains_u32(b.ip)))
+            .map(|i| i as u16)
+            .collect();
+        let ids: Vec<(Ipv4Addr, u16)> = at
+            .iter()
+            .filter_map(|&i| backends.get(usize::from(i)))
+            .map(|b| (Ipv4Addr::from(b.ip), b.port))
+            .collect();
+        MaglevTable::build(&ids).map(|m| (m, at.into_boxed_slice()))
+    });
+    let local = match local.transpose() {
+        Ok(l) => l,
+        Err(_) => {
+            slots.restore(mark);
+            return Err(ServiceError::TooManyEndpoints(
+                spec.name.clone(),
+                n_ready,
+                MaglevTable::MAX_BACKENDS,
+            ));
+        }
+    };
     for (slot, _) in kept.into_values() {
         slots.release(slot);
     }
@@ -608,5 +665,6 @@ fn build_entry(
         backends: backends.into_boxed_slice(),
         n_ready,
         maglev,
+        local,
     })
 }
