@@ -695,76 +695,66 @@ impl Cluster {
         for k in services.keys() {
             applied.services.insert(k.clone(), self.take_service(k));
         }
-        // Objects in force before the change go first, and one left out is put back at once:
-        // an object in force is not displaced by a newcomer of the same change.
         let mut errs = Vec::new();
         let mut refused = Vec::new();
-        let (mut first, then): (Vec<_>, Vec<_>) = nodes
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, v?)))
-            .partition(|(k, _)| matches!(applied.nodes.get(k), Some(Some(_))));
-        first.extend(then);
-        for (name, n) in first {
-            let mut e = Vec::new();
-            self.node_errors_here(&n, &mut e);
-            if e.is_empty() {
-                if let Err(why) = check_node(&n) {
-                    e.push(why);
-                }
-            }
-            if e.is_empty() {
-                self.insert_node(n);
-                continue;
-            }
-            if mode == Mode::LeaveOut {
-                let old = put_back(&mut applied.nodes, &name, |old| {
-                    let mut e = Vec::new();
-                    self.node_errors_here(old, &mut e);
-                    e.is_empty()
-                });
-                if let Some(old) = old {
-                    self.insert_node(old);
-                }
-                refused.push(Refused {
-                    object: format!("node {name}"),
-                    why: e.join("; "),
-                });
-            }
-            errs.extend(e);
-        }
-        let (mut first, then): (Vec<_>, Vec<_>) = services
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, v?)))
-            .partition(|(k, _)| matches!(applied.services.get(k), Some(Some(_))));
-        first.extend(then);
-        for (key, sv) in first {
-            let mut e = Vec::new();
-            self.service_errors_here(&sv, &mut e);
-            if e.is_empty() {
-                self.insert_service(sv);
-                continue;
-            }
-            if mode == Mode::LeaveOut {
-                let old = put_back(&mut applied.services, &key, |old| {
-                    let mut e = Vec::new();
-                    self.service_errors_here(old, &mut e);
-                    e.is_empty()
-                });
-                if let Some(old) = old {
-                    self.insert_service(old);
-                }
-                refused.push(Refused {
-                    object: format!("service {}/{}", key.0, key.1),
-                    why: e.join("; "),
-                });
-            }
-            errs.extend(e);
-        }
+        let (a, e, r) = (&mut applied, &mut errs, &mut refused);
+        self.apply_kind::<Nodes>(nodes, &mut a.nodes, mode, check_node, e, r);
+        self.apply_kind::<Services>(services, &mut a.services, mode, &|_| Ok(()), e, r);
         if mode == Mode::Strict && !errs.is_empty() {
             self.undo(applied);
             return Err(ClusterError::Invalid(errs));
         }
         Ok((applied, refused))
+    }
+
+    /// `apply`'s step for one kind: the new and changed objects of `set` (whose previous
+    /// versions `before` holds, already taken out) go in one by one, checked against the rest
+    /// through the indexes and by `check`. Objects in force before the change go first, and one
+    /// left out is put back at once, so an object in force is not displaced by a newcomer of
+    /// the same change. Problems go to `errs`; in leave-out mode each refused object to
+    /// `refused` as well.
+    fn apply_kind<K: Kind>(
+        &mut self,
+        set: BTreeMap<K::Key, Option<K::Obj>>,
+        before: &mut BTreeMap<K::Key, Option<K::Obj>>,
+        mode: Mode,
+        check: &dyn Fn(&K::Obj) -> Result<(), String>,
+        errs: &mut Vec<String>,
+        refused: &mut Vec<Refused>,
+    ) {
+        let (mut first, then): (Vec<_>, Vec<_>) = set
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .partition(|(k, _)| matches!(before.get(k), Some(Some(_))));
+        first.extend(then);
+        for (key, o) in first {
+            let mut e = Vec::new();
+            K::errors_here(self, &o, &mut e);
+            if e.is_empty() {
+                if let Err(why) = check(&o) {
+                    e.push(why);
+                }
+            }
+            if e.is_empty() {
+                K::insert(self, o);
+                continue;
+            }
+            if mode == Mode::LeaveOut {
+                let old = put_back(before, &key, |old| {
+                    let mut e = Vec::new();
+                    K::errors_here(self, old, &mut e);
+                    e.is_empty()
+                });
+                if let Some(old) = old {
+                    K::insert(self, old);
+                }
+                refused.push(Refused {
+                    object: K::label(&key),
+                    why: e.join("; "),
+                });
+            }
+            errs.extend(e);
+        }
     }
 
     /// Replaces the whole state with `spec` (validated whole; `check_node` for each node
@@ -812,6 +802,50 @@ impl Cluster {
         for s in a.services.into_values().flatten() {
             self.insert_service(s);
         }
+    }
+}
+
+/// A kind of cluster object as [`Cluster::apply`] edits it: nodes and Services go through the
+/// same steps with their own checks and indexes.
+trait Kind {
+    type Key: Ord;
+    type Obj;
+    /// What is wrong with `o` beside the objects `c` holds (`o` itself not among them).
+    fn errors_here(c: &Cluster, o: &Self::Obj, errs: &mut Vec<String>);
+    /// Puts `o` into `c` and its indexes.
+    fn insert(c: &mut Cluster, o: Self::Obj);
+    /// "node NAME", "service NS/NAME".
+    fn label(k: &Self::Key) -> String;
+}
+
+struct Nodes;
+struct Services;
+
+impl Kind for Nodes {
+    type Key = String;
+    type Obj = NodeSpec;
+    fn errors_here(c: &Cluster, n: &NodeSpec, errs: &mut Vec<String>) {
+        c.node_errors_here(n, errs);
+    }
+    fn insert(c: &mut Cluster, n: NodeSpec) {
+        c.insert_node(n);
+    }
+    fn label(name: &String) -> String {
+        format!("node {name}")
+    }
+}
+
+impl Kind for Services {
+    type Key = ServiceKey;
+    type Obj = ServiceObject;
+    fn errors_here(c: &Cluster, s: &ServiceObject, errs: &mut Vec<String>) {
+        c.service_errors_here(s, errs);
+    }
+    fn insert(c: &mut Cluster, s: ServiceObject) {
+        c.insert_service(s);
+    }
+    fn label(k: &ServiceKey) -> String {
+        format!("service {}/{}", k.0, k.1)
     }
 }
 
