@@ -167,6 +167,29 @@ enum Change<K> {
     All(BTreeMap<String, K>),
 }
 
+/// Marks in `dirty` what change `c` of a kind whose objects are now `live` touched: the one
+/// object, or after a relist every object before and after (and `relisted`). True if anything
+/// changed.
+fn mark<K>(
+    c: Change<K>,
+    live: &BTreeMap<String, K>,
+    dirty: &mut BTreeSet<String>,
+    relisted: &mut bool,
+) -> bool {
+    match c {
+        Change::None => return false,
+        Change::One(k, _) => {
+            dirty.insert(k);
+        }
+        Change::All(old) => {
+            dirty.extend(old.into_keys());
+            dirty.extend(live.keys().cloned());
+            *relisted = true;
+        }
+    }
+    true
+}
+
 /// The watched objects and the translation kept up to date with them object by object: an
 /// event marks the objects whose translation it may change (a Node; a Service; the Service
 /// an EndpointSlice belongs to, before and after), and [`Watched::edits`] translates only
@@ -246,33 +269,21 @@ impl Watched {
     }
 
     fn nodes_changed(&mut self, c: Change<Node>) -> bool {
-        match c {
-            Change::None => return false,
-            Change::One(k, _) => {
-                self.dirty_nodes.insert(k);
-            }
-            Change::All(old) => {
-                self.dirty_nodes.extend(old.into_keys());
-                self.dirty_nodes.extend(self.o.nodes.keys().cloned());
-                self.relisted_nodes = true;
-            }
-        }
-        true
+        mark(
+            c,
+            &self.o.nodes,
+            &mut self.dirty_nodes,
+            &mut self.relisted_nodes,
+        )
     }
 
     fn services_changed(&mut self, c: Change<Service>) -> bool {
-        match c {
-            Change::None => return false,
-            Change::One(k, _) => {
-                self.dirty_services.insert(k);
-            }
-            Change::All(old) => {
-                self.dirty_services.extend(old.into_keys());
-                self.dirty_services.extend(self.o.services.keys().cloned());
-                self.relisted_services = true;
-            }
-        }
-        true
+        mark(
+            c,
+            &self.o.services,
+            &mut self.dirty_services,
+            &mut self.relisted_services,
+        )
     }
 
     fn slices_changed(&mut self, c: Change<EndpointSlice>) -> bool {

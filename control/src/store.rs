@@ -330,34 +330,37 @@ impl Store {
     /// The epoch of the fast path last fully synced (tells a control restart, with the fast
     /// path's pod ports still in place, from a fast-path restart, which lost them).
     pub fn fastpath_epoch(&self) -> Result<Option<u64>, StoreError> {
-        let r = self.db.begin_read().map_err(db)?;
-        let t = r.open_table(META).map_err(db)?;
-        Ok(t.get("fastpath_epoch").map_err(db)?.map(|v| v.value()))
+        self.meta("fastpath_epoch")
     }
 
     /// Records the synced fast path's epoch.
     pub fn set_fastpath_epoch(&self, epoch: u64) -> Result<(), StoreError> {
-        let w = self.db.begin_write().map_err(db)?;
-        {
-            let mut t = w.open_table(META).map_err(db)?;
-            t.insert("fastpath_epoch", epoch).map_err(db)?;
-        }
-        w.commit().map_err(db)
+        self.set_meta("fastpath_epoch", epoch)
     }
 
     /// The digest of the cluster file's text as the daemon last wrote or read it.
     pub fn cluster_file_digest(&self) -> Result<Option<u64>, StoreError> {
-        let r = self.db.begin_read().map_err(db)?;
-        let t = r.open_table(META).map_err(db)?;
-        Ok(t.get("cluster_file_digest").map_err(db)?.map(|v| v.value()))
+        self.meta("cluster_file_digest")
     }
 
     /// Records the digest of the cluster file's text the daemon wrote or read.
     pub fn set_cluster_file_digest(&self, digest: u64) -> Result<(), StoreError> {
+        self.set_meta("cluster_file_digest", digest)
+    }
+
+    /// One number of the META table.
+    fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let r = self.db.begin_read().map_err(db)?;
+        let t = r.open_table(META).map_err(db)?;
+        Ok(t.get(key).map_err(db)?.map(|v| v.value()))
+    }
+
+    /// Sets one number of the META table, in a transaction of its own.
+    fn set_meta(&self, key: &str, value: u64) -> Result<(), StoreError> {
         let w = self.db.begin_write().map_err(db)?;
         {
             let mut t = w.open_table(META).map_err(db)?;
-            t.insert("cluster_file_digest", digest).map_err(db)?;
+            t.insert(key, value).map_err(db)?;
         }
         w.commit().map_err(db)
     }
