@@ -374,6 +374,30 @@ EOF
 ); then report PASS "10.1.0.99 → NodePort 30082 (Local policy)" "$out"
 else report FAIL "10.1.0.99 → NodePort 30082 (Local policy)" "$(echo "$out" | tail -n1)"; fi
 
+# 5c. NodePorts from a pod (kube-proxy serves them to pods too): pod A to its own node's
+#     NodePort of the Local Service is served cluster-wide (pod traffic takes the cluster
+#     policy), keeping pod A's address; to node-b's, node-b applies the Local policy (pod C
+#     only), SNATed to node-b's VTEP address; node-b's NodePort of the Cluster Service answers.
+if out=$(inpod pod-a python3 - <<'EOF' 2>&1
+import http.client
+def get(node, port, n):
+    seen = {}
+    for i in range(n):
+        c = http.client.HTTPConnection(node, port, timeout=3); c.request("GET", "/peer")
+        r = c.getresponse(); body = r.read().decode(); assert r.status == 200; c.close()
+        seen[body] = seen.get(body, 0) + 1
+    return seen
+own = get("10.1.0.10", 30082, 16)
+assert set(own) == {"pod-b 10.244.1.2", "pod-c 10.244.1.2"}, "10.1.0.10:30082 → %s" % own
+other = get("10.1.0.11", 30082, 6)
+assert set(other) == {"pod-c 10.244.2.0"}, "10.1.0.11:30082 → %s" % other
+cluster = get("10.1.0.11", 30080, 6)
+assert all(b.split()[0] in ("pod-b", "pod-c") for b in cluster), "10.1.0.11:30080 → %s" % cluster
+print("10.1.0.10:30082 → %s; 10.1.0.11:30082 → %s; 10.1.0.11:30080 → %s" % (own, other, cluster))
+EOF
+); then report PASS "pod A → NodePorts (own node, other node)" "$out"
+else report FAIL "pod A → NodePorts (own node, other node)" "$(echo "$out" | tail -n1)"; fi
+
 # 6. podlane ↔ Flannel: pods on podlane nodes and the pod on the Linux node reach each other both
 #    ways (ICMP at the full pod MTU, UDP, TCP), the frames on node-k's underlay are VXLAN with
 #    each side's VTEP MAC as the inner destination, and Linux's non-zero outer UDP checksums pass

@@ -982,6 +982,326 @@ fn nodeport_local_policy_keeps_the_client_and_never_leaves_the_node() {
     assert_eq!(d, Disposition::ToUplink);
 }
 
+/// A pod reaching a NodePort on its own node's address is served by its node, as kube-proxy
+/// serves it: DNAT without SNAT (the pod's address is kept), any ready endpoint even under
+/// `externalTrafficPolicy: Local` (kube-proxy's "pod traffic for external destinations" goes
+/// the cluster-wide way), replies from the node's address and NodePort.
+#[test]
+fn a_pod_reaches_its_own_nodes_nodeport() {
+    let (mut na, mut nb) = (Node::a(), Node::b());
+    let (a, b) = (node_a_cfg(), node_b_cfg());
+    set_endpoints(&mut na, &web_svc(), &[(POD_B_IP, EndpointState::Ready)]);
+    let syn = frame::tcp_frame(
+        &pod_a_to(a.underlay_ip),
+        41000,
+        WEB_NODEPORT,
+        1,
+        0,
+        tf::SYN,
+        b"",
+    );
+    let (d, out) = na.run(Ingress::Pod(POD_A_PORT), &syn);
+    assert_eq!(d, Disposition::ToPod(POD_B_PORT));
+    let want = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(gw_a(), POD_B_MAC, POD_A_IP, POD_B_IP)
+        },
+        41000,
+        8080,
+        1,
+        0,
+        tf::SYN,
+        b"",
+    );
+    assert_bytes(&out, &want);
+    let synack = frame::tcp_frame(
+        &pod_b_to(POD_A_IP),
+        8080,
+        41000,
+        5,
+        2,
+        tf::SYN | tf::ACK,
+        b"",
+    );
+    let (d, out) = na.run(Ingress::Pod(POD_B_PORT), &synack);
+    assert_eq!(d, Disposition::ToPod(POD_A_PORT));
+    let want = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(gw_a(), POD_A_MAC, a.underlay_ip, POD_A_IP)
+        },
+        WEB_NODEPORT,
+        41000,
+        5,
+        2,
+        tf::SYN | tf::ACK,
+        b"",
+    );
+    assert_bytes(&out, &want);
+    // The next packet of the flow (the pod lane declines it: not a ClusterIP) finds its entry.
+    let ack = frame::tcp_frame(
+        &pod_a_to(a.underlay_ip),
+        41000,
+        WEB_NODEPORT,
+        2,
+        6,
+        tf::ACK,
+        b"",
+    );
+    assert_eq!(
+        na.run(Ingress::Pod(POD_A_PORT), &ack).0,
+        Disposition::ToPod(POD_B_PORT)
+    );
+    assert_eq!(na.counters().event_count(Event::CtNew), 1);
+
+    // Local policy with only a remote endpoint: still served, through the tunnel, unSNATed;
+    // pod C's answer comes back to node A, which translates it back.
+    let mut web = web_svc();
+    web.node_port_local = true;
+    set_endpoints(&mut na, &web, &[(POD_C_IP, EndpointState::Ready)]);
+    let syn = frame::tcp_frame(
+        &pod_a_to(a.underlay_ip),
+        41001,
+        WEB_NODEPORT,
+        1,
+        1,
+        tf::ACK,
+        b"hi",
+    );
+    let (d, wire) = na.run(Ingress::Pod(POD_A_PORT), &syn);
+    assert_eq!(d, Disposition::ToUplink);
+    let inner = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(a.vtep_mac, b.vtep_mac, POD_A_IP, POD_C_IP)
+        },
+        41001,
+        8080,
+        1,
+        1,
+        tf::ACK,
+        b"hi",
+    );
+    assert_tunnelled(&wire, &outer_a_to_b(), &inner);
+    assert_eq!(
+        nb.run(Ingress::Uplink, &wire).0,
+        Disposition::ToPod(POD_C_PORT)
+    );
+    let answer = frame::tcp_frame(
+        &Addrs::new(POD_C_MAC, gw_b(), POD_C_IP, POD_A_IP),
+        8080,
+        41001,
+        1,
+        1,
+        tf::ACK,
+        b"yo",
+    );
+    let (d, wire2) = nb.run(Ingress::Pod(POD_C_PORT), &answer);
+    assert_eq!(d, Disposition::ToUplink);
+    let (d, out) = na.run(Ingress::Uplink, &wire2);
+    assert_eq!(d, Disposition::ToPod(POD_A_PORT));
+    let want = frame::tcp_frame(
+        &Addrs {
+            ttl: 62,
+            ..Addrs::new(gw_a(), POD_A_MAC, a.underlay_ip, POD_A_IP)
+        },
+        WEB_NODEPORT,
+        41001,
+        1,
+        1,
+        tf::ACK,
+        b"yo",
+    );
+    assert_bytes(&out, &want);
+
+    // A NodePort-range port without a Service is the node's own: the host path, untranslated.
+    let other = frame::udp_frame(&pod_a_to(a.underlay_ip), 41002, 30999, b"x");
+    let (d, out) = na.run(Ingress::Pod(POD_A_PORT), &other);
+    assert_eq!(d, Disposition::ToHost);
+    assert_eq!(&out[26..38], &other[26..38]);
+    // A port outside the range is the node's too.
+    let other = frame::udp_frame(&pod_a_to(a.underlay_ip), 41003, 8080, b"x");
+    assert_eq!(
+        na.run(Ingress::Pod(POD_A_PORT), &other).0,
+        Disposition::ToHost
+    );
+    let flows = na.p.conntrack().len();
+    assert_eq!(flows, 2);
+}
+
+/// A pod reaching another node's NodePort: its node sends the packet through the tunnel (as
+/// any packet to a node address), and the node it reaches serves it as it serves an external
+/// client — its external policy applies — SNATed to that node's VTEP address so that the
+/// backend's answer comes back to it, and answers the pod from its address and NodePort.
+#[test]
+fn a_pod_reaches_another_nodes_nodeport_through_the_tunnel() {
+    let (mut na, mut nb) = (Node::a(), Node::b());
+    let (a, b) = (node_a_cfg(), node_b_cfg());
+    // Node B's only endpoint is its own pod C.
+    set_endpoints(&mut nb, &web_svc(), &[(POD_C_IP, EndpointState::Ready)]);
+    let syn = frame::tcp_frame(
+        &pod_a_to(b.underlay_ip),
+        41000,
+        WEB_NODEPORT,
+        1,
+        0,
+        tf::SYN,
+        b"",
+    );
+    let (d, wire) = na.run(Ingress::Pod(POD_A_PORT), &syn);
+    assert_eq!(d, Disposition::ToUplink);
+    assert_eq!(na.p.conntrack().len(), 0, "node A translates nothing");
+    let inner = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(a.vtep_mac, b.vtep_mac, POD_A_IP, b.underlay_ip)
+        },
+        41000,
+        WEB_NODEPORT,
+        1,
+        0,
+        tf::SYN,
+        b"",
+    );
+    assert_tunnelled(&wire, &outer_a_to_b(), &inner);
+    let (d, out) = nb.run(Ingress::Uplink, &wire);
+    assert_eq!(d, Disposition::ToPod(POD_C_PORT));
+    let want = frame::tcp_frame(
+        &Addrs {
+            ttl: 62,
+            ..Addrs::new(gw_b(), POD_C_MAC, b.vtep_ip(), POD_C_IP)
+        },
+        41000,
+        8080,
+        1,
+        0,
+        tf::SYN,
+        b"",
+    );
+    assert_bytes(&out, &want);
+    // Pod C answers node B's VTEP address; node B translates back and tunnels to node A.
+    let synack = frame::tcp_frame(
+        &Addrs::new(POD_C_MAC, gw_b(), POD_C_IP, b.vtep_ip()),
+        8080,
+        41000,
+        5,
+        2,
+        tf::SYN | tf::ACK,
+        b"",
+    );
+    let (d, wire2) = nb.run(Ingress::Pod(POD_C_PORT), &synack);
+    assert_eq!(d, Disposition::ToUplink);
+    let back = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(b.vtep_mac, a.vtep_mac, b.underlay_ip, POD_A_IP)
+        },
+        WEB_NODEPORT,
+        41000,
+        5,
+        2,
+        tf::SYN | tf::ACK,
+        b"",
+    );
+    assert_tunnelled(&wire2, &outer_b_to_a(), &back);
+    let (d, out) = na.run(Ingress::Uplink, &wire2);
+    assert_eq!(d, Disposition::ToPod(POD_A_PORT));
+    let want = frame::tcp_frame(
+        &Addrs {
+            ttl: 62,
+            ..Addrs::new(gw_a(), POD_A_MAC, b.underlay_ip, POD_A_IP)
+        },
+        WEB_NODEPORT,
+        41000,
+        5,
+        2,
+        tf::SYN | tf::ACK,
+        b"",
+    );
+    assert_bytes(&out, &want);
+
+    // Cluster policy with the endpoint on node A (pod B): node B SNATs and tunnels to node
+    // A; pod B's answer to node B's VTEP address goes back to node B, which translates it
+    // back and tunnels it to pod A — through the tunnel twice, translated once.
+    set_endpoints(&mut nb, &web_svc(), &[(POD_B_IP, EndpointState::Ready)]);
+    let syn = frame::tcp_frame(
+        &pod_a_to(b.underlay_ip),
+        41001,
+        WEB_NODEPORT,
+        1,
+        1,
+        tf::ACK,
+        b"hi",
+    );
+    let (_, wire) = na.run(Ingress::Pod(POD_A_PORT), &syn);
+    let (d, wire) = nb.run(Ingress::Uplink, &wire);
+    assert_eq!(d, Disposition::ToUplink);
+    let inner = frame::tcp_frame(
+        &Addrs {
+            ttl: 62,
+            ..Addrs::new(b.vtep_mac, a.vtep_mac, b.vtep_ip(), POD_B_IP)
+        },
+        41001,
+        8080,
+        1,
+        1,
+        tf::ACK,
+        b"hi",
+    );
+    assert_tunnelled(&wire, &outer_b_to_a(), &inner);
+    assert_eq!(
+        na.run(Ingress::Uplink, &wire).0,
+        Disposition::ToPod(POD_B_PORT)
+    );
+    let answer = frame::tcp_frame(&pod_b_to(b.vtep_ip()), 8080, 41001, 1, 1, tf::ACK, b"yo");
+    let (d, wire) = na.run(Ingress::Pod(POD_B_PORT), &answer);
+    assert_eq!(d, Disposition::ToUplink);
+    let (d, wire) = nb.run(Ingress::Uplink, &wire);
+    assert_eq!(d, Disposition::ToUplink);
+    let inner = frame::tcp_frame(
+        &Addrs {
+            ttl: 62,
+            ..Addrs::new(b.vtep_mac, a.vtep_mac, b.underlay_ip, POD_A_IP)
+        },
+        WEB_NODEPORT,
+        41001,
+        1,
+        1,
+        tf::ACK,
+        b"yo",
+    );
+    assert_tunnelled(&wire, &outer_b_to_a(), &inner);
+    assert_eq!(
+        na.run(Ingress::Uplink, &wire).0,
+        Disposition::ToPod(POD_A_PORT)
+    );
+
+    // Local policy on node B with only node A's endpoint: dropped and counted at node B, as an
+    // external client's flow would be.
+    let mut web = web_svc();
+    web.node_port_local = true;
+    set_endpoints(&mut nb, &web, &[(POD_B_IP, EndpointState::Ready)]);
+    let syn = frame::tcp_frame(
+        &pod_a_to(b.underlay_ip),
+        41002,
+        WEB_NODEPORT,
+        1,
+        1,
+        tf::ACK,
+        b"hi",
+    );
+    let (_, wire) = na.run(Ingress::Pod(POD_A_PORT), &syn);
+    assert_eq!(
+        nb.run(Ingress::Uplink, &wire).0,
+        Disposition::Drop(DropReason::NoLocalEndpoint)
+    );
+    // A NodePort-range port without a Service: node B's host path, as before.
+    let syn = frame::tcp_frame(&pod_a_to(b.underlay_ip), 41003, 30999, 1, 1, tf::ACK, b"hi");
+    let (_, wire) = na.run(Ingress::Pod(POD_A_PORT), &syn);
+    assert_eq!(nb.run(Ingress::Uplink, &wire).0, Disposition::ToHost);
+}
+
 #[test]
 fn snat_port_collision_picks_another_port() {
     let mut na = Node::a();

@@ -308,3 +308,102 @@ fn a_handed_over_packet_is_never_handed_on() {
     assert_eq!(out[0], Disposition::ToPod(POD_A_PORT));
     assert_eq!(n.event(Event::HandoffTx), 0);
 }
+
+/// Pods and NodePorts with several workers. A pod to its own node's NodePort: the flow is its
+/// worker's, like a ClusterIP flow, and the backend's worker hands the answer there. Another
+/// node's pod to this node's NodePort (through the tunnel): the flow is its client's hash
+/// owner's, like an external client's, and SNATed with a port of that worker's class, so the
+/// local backend's answer comes back to it.
+#[test]
+fn pod_clients_of_a_nodeport_keep_one_owner_per_flow() {
+    let mut n = Workers::a(2);
+    only_backend(&mut n.w, WEB, POD_B_IP); // pod B: port 1, worker 1
+    let (a, b) = (NodeConfig::example_node_a(), NodeConfig::example_node_b());
+    // Pod A (port 0, worker 0) to node A's NodePort.
+    let syn = frame::tcp_frame(
+        &pod_a_to(a.underlay_ip),
+        41000,
+        WEB_NODEPORT,
+        1,
+        0,
+        tf::SYN,
+        b"",
+    );
+    let o = n.run(0, Ingress::Pod(POD_A_PORT), &syn);
+    assert_eq!((o.d, o.handed), (Disposition::ToPod(POD_B_PORT), None));
+    let synack = frame::tcp_frame(
+        &pod_b_to(POD_A_IP),
+        8080,
+        41000,
+        5,
+        2,
+        tf::SYN | tf::ACK,
+        b"",
+    );
+    let o = n.run(1, Ingress::Pod(POD_B_PORT), &synack);
+    assert_eq!(o.handed, Some((0, Ingress::Pod(POD_B_PORT))));
+    assert_eq!(o.d, Disposition::ToPod(POD_A_PORT));
+    assert_eq!(
+        &o.bytes[26..38],
+        &[10, 1, 0, 10, 10, 244, 1, 2, 0x75, 0x80, 0xa0, 0x28]
+    );
+    assert_eq!(n.ct_lens(), vec![1, 0]);
+
+    // Pod C (node B) to node A's NodePort, from both client hash owners.
+    let s = Shard::new(2, 0);
+    for owner in 0..2u16 {
+        let sport = (42000..)
+            .find(|&p| s.of_external(POD_C_IP.to_bits(), p) == owner)
+            .unwrap();
+        let inner = frame::tcp_frame(
+            &Addrs {
+                ttl: 63,
+                ..Addrs::new(b.vtep_mac, a.vtep_mac, POD_C_IP, a.underlay_ip)
+            },
+            sport,
+            WEB_NODEPORT,
+            1,
+            0,
+            tf::SYN,
+            b"",
+        );
+        let o = n.run(1 - owner, Ingress::Uplink, &from_node_b(&inner, 49300));
+        assert_eq!(o.handed, Some((owner, Ingress::Tunnel)));
+        assert_eq!(o.d, Disposition::ToPod(POD_B_PORT));
+        // SNATed to node A's VTEP address, with a port of the owner's class.
+        assert_eq!(&o.bytes[26..34], &[10, 244, 1, 0, 10, 244, 1, 3]);
+        let snat_port = u16::from_be_bytes([o.bytes[34], o.bytes[35]]);
+        assert_eq!(snat_port % 2, owner);
+        // Pod B answers that address from worker 1; the owner translates it back and tunnels
+        // it to pod C from node A's address and NodePort.
+        let synack = frame::tcp_frame(
+            &pod_b_to(a.vtep_ip()),
+            8080,
+            snat_port,
+            5,
+            2,
+            tf::SYN | tf::ACK,
+            b"",
+        );
+        let o = n.run(1, Ingress::Pod(POD_B_PORT), &synack);
+        assert_eq!(
+            o.handed,
+            (owner != 1).then_some((owner, Ingress::Pod(POD_B_PORT)))
+        );
+        assert_eq!(o.d, Disposition::ToUplink);
+        let want = frame::tcp_frame(
+            &Addrs {
+                ttl: 63,
+                ..Addrs::new(a.vtep_mac, b.vtep_mac, a.underlay_ip, POD_C_IP)
+            },
+            WEB_NODEPORT,
+            sport,
+            5,
+            2,
+            tf::SYN | tf::ACK,
+            b"",
+        );
+        assert_eq!(&o.bytes[50..], &want[..]);
+    }
+    assert_eq!(n.ct_lens(), vec![2, 1]);
+}

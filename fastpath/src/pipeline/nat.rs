@@ -230,6 +230,28 @@ fn l4_checksum_ok(d: &[u8], ip: &Ip4) -> bool {
     }
 }
 
+/// Who starts a Service flow, which decides the backends it may go to and where its replies go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Client {
+    /// A pod on this node: to a ClusterIP, or to a NodePort on this node's own address. Any
+    /// ready backend, whatever the Service's `externalTrafficPolicy` — kube-proxy sends
+    /// locally originated pod traffic to external destinations through the cluster-wide
+    /// policy ("pod traffic for external destinations") — and replies routed as any packet.
+    Pod,
+    /// Another node's pod, to a NodePort on this node's address (it arrives through the
+    /// tunnel): the Service's external policy applies, as kube-proxy's does on the node the
+    /// traffic reaches. Always SNATed to this node's VTEP address (`snat_if_remote`), a local
+    /// backend too: its replies then come back to this node's flow, whose owner the SNAT port
+    /// names (`shard.rs`), rather than leaving straight for the client's node. The backend
+    /// sees this node's VTEP address, where behind kube-proxy and Flannel it sees the client
+    /// node's address (Flannel masquerades pod traffic to node addresses): the pod's own
+    /// address is kept by neither. Replies are routed back through the tunnel.
+    RemotePod,
+    /// A client outside the cluster, to a NodePort from the uplink: the external policy
+    /// applies, and replies go to this MAC on the uplink.
+    External([u8; 6]),
+}
+
 /// Ephemeral ports SNAT may use when the client's own port is taken (Linux's default
 /// `ip_local_port_range`).
 const SNAT_PORT_MIN: u16 = 32768;
@@ -241,16 +263,16 @@ const SNAT_TRIES: u32 = 16;
 /// conntrack, rewrites the packet. `snat` is the address to SNAT to when the backend is remote
 /// (NodePort); hairpin (a pod reaching itself through its Service) always SNATs to the gateway
 /// so the pod does not receive a packet from its own address (which Linux drops as martian).
-/// `external_mac` marks a client outside the cluster and where its replies go; such a flow to
-/// an `externalTrafficPolicy: Local` Service picks among this node's backends only
-/// ([`ServiceEntry::pick_external`]), which never SNATs.
+/// `client` says who started the flow: through a NodePort, its `externalTrafficPolicy`
+/// applies (`Local`: this node's backends only, [`ServiceEntry::pick_external`], which never
+/// SNATs); an external client's flow also keeps the MAC its replies go to.
 pub(crate) fn new_flow<B: PacketBuf>(
     cx: &mut Ctx<'_>,
     pkt: &mut B,
     ip: &mut Ip4,
     svc: &ServiceEntry,
     snat_if_remote: Option<u32>,
-    external_mac: Option<[u8; 6]>,
+    client: Client,
 ) -> Result<Hit, DropReason> {
     if ip.frag {
         return Err(DropReason::Fragment);
@@ -267,16 +289,15 @@ pub(crate) fn new_flow<B: PacketBuf>(
     }
     let orig = ip.key();
     let hash = orig.hash();
-    let b = if external_mac.is_some() {
-        svc.pick_external(hash)?
-    } else {
-        svc.pick(hash).ok_or(DropReason::NoBackend)?
+    let b = match client {
+        Client::Pod => svc.pick(hash).ok_or(DropReason::NoBackend)?,
+        Client::RemotePod | Client::External(_) => svc.pick_external(hash)?,
     };
     let node = &cx.t.node;
     let backend_local = node.pod_cidr.contains_u32(b.ip);
     let snat = if b.ip == ip.src {
         Some(node.gateway_ip().to_bits())
-    } else if !backend_local {
+    } else if !backend_local || client == Client::RemotePod {
         snat_if_remote
     } else {
         None
@@ -287,7 +308,7 @@ pub(crate) fn new_flow<B: PacketBuf>(
         flags: 0,
         client_mac: [0; 6],
     };
-    if let Some(mac) = external_mac {
+    if let Client::External(mac) = client {
         nf.flags |= flags::EXTERNAL_CLIENT;
         nf.client_mac = mac;
     }

@@ -2,9 +2,10 @@
 
 use crate::buf::PacketBuf;
 use crate::counters::{Disposition, DropReason};
+use crate::pipeline::nat::Client;
 use crate::pipeline::{
-    arp, is_multicast_or_broadcast, nat, parse_ipv4, route, shard, tri, trim_padding, Ctx, Ingress,
-    MAX_FRAME_LEN,
+    arp, is_multicast_or_broadcast, nat, parse_ipv4, route, shard, tri, trim_padding, uplink, Ctx,
+    Ingress, MAX_FRAME_LEN,
 };
 use crate::wire::{be16, ethertype, ipproto};
 
@@ -49,7 +50,15 @@ pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, port: u16, pkt: &mut B) ->
         }
     }
     let node = &cx.t.node;
-    if node.service_cidr.contains_u32(ip.dst) {
+    let to_service = node.service_cidr.contains_u32(ip.dst);
+    // A NodePort on this node's own address: served here as kube-proxy serves it to the
+    // node's pods (no flow of this node has the node's address as its client, so such a
+    // packet is never a reply to translate back). Another node's NodePort is that node's to
+    // serve: the packet goes there through the tunnel (`route::route`), and that node applies
+    // the Service's external policy (`uplink::from_tunnel`).
+    let to_nodeport =
+        !to_service && ip.dst == node.underlay_ip.to_bits() && uplink::to_nodeport(node, &ip);
+    if to_service || to_nodeport {
         // 3. A Service: conntracked DNAT. Fragments cannot be NATed (later ones carry no
         // ports), and NATing only the first would split the datagram: drop them all.
         if ip.frag {
@@ -57,10 +66,20 @@ pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, port: u16, pkt: &mut B) ->
         }
         if nat::apply(cx, pkt, &mut ip).is_none() {
             let (dport, proto) = (ip.ports.map_or(0, |p| p.1), ip.proto);
-            let Some(svc) = cx.t.services.lookup(ip.dst, dport, proto) else {
-                return Disposition::Drop(DropReason::NoRoute);
+            let svc = if to_service {
+                cx.t.services.lookup(ip.dst, dport, proto)
+            } else {
+                cx.t.services.lookup_nodeport(dport, proto)
             };
-            tri!(nat::new_flow(cx, pkt, &mut ip, svc, None, None));
+            let Some(svc) = svc else {
+                // No Service on that port: a ClusterIP has nothing else behind it; the
+                // node's address has the node (routed to the host path below).
+                if to_service {
+                    return Disposition::Drop(DropReason::NoRoute);
+                }
+                return route::route(cx, pkt, &ip);
+            };
+            tri!(nat::new_flow(cx, pkt, &mut ip, svc, None, Client::Pod));
         }
     } else if ip.ports.is_some() && cx.ct.pod_is_backend(ip.src) {
         // A backend of a live NATed flow: its replies are reverse-NATed, by the flow's owner.

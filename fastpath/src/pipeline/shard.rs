@@ -10,6 +10,7 @@
 //! |---------------------------------------|----------------------------------------------|
 //! | a local pod (ClusterIP)               | the worker that serves the pod's port        |
 //! | an external client (NodePort)         | a hash of the client's address and port      |
+//! | another node's pod (NodePort, through the tunnel) | the same hash; always SNATed, so replies come back by the SNAT port |
 //! | SNATed (NodePort to a remote backend, hairpin) | the SNAT port modulo the workers: SNAT ports are chosen in the owner's residue class |
 //!
 //! A packet that may belong to a NATed flow owned by another worker is handed over *before* any

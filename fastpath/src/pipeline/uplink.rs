@@ -1,11 +1,14 @@
 //! Packets from the uplink: ARP for the node IP, VXLAN from known nodes (decap, reverse NAT,
-//! delivery), NodePort, and everything else to the host path.
+//! delivery, another node's pod to a NodePort), NodePort, and everything else to the host
+//! path.
 
 use crate::buf::PacketBuf;
 use crate::counters::{Disposition, DropReason};
+use crate::pipeline::nat::Client;
 use crate::pipeline::{
-    arp, decap, icmp, l2_prologue, nat, parse_ipv4, route, tri, trim_padding, Ctx, Ingress,
+    arp, decap, icmp, l2_prologue, nat, parse_ipv4, route, tri, trim_padding, Ctx, Ingress, Ip4,
 };
+use crate::tables::NodeConfig;
 use crate::wire::{ethertype, ipproto, vxlan, MacAddr};
 
 /// One packet from the uplink, the general way (the burst loop tries the fast lane first).
@@ -30,12 +33,11 @@ pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispositio
             tri!(decap::check_and_strip(cx, pkt, &ip));
             from_tunnel(cx, pkt)
         }
-        (ipproto::UDP, _) | (ipproto::TCP, _)
-            if ip
-                .ports
-                .is_some_and(|(_, p)| (node.nodeport_min..=node.nodeport_max).contains(&p)) =>
-        {
-            nodeport(cx, pkt)
+        _ if to_nodeport(node, &ip) => {
+            let mut ip = ip;
+            trim_padding(pkt, &ip);
+            let ip = &mut ip;
+            nodeport(cx, pkt, ip, Ingress::Uplink)
         }
         (ipproto::UDP, Some((_, vxlan::UDP_PORT))) => Disposition::Drop(DropReason::Fragment),
         _ => Disposition::ToHost,
@@ -74,6 +76,9 @@ pub(crate) fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispos
             if hit.is_external_reply() {
                 return route::to_external(cx, pkt, &ip, hit.client_mac);
             }
+            // A local client pod, or another node's pod whose NodePort flow this node
+            // translated: routed (through the tunnel again for the latter).
+            return route::route(cx, pkt, &ip);
         }
     }
     if let Some(pod) = cx.t.pods.lookup(ip.dst) {
@@ -81,6 +86,11 @@ pub(crate) fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispos
     }
     let node = &cx.t.node;
     if ip.dst == node.underlay_ip.to_bits() {
+        // Another node's pod to a NodePort of this node (a podlane node sends its pods'
+        // packets to node addresses through the tunnel): served here, as from the uplink.
+        if to_nodeport(node, &ip) {
+            return nodeport(cx, pkt, &mut ip, Ingress::Tunnel);
+        }
         return route::to_host(cx, pkt);
     }
     // Pings to the gateway or the VTEP address from other nodes' pods, answered through the
@@ -92,40 +102,58 @@ pub(crate) fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispos
     Disposition::Drop(DropReason::NoLocalPod)
 }
 
-/// A packet to a NodePort on the node IP: conntracked DNAT to a backend anywhere in the cluster,
-/// with SNAT to the node's VTEP address when the backend is remote (kube-proxy's
+/// True if `ip`, addressed to the node, is TCP or UDP to a port in the NodePort range (which
+/// has a frontend or not: [`nodeport`] sends it to the host if not).
+#[inline(always)]
+pub(crate) fn to_nodeport(node: &NodeConfig, ip: &Ip4) -> bool {
+    matches!(ip.proto, ipproto::TCP | ipproto::UDP)
+        && ip
+            .ports
+            .is_some_and(|(_, p)| (node.nodeport_min..=node.nodeport_max).contains(&p))
+}
+
+/// A packet to a NodePort on the node IP, from outside the cluster (`Ingress::Uplink`) or from
+/// another node's pod (`Ingress::Tunnel`): conntracked DNAT to a backend anywhere in the
+/// cluster, with SNAT to the node's VTEP address when the backend is remote (kube-proxy's
 /// externalTrafficPolicy=Cluster), so replies come back through the tunnel to this node
 /// (`NodeConfig::vtep_ip`); for a Service with `node_port_local` (externalTrafficPolicy=Local),
-/// to a backend on this node only, without SNAT.
+/// to a backend on this node only, without SNAT. An external client's replies go back to its
+/// MAC on the uplink, a pod's through the tunnel. Its padding is trimmed already.
 #[inline(always)]
-fn nodeport<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Disposition {
-    let mut ip = tri!(parse_ipv4(pkt.data(), 14));
-    trim_padding(pkt, &ip);
+fn nodeport<B: PacketBuf>(
+    cx: &mut Ctx<'_>,
+    pkt: &mut B,
+    ip: &mut Ip4,
+    ingress: Ingress,
+) -> Disposition {
     if ip.frag {
         return Disposition::Drop(DropReason::Fragment);
     }
-    // The flow belongs to the worker its external client hashes to (`shard.rs`).
+    // The flow belongs to the worker its client hashes to (`shard.rs`).
     if let (false, Some((sport, _))) = (cx.shard.single(), ip.ports) {
         let owner = cx.shard.of_external(ip.src, sport);
-        if let Some(h) = cx.handoff(owner, Ingress::Uplink) {
+        if let Some(h) = cx.handoff(owner, ingress) {
             return h;
         }
     }
-    if nat::apply(cx, pkt, &mut ip).is_none() {
+    if nat::apply(cx, pkt, ip).is_none() {
         let (dport, proto) = (ip.ports.map_or(0, |p| p.1), ip.proto);
         let Some(svc) = cx.t.services.lookup_nodeport(dport, proto) else {
-            return Disposition::ToHost;
+            // No Service there: the node's own port. A decapsulated frame is readdressed to
+            // the host path; the uplink's is addressed to the node already.
+            return if ingress == Ingress::Tunnel {
+                route::to_host(cx, pkt)
+            } else {
+                Disposition::ToHost
+            };
         };
-        let client_mac = MacAddr::from_bytes(&pkt.data()[6..12]).0;
+        let client = if ingress == Ingress::Tunnel {
+            Client::RemotePod
+        } else {
+            Client::External(MacAddr::from_bytes(&pkt.data()[6..12]).0)
+        };
         let vtep_ip = cx.t.node.vtep_ip().to_bits();
-        tri!(nat::new_flow(
-            cx,
-            pkt,
-            &mut ip,
-            svc,
-            Some(vtep_ip),
-            Some(client_mac)
-        ));
+        tri!(nat::new_flow(cx, pkt, ip, svc, Some(vtep_ip), client));
     }
-    route::route(cx, pkt, &ip)
+    route::route(cx, pkt, ip)
 }
