@@ -17,7 +17,8 @@
 #        \          /                          |                          |
 #   [pl-lab-node-a: podlane-fastpath     [pl-lab-node-b: podlane-fastpath  [pl-lab-node-k: Linux,
 #    + podlane-control, uplink            + podlane-control, uplink         Flannel-style: cni0
-#    net_af_packet on eth0 = 10.1.0.10]   net_af_packet on eth0 = 10.1.0.11] bridge, flannel.1
+#    net_af_packet on eth0, host path     net_af_packet on eth0, host path  bridge, flannel.1
+#    TAP host0 = 10.1.0.10]               TAP host0 = 10.1.0.11]
 #             \                                   /                         VXLAN, eth0 10.1.0.12]
 #              a-ul ---- [pl-lab-underlay: br0] ---- b-ul                    |
 #                             |          \-------------------------------- k-ul
@@ -154,6 +155,10 @@ start_node() { # name ns underlay_ip underlay_mac vtep_last pod_cidr gw_last
         cat "$d/node.toml"
         printf '[queues]\nrx_desc = 256\ntx_desc = 256\nmbufs = 16383\n'
         printf '[[ports]]\ndevargs = "net_af_packet0,iface=eth0"\nrole = "uplink"\n'
+        # The host path: a TAP into the node's kernel, which holds the node address (the
+        # uplink's own eth0 has none: DPDK owns it) — where podlane-control's health-check
+        # NodePorts listen.
+        printf '[[ports]]\ndevargs = "net_tap_%s,iface=host0"\nrole = "host"\n' "$name"
     } > "$d/fastpath.toml"
     cat > "$d/control.toml" <<EOF
 node_name = "$name"
@@ -170,6 +175,13 @@ EOF
     echo $! > "$RUN/pids/$name-fastpath"; disown $!
     for _ in $(seq 300); do [ -S "$d/fastpath.sock" ] && break; sleep 0.1; done
     [ -S "$d/fastpath.sock" ] || { echo "lab: $name's fast path did not start:"; cat "$d/fastpath.log"; exit 1; }
+    ip -n "$ns" link set host0 address "$4" up
+    ip -n "$ns" addr add "$3/24" dev host0
+    # net_af_packet reads eth0 beside the node's kernel, which would answer what reaches it
+    # there for the node address (a RST racing the fast path's NodePort answer); a NIC DPDK
+    # owns shows the kernel nothing. So the kernel drops its own copy (the packet socket has
+    # taken its copy before netfilter runs) and sees the underlay through the host path only.
+    ip netns exec "$ns" iptables -t raw -A PREROUTING -i eth0 -j DROP
     ip netns exec "$ns" "$BIN/podlane-control" --config "$d/control.toml" > "$d/control.log" 2>&1 &
     echo $! > "$RUN/pids/$name-control"; disown $!
     for _ in $(seq 300); do ip netns exec "$ns" "$BIN/podlanectl" status >/dev/null 2>&1 && break; sleep 0.1; done
@@ -397,6 +409,36 @@ print("10.1.0.10:30082 → %s; 10.1.0.11:30082 → %s; 10.1.0.11:30080 → %s" %
 EOF
 ); then report PASS "pod A → NodePorts (own node, other node)" "$out"
 else report FAIL "pod A → NodePorts (own node, other node)" "$(echo "$out" | tail -n1)"; fi
+
+# 5d. A load balancer's health checks (healthCheckNodePort of a Local Service, answered by
+#     podlane-control through the host path as kube-proxy answers them): lb-a has its only
+#     endpoint on node-a — 200 there, 503 on node-b, whose NodePort drops the traffic; web-local
+#     has one on each node — 200 on both.
+if out=$(ip netns exec $NS_EXT python3 - <<'EOF' 2>&1
+import http.client, json, socket
+def hc(node, port):
+    c = http.client.HTTPConnection(node, port, timeout=3); c.request("GET", "/healthz")
+    r = c.getresponse(); body = json.loads(r.read()); c.close()
+    assert r.getheader("Content-Type") == "application/json", r.getheaders()
+    assert body["serviceProxyHealthy"] is True, body
+    return r.status, body["localEndpoints"]
+got = {(n, p): hc(n, p) for n in ("10.1.0.10", "10.1.0.11") for p in (32083, 32082)}
+want = {("10.1.0.10", 32083): (200, 1), ("10.1.0.11", 32083): (503, 0),
+        ("10.1.0.10", 32082): (200, 1), ("10.1.0.11", 32082): (200, 1)}
+assert got == want, got
+c = http.client.HTTPConnection("10.1.0.10", 30083, timeout=3); c.request("GET", "/")
+a = c.getresponse().read().decode(); c.close()
+assert a == "pod-b", a
+try:
+    c = http.client.HTTPConnection("10.1.0.11", 30083, timeout=1); c.request("GET", "/")
+    raise AssertionError("node-b answered on 30083: %r" % c.getresponse().read())
+except (socket.timeout, TimeoutError, OSError) as e:
+    if isinstance(e, AssertionError): raise
+print("lb-a: node-a 200 (1 local endpoint), node-b 503 (0); web-local: 200 on both; "
+      "10.1.0.10:30083 → %s, 10.1.0.11:30083 dropped" % a)
+EOF
+); then report PASS "load balancer health checks (Local)" "$out"
+else report FAIL "load balancer health checks (Local)" "$(echo "$out" | tail -n1)"; fi
 
 # 6. podlane ↔ Flannel: pods on podlane nodes and the pod on the Linux node reach each other both
 #    ways (ICMP at the full pod MTU, UDP, TCP), the frames on node-k's underlay are VXLAN with

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 need_pkgs=(build-essential pkg-config clang libclang-dev libpcap-dev dpdk-dev libdpdk-dev
-           tshark iproute2 iputils-ping python3 util-linux procps ethtool containernetworking-plugins
+           tshark iproute2 iptables iputils-ping python3 util-linux procps ethtool containernetworking-plugins
            openvswitch-switch-dpdk)
 missing=()
 for p in "${need_pkgs[@]}"; do

@@ -125,6 +125,13 @@ pub struct ServiceObject {
     /// node's endpoints only, the client's address kept, dropped where there are none).
     #[serde(default, skip_serializing_if = "TrafficPolicy::is_cluster")]
     pub external_traffic_policy: TrafficPolicy,
+    /// Where load balancers ask whether this node has endpoints of the Service (Kubernetes'
+    /// `healthCheckNodePort`, which it gives a `LoadBalancer` Service with the `Local` policy):
+    /// the daemon answers HTTP on this port of every node address as kube-proxy does — 200
+    /// with a ready local endpoint, 503 without (`control/src/healthcheck.rs`). Only with the
+    /// `local` policy, in the NodePort range, and no other Service's NodePort or health port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_node_port: Option<u16>,
 }
 
 /// Kubernetes' `externalTrafficPolicy` of a Service.
@@ -395,6 +402,8 @@ pub struct Cluster {
     cluster_ips: BTreeMap<Ipv4Addr, ServiceKey>,
     /// (NodePort, protocol) → Service.
     node_ports: BTreeMap<(u16, L4), ServiceKey>,
+    /// Health-check NodePort → Service.
+    health_ports: BTreeMap<u16, ServiceKey>,
 }
 
 /// The values of a map, serialized as a sequence.
@@ -439,6 +448,7 @@ impl Cluster {
             cidrs: BTreeMap::new(),
             cluster_ips: BTreeMap::new(),
             node_ports: BTreeMap::new(),
+            health_ports: BTreeMap::new(),
         }
     }
 
@@ -520,6 +530,9 @@ impl Cluster {
                 self.node_ports.insert((np, p.protocol), key.clone());
             }
         }
+        if let Some(hc) = s.health_check_node_port {
+            self.health_ports.insert(hc, key.clone());
+        }
         self.services.insert(key, s);
     }
 
@@ -530,6 +543,9 @@ impl Cluster {
             if let Some(np) = p.node_port {
                 self.node_ports.remove(&(np, p.protocol));
             }
+        }
+        if let Some(hc) = s.health_check_node_port {
+            self.health_ports.remove(&hc);
         }
         Some(s)
     }
@@ -638,6 +654,40 @@ impl Cluster {
                         p.protocol
                     ));
                 }
+                if let Some((ns, name)) = self.health_ports.get(&np) {
+                    errs.push(format!(
+                        "service {id}: NodePort {np} is service {ns}/{name}'s health-check port"
+                    ));
+                }
+            }
+        }
+        if let Some(hc) = s.health_check_node_port {
+            if s.external_traffic_policy != TrafficPolicy::Local {
+                errs.push(format!(
+                    "service {id}: health_check_node_port needs external_traffic_policy local"
+                ));
+            }
+            if hc < lo || hc > hi {
+                errs.push(format!(
+                    "service {id}: health-check port {hc} is outside the NodePort range {lo}-{hi}"
+                ));
+            }
+            // One number per port, whatever the protocol: Kubernetes allocates NodePorts
+            // and health-check ports from one pool.
+            let np_owner = [L4::Tcp, L4::Udp]
+                .iter()
+                .find_map(|&l4| self.node_ports.get(&(hc, l4)));
+            let taken = if s.ports.iter().any(|p| p.node_port == Some(hc)) {
+                Some(id.clone())
+            } else {
+                np_owner
+                    .or(self.health_ports.get(&hc))
+                    .map(|(ns, name)| format!("{ns}/{name}"))
+            };
+            if let Some(other) = taken {
+                errs.push(format!(
+                    "service {id}: health-check port {hc} is already used by service {other}"
+                ));
             }
         }
         let mut eps = BTreeSet::new();
@@ -1078,6 +1128,17 @@ services:
                     e.push("node port twice");
                 }
             }
+            if let Some(hc) = s.health_check_node_port {
+                if s.external_traffic_policy != TrafficPolicy::Local {
+                    e.push("health port policy");
+                }
+                if hc < lo || hc > hi {
+                    e.push("health port range");
+                }
+                if mine.iter().any(|&(np, _)| np == hc) {
+                    e.push("health port is a node port");
+                }
+            }
             for (j, ep) in s.endpoints.iter().enumerate() {
                 if s.endpoints[..j].iter().any(|x| x.ip == ep.ip)
                     || endpoint_error(ep.ip, &c.service_cidr).is_some()
@@ -1100,6 +1161,16 @@ services:
                     .filter_map(|p| Some((p.node_port?, p.protocol)));
                 if theirs.into_iter().any(|np| mine.contains(&np)) {
                     e.push("node port taken");
+                }
+                let numbers = |x: &ServiceObject| -> Vec<u16> {
+                    x.ports.iter().filter_map(|p| p.node_port).collect()
+                };
+                let (hs, ht) = (s.health_check_node_port, t.health_check_node_port);
+                if hs.is_some() && hs == ht
+                    || hs.is_some_and(|h| numbers(t).contains(&h))
+                    || ht.is_some_and(|h| numbers(s).contains(&h))
+                {
+                    e.push("health port taken");
                 }
             }
             errs.extend(e.into_iter().map(|e| format!("service {}: {e}", s.id())));
@@ -1142,12 +1213,15 @@ services:
             terminating,
         });
         (
-            0..4usize,
-            0..4usize,
-            prop::collection::vec(port, 0..3),
-            prop::collection::vec(ep, 0..3),
+            (
+                0..4usize,
+                0..4usize,
+                prop::collection::vec(port, 0..3),
+                prop::collection::vec(ep, 0..3),
+            ),
+            (0..5usize, prop::bool::weighted(0.8)),
         )
-            .prop_map(|(k, ip, ports, endpoints)| ServiceObject {
+            .prop_map(|((k, ip, ports, endpoints), (hc, local))| ServiceObject {
                 namespace: ["ns", "ns", "ns", "x"][k].into(),
                 name: ["s1", "s2", "s3", "s1"][k].into(),
                 cluster_ip: ["10.96.0.1", "10.96.0.2", "10.96.0.3", "10.200.0.1"][ip]
@@ -1155,7 +1229,12 @@ services:
                     .unwrap(),
                 ports,
                 endpoints,
-                external_traffic_policy: TrafficPolicy::Cluster,
+                external_traffic_policy: if local {
+                    TrafficPolicy::Local
+                } else {
+                    TrafficPolicy::Cluster
+                },
+                health_check_node_port: [None, None, Some(30001), Some(30003), Some(81)][hc],
             })
     }
 

@@ -1,6 +1,6 @@
 //! `podlane-control`'s configuration file (TOML; sample `deploy/control.toml`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -38,6 +38,10 @@ pub struct Config {
     /// instead of a cluster file; the HTTP API's cluster edits are then refused.
     #[serde(default)]
     pub kubernetes: Option<KubeSettings>,
+    /// Where the health-check NodePorts of Local-policy load balancers are answered
+    /// (`control/src/healthcheck.rs`): 0.0.0.0, every node address, as kube-proxy does.
+    #[serde(default = "default_health_check_address")]
+    pub health_check_address: IpAddr,
 }
 
 fn default_cni_socket() -> PathBuf {
@@ -48,6 +52,9 @@ fn default_fastpath_socket() -> PathBuf {
 }
 fn default_http() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9475))
+}
+fn default_health_check_address() -> IpAddr {
+    IpAddr::from([0, 0, 0, 0])
 }
 fn default_mtu() -> u16 {
     1450

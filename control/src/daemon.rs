@@ -23,6 +23,7 @@ use crate::cniwire::{code, Attachment, AttachmentKey, CniCommand, CniError, CniR
 use crate::config::Config;
 use crate::desired::{diff_applied, full_state};
 use crate::fpclient::{FastPath, FpError};
+use crate::healthcheck::{self, HealthChecks};
 use crate::netns::{self, PodIf};
 use crate::store::{self, gateway, NewPod, PodRecord, PodState, Store, StoreError};
 
@@ -160,6 +161,10 @@ pub struct Daemon {
     file_dirty: AtomicBool,
     /// When the cluster file was last written back.
     file_written: Mutex<Option<Instant>>,
+    /// Changes of the cluster state in force (each applied change counts one).
+    changes: AtomicU64,
+    /// The health-check NodePorts served, and the change count they were synced at.
+    health: Mutex<(HealthChecks, Option<u64>)>,
 }
 
 fn now_secs() -> u64 {
@@ -242,6 +247,7 @@ impl Daemon {
         };
         store.set_cluster(&cluster).map_err(|e| e.to_string())?;
         let fp = FastPath::new(cfg.fastpath_socket.clone(), Duration::from_secs(10));
+        let health_address = cfg.health_check_address;
         let d = Daemon {
             cfg,
             store,
@@ -253,6 +259,8 @@ impl Daemon {
             file_stamp: Mutex::new(None),
             file_dirty: AtomicBool::new(write_back),
             file_written: Mutex::new(None),
+            changes: AtomicU64::new(0),
+            health: Mutex::new((HealthChecks::new(health_address), None)),
         };
         if let Some(n) = d.cluster().node(&d.cfg.node_name) {
             d.check_cidr_matches(n)?;
@@ -429,6 +437,31 @@ impl Daemon {
         }
     }
 
+    /// Brings the health-check NodePorts (`healthcheck.rs`) in line with the cluster state,
+    /// when it changed since the last call, and their `serviceProxyHealthy` with the fast
+    /// path's sync state. Periodic (the daemon's main loop), never on a request path.
+    pub fn sync_health_checks(&self) {
+        let healthy = {
+            let s = lock(&self.sync);
+            s.epoch.is_some() && !s.dirty
+        };
+        let mut h = lock(&self.health);
+        h.0.set_healthy(healthy);
+        let now = self.changes.load(Ordering::Relaxed);
+        if h.1 != Some(now) {
+            let wanted = healthcheck::wanted(&self.cluster(), &self.cfg.node_name);
+            h.0.sync(&wanted);
+            h.1 = Some(now);
+        }
+    }
+
+    /// The health checks listening: (namespace, name, port), and the ports that could not be
+    /// bound so far.
+    pub fn health_checks(&self) -> (Vec<(String, String, u16)>, u64) {
+        let h = lock(&self.health);
+        (h.0.listening(), h.0.bind_errors.load(Ordering::Relaxed))
+    }
+
     /// Forces a full resync now.
     pub fn resync(&self) -> Result<(), String> {
         let cluster = self.cluster();
@@ -559,6 +592,7 @@ impl Daemon {
             lock(&self.sync).dirty = true;
             return Err(ChangeError::Store(e.to_string()));
         }
+        self.changes.fetch_add(1, Ordering::Relaxed);
         if write_file && self.cfg.cluster_file.is_some() {
             // Written back off the request path ([`Daemon::poll_cluster_file`]): the file is a
             // mirror of the database, and writing it is O(cluster).

@@ -402,6 +402,28 @@ pub fn metrics(d: &Daemon) -> String {
     if d.config().kubernetes.is_some() {
         kube_metrics(&mut o, &node, &m.kube);
     }
+    let (listening, bind_errors) = d.health_checks();
+    family(
+        &mut o,
+        "podlane_health_check_ports",
+        "gauge",
+        "Health-check NodePorts listening (Local-policy load balancers).",
+    );
+    let _ = writeln!(
+        o,
+        "podlane_health_check_ports{{node=\"{node}\"}} {}",
+        listening.len()
+    );
+    family(
+        &mut o,
+        "podlane_health_check_bind_errors_total",
+        "counter",
+        "Health-check NodePorts that could not be listened on (tried again at the next change).",
+    );
+    let _ = writeln!(
+        o,
+        "podlane_health_check_bind_errors_total{{node=\"{node}\"}} {bind_errors}"
+    );
     // CNI.
     family(
         &mut o,

@@ -682,6 +682,26 @@ pub fn service_object(
     if ports.is_empty() {
         return Ok(None);
     }
+    let local = node_ports && spec.external_traffic_policy.as_deref() == Some("Local");
+    // Kubernetes gives one to a LoadBalancer Service with the Local policy, from the NodePort
+    // range.
+    let health_check_node_port = match spec
+        .health_check_node_port
+        .filter(|_| local && kind == "LoadBalancer")
+    {
+        None | Some(0) => None,
+        Some(n) => {
+            let [lo, hi] = s.node_port_range;
+            match u16::try_from(n) {
+                Ok(n) if (lo..=hi).contains(&n) => Some(n),
+                _ => {
+                    return Err(format!(
+                        "health-check NodePort {n} is outside the configured range {lo}-{hi}"
+                    ))
+                }
+            }
+        }
+    };
     // The cluster model requires a name on every port of a multi-port Service; Kubernetes
     // does too, so a nameless one here can only be a single-port Service.
     Ok(Some(ServiceObject {
@@ -695,10 +715,12 @@ pub fn service_object(
             .collect(),
         // Only NodePorts are external here (no load-balancer or external IPs), so the policy
         // matters only to a Service that has one.
-        external_traffic_policy: match spec.external_traffic_policy.as_deref() {
-            Some("Local") if node_ports => TrafficPolicy::Local,
-            _ => TrafficPolicy::Cluster,
+        external_traffic_policy: if local {
+            TrafficPolicy::Local
+        } else {
+            TrafficPolicy::Cluster
         },
+        health_check_node_port,
     }))
 }
 
@@ -1092,5 +1114,28 @@ mod tests {
             .unwrap();
         assert_eq!(o.external_traffic_policy, TrafficPolicy::Cluster);
         assert!(o.frontends().iter().all(|f| !f.node_port_local));
+        assert_eq!(o.health_check_node_port, None);
+        // A LoadBalancer Service with the Local policy: its health-check NodePort is served.
+        let lb = |hc: u32| {
+            svc(json!({"type": "LoadBalancer", "clusterIP": "10.96.0.15",
+                "externalTrafficPolicy": "Local", "healthCheckNodePort": hc,
+                "ports": [{"port": 80, "nodePort": 30015}]}))
+        };
+        let o = service_object(&lb(32015), &[], &s, &mut skipped)
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.health_check_node_port, Some(32015));
+        let e = service_object(&lb(40000), &[], &s, &mut skipped).unwrap_err();
+        assert!(e.contains("health-check NodePort 40000"), "{e}");
+        // Not for a NodePort Service (Kubernetes gives it none) nor under Cluster.
+        let np = svc(json!({"type": "NodePort", "clusterIP": "10.96.0.16",
+            "externalTrafficPolicy": "Local", "healthCheckNodePort": 32016,
+            "ports": [{"port": 80, "nodePort": 30016}]}));
+        let o = service_object(&np, &[], &s, &mut skipped).unwrap().unwrap();
+        assert_eq!(o.health_check_node_port, None);
+        let cl = svc(json!({"type": "LoadBalancer", "clusterIP": "10.96.0.17",
+            "healthCheckNodePort": 32017, "ports": [{"port": 80, "nodePort": 30017}]}));
+        let o = service_object(&cl, &[], &s, &mut skipped).unwrap().unwrap();
+        assert_eq!(o.health_check_node_port, None);
     }
 }

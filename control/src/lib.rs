@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod desired;
 pub mod endpoint;
 pub mod fpclient;
+pub mod healthcheck;
 pub mod http;
 pub mod kubernetes;
 pub mod netns;

@@ -516,6 +516,7 @@ const CONTROL_KEYS: &[&str] = &[
     "cni_socket",
     "fastpath_socket",
     "http_listen",
+    "health_check_address",
     "pod_mtu",
     "max_pod_ports",
 ];
@@ -548,6 +549,12 @@ fn check_control_config(c: &toml::Value) -> Vec<String> {
         .is_none()
     {
         errs.push("http_listen is not an address:port".into());
+    }
+    if tstr(c, &["health_check_address"])
+        .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+        .is_none()
+    {
+        errs.push("health_check_address is not an IP address".into());
     }
     if !tint(c, &["pod_mtu"]).is_some_and(|m| (576..=9000).contains(&m)) {
         errs.push("pod_mtu is not an MTU (576..=9000)".into());

@@ -85,8 +85,9 @@ fn run(args: Args) -> Result<(), String> {
         "podlane-control running"
     );
     // First sync at once, then: the cluster file a few times a second, the fast path's epoch
-    // (a restart means a resync) every half second.
+    // (a restart means a resync) every half second, the health-check NodePorts.
     daemon.tick();
+    daemon.sync_health_checks();
     let mut n: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
@@ -95,6 +96,8 @@ fn run(args: Args) -> Result<(), String> {
         if n.is_multiple_of(5) {
             daemon.tick();
         }
+        // The health-check NodePorts follow the cluster state within 100 ms.
+        daemon.sync_health_checks();
     }
     tracing::info!("stopping");
     daemon.flush_cluster_file();
