@@ -163,9 +163,22 @@ pub struct Daemon {
     file_written: Mutex<Option<Instant>>,
     /// Changes of the cluster state in force (each applied change counts one).
     changes: AtomicU64,
-    /// The health-check NodePorts served, and the change count they were synced at.
-    health: Mutex<(HealthChecks, Option<u64>)>,
+    /// The health-check NodePorts served.
+    health: Mutex<HealthState>,
 }
+
+/// The health-check NodePorts and when they were brought in line with the cluster state.
+#[derive(Debug)]
+struct HealthState {
+    checks: HealthChecks,
+    /// The change count they were synced at.
+    synced: Option<u64>,
+    /// When to try again ports that could not be opened.
+    retry_at: Option<Instant>,
+}
+
+/// How long a health-check port that could not be opened waits for its next try.
+const HEALTH_RETRY: Duration = Duration::from_secs(5);
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -260,7 +273,11 @@ impl Daemon {
             file_dirty: AtomicBool::new(write_back),
             file_written: Mutex::new(None),
             changes: AtomicU64::new(0),
-            health: Mutex::new((HealthChecks::new(health_address), None)),
+            health: Mutex::new(HealthState {
+                checks: HealthChecks::new(health_address),
+                synced: None,
+                retry_at: None,
+            }),
         };
         if let Some(n) = d.cluster().node(&d.cfg.node_name) {
             d.check_cidr_matches(n)?;
@@ -438,20 +455,23 @@ impl Daemon {
     }
 
     /// Brings the health-check NodePorts (`healthcheck.rs`) in line with the cluster state,
-    /// when it changed since the last call, and their `serviceProxyHealthy` with the fast
-    /// path's sync state. Periodic (the daemon's main loop), never on a request path.
+    /// when it changed since the last call (or a port could not be opened a while ago), and
+    /// their `serviceProxyHealthy` with the fast path's sync state. Periodic (the daemon's main
+    /// loop), never on a request path.
     pub fn sync_health_checks(&self) {
         let healthy = {
             let s = lock(&self.sync);
             s.epoch.is_some() && !s.dirty
         };
         let mut h = lock(&self.health);
-        h.0.set_healthy(healthy);
+        h.checks.set_healthy(healthy);
         let now = self.changes.load(Ordering::Relaxed);
-        if h.1 != Some(now) {
+        let retry = h.retry_at.is_some_and(|t| Instant::now() >= t);
+        if h.synced != Some(now) || retry {
             let wanted = healthcheck::wanted(&self.cluster(), &self.cfg.node_name);
-            h.0.sync(&wanted);
-            h.1 = Some(now);
+            let failed = h.checks.sync(&wanted);
+            h.synced = Some(now);
+            h.retry_at = (failed > 0).then(|| Instant::now() + HEALTH_RETRY);
         }
     }
 
@@ -459,7 +479,10 @@ impl Daemon {
     /// bound so far.
     pub fn health_checks(&self) -> (Vec<(String, String, u16)>, u64) {
         let h = lock(&self.health);
-        (h.0.listening(), h.0.bind_errors.load(Ordering::Relaxed))
+        (
+            h.checks.listening(),
+            h.checks.bind_errors.load(Ordering::Relaxed),
+        )
     }
 
     /// Forces a full resync now.

@@ -18,7 +18,8 @@
 //! a NodePort-range port with no NodePort frontend goes to the host path (`uplink.rs`), where
 //! this listener is. One thread per listening Service (like kube-proxy's goroutine each); the
 //! set is brought in line with the cluster state whenever it changes ([`HealthChecks::sync`]).
-//! A port that cannot be bound is logged and counted, and tried again at the next change.
+//! A port that cannot be bound (another program has it) is logged and counted, and tried again
+//! every few seconds (`Daemon::sync_health_checks`).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -133,8 +134,9 @@ impl HealthChecks {
     }
 
     /// Brings the listeners in line with `wanted`: closes those no longer wanted or moved to
-    /// another port, opens the new ones, and updates every endpoint count.
-    pub fn sync(&mut self, wanted: &[Wanted]) {
+    /// another port, opens the new ones, and updates every endpoint count. Returns how many
+    /// could not be opened (the caller tries again later).
+    pub fn sync(&mut self, wanted: &[Wanted]) -> usize {
         let by_key: BTreeMap<(String, String), &Wanted> = wanted
             .iter()
             .map(|w| ((w.namespace.clone(), w.name.clone()), w))
@@ -142,26 +144,26 @@ impl HealthChecks {
         // Closed first, so that a port moving from one Service to another can be bound.
         self.servers
             .retain(|k, i| by_key.get(k).is_some_and(|w| w.port == i.port));
+        let mut failed = 0;
         for (key, w) in by_key {
             if let Some(i) = self.servers.get(&key) {
                 i.endpoints.store(w.local_endpoints, Ordering::Relaxed);
                 continue;
             }
+            let service = format!("{}/{}", key.0, key.1);
             match self.open(&key, w) {
                 Ok(i) => {
-                    tracing::info!(service = %format!("{}/{}", key.0, key.1), port = w.port, "health check listening");
+                    tracing::info!(%service, port = w.port, "health check listening");
                     self.servers.insert(key, i);
                 }
                 Err(e) => {
+                    failed += 1;
                     self.bind_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        service = %format!("{}/{}", key.0, key.1),
-                        port = w.port,
-                        "cannot listen for the health check: {e}"
-                    );
+                    tracing::warn!(%service, port = w.port, "cannot listen for the health check: {e}");
                 }
             }
         }
+        failed
     }
 
     fn open(&self, key: &(String, String), w: &Wanted) -> Result<Instance, String> {

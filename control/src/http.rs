@@ -418,7 +418,7 @@ pub fn metrics(d: &Daemon) -> String {
         &mut o,
         "podlane_health_check_bind_errors_total",
         "counter",
-        "Health-check NodePorts that could not be listened on (tried again at the next change).",
+        "Attempts to listen on a health-check NodePort that failed (tried again every 5 s).",
     );
     let _ = writeln!(
         o,

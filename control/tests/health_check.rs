@@ -114,6 +114,21 @@ fn load_balancers_see_which_nodes_have_ready_endpoints() {
         "{metrics}"
     );
 
+    // A port another program holds: counted, and taken once it is free.
+    let hc3 = free_node_port(hc2 + 1);
+    let squatter = TcpListener::bind(("0.0.0.0", hc3)).unwrap();
+    let (s, v) = node.api("PUT", "/v1/services/default/lb", &lb(hc3, eps.clone()));
+    assert_eq!(s, 200, "{v}");
+    wait_for("a bind error counted", 20, || {
+        let m = node.api("GET", "/metrics", "").1;
+        !m.as_str()
+            .unwrap_or_default()
+            .contains("podlane_health_check_bind_errors_total{node=\"node-a\"} 0")
+    });
+    drop(squatter);
+    let (_, _, body) = wait_answer(hc3, "the port once free", |s, _| s == 200);
+    assert_eq!(body["localEndpoints"], 1);
+
     // Only with the Local policy; not on a NodePort.
     let mut bad: Value = serde_json::from_str(&lb(hc2, eps.clone())).unwrap();
     bad["external_traffic_policy"] = json!("cluster");
@@ -125,5 +140,5 @@ fn load_balancers_see_which_nodes_have_ready_endpoints() {
     // The Service gone: nothing listens.
     let (s, v) = node.api("DELETE", "/v1/services/default/lb", "");
     assert_eq!(s, 200, "{v}");
-    wait_for("the port to close", 20, || check(hc2).is_none());
+    wait_for("the port to close", 20, || check(hc3).is_none());
 }
