@@ -657,20 +657,11 @@ pub fn service_object(
                 }
                 _ => None,
             });
-        let node_port = match p.node_port.filter(|_| node_ports) {
-            None | Some(0) => None,
-            Some(n) => {
-                let [lo, hi] = s.node_port_range;
-                match u16::try_from(n) {
-                    Ok(n) if (lo..=hi).contains(&n) => Some(n),
-                    _ => {
-                        return Err(format!(
-                            "NodePort {n} is outside the configured range {lo}-{hi}"
-                        ))
-                    }
-                }
-            }
-        };
+        let node_port = node_port_in_range(
+            p.node_port.filter(|_| node_ports),
+            s.node_port_range,
+            "NodePort",
+        )?;
         ports.push(ServicePort {
             name: pname,
             port,
@@ -685,23 +676,12 @@ pub fn service_object(
     let local = node_ports && spec.external_traffic_policy.as_deref() == Some("Local");
     // Kubernetes gives one to a LoadBalancer Service with the Local policy, from the NodePort
     // range.
-    let health_check_node_port = match spec
-        .health_check_node_port
-        .filter(|_| local && kind == "LoadBalancer")
-    {
-        None | Some(0) => None,
-        Some(n) => {
-            let [lo, hi] = s.node_port_range;
-            match u16::try_from(n) {
-                Ok(n) if (lo..=hi).contains(&n) => Some(n),
-                _ => {
-                    return Err(format!(
-                        "health-check NodePort {n} is outside the configured range {lo}-{hi}"
-                    ))
-                }
-            }
-        }
-    };
+    let health_check_node_port = node_port_in_range(
+        spec.health_check_node_port
+            .filter(|_| local && kind == "LoadBalancer"),
+        s.node_port_range,
+        "health-check NodePort",
+    )?;
     // The cluster model requires a name on every port of a multi-port Service; Kubernetes
     // does too, so a nameless one here can only be a single-port Service.
     Ok(Some(ServiceObject {
@@ -722,6 +702,24 @@ pub fn service_object(
         },
         health_check_node_port,
     }))
+}
+
+/// A NodePort number from the API (0 or none: none), which must be in the configured range
+/// (`what` names it in the error).
+fn node_port_in_range(
+    n: Option<i32>,
+    [lo, hi]: [u16; 2],
+    what: &str,
+) -> Result<Option<u16>, String> {
+    match n {
+        None | Some(0) => Ok(None),
+        Some(n) => match u16::try_from(n) {
+            Ok(n) if (lo..=hi).contains(&n) => Ok(Some(n)),
+            _ => Err(format!(
+                "{what} {n} is outside the configured range {lo}-{hi}"
+            )),
+        },
+    }
 }
 
 /// Counters of the Kubernetes source, on `/metrics`.
