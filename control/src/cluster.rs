@@ -472,6 +472,14 @@ impl Cluster {
         self.services.values()
     }
 
+    /// The Services with a health-check NodePort (through their index: no walk over every
+    /// Service).
+    pub fn health_checked_services(&self) -> impl Iterator<Item = &ServiceObject> {
+        self.health_ports
+            .values()
+            .filter_map(|key| self.services.get(key))
+    }
+
     /// The node called `name`.
     pub fn node(&self, name: &str) -> Option<&NodeSpec> {
         self.nodes.get(name)

@@ -475,9 +475,8 @@ impl Daemon {
         }
     }
 
-    /// The health checks listening: (namespace, name, port), and the ports that could not be
-    /// bound so far.
-    pub fn health_checks(&self) -> (Vec<(String, String, u16)>, u64) {
+    /// How many health checks listen, and the attempts to listen that failed so far.
+    pub fn health_checks(&self) -> (usize, u64) {
         let h = lock(&self.health);
         (
             h.checks.listening(),

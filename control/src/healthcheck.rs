@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 
 use tiny_http::{Header, Response, Server};
 
-use crate::cluster::{Cluster, TrafficPolicy};
+use crate::cluster::Cluster;
 
 /// One Service's health check as the cluster state asks for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,13 +44,13 @@ pub struct Wanted {
     pub local_endpoints: usize,
 }
 
-/// The health checks node `node` serves in `cluster`: Services with the Local policy and a
-/// health-check port. With the node unknown (no pod CIDR), none has a local endpoint.
+/// The health checks node `node` serves in `cluster`: Services with a health-check port
+/// (which validation allows only with the Local policy). With the node unknown (no pod CIDR),
+/// none has a local endpoint.
 pub fn wanted(cluster: &Cluster, node: &str) -> Vec<Wanted> {
     let cidr = cluster.node(node).map(|n| n.pod_cidr);
     cluster
-        .services()
-        .filter(|s| s.external_traffic_policy == TrafficPolicy::Local)
+        .health_checked_services()
         .filter_map(|s| {
             let port = s.health_check_node_port?;
             let mut ips: Vec<Ipv4Addr> = s
@@ -125,12 +125,9 @@ impl HealthChecks {
         self.healthy.store(healthy, Ordering::Relaxed);
     }
 
-    /// The Services listened for, with their ports.
-    pub fn listening(&self) -> Vec<(String, String, u16)> {
-        self.servers
-            .iter()
-            .map(|((ns, name), i)| (ns.clone(), name.clone(), i.port))
-            .collect()
+    /// How many Services are listened for.
+    pub fn listening(&self) -> usize {
+        self.servers.len()
     }
 
     /// Brings the listeners in line with `wanted`: closes those no longer wanted or moved to

@@ -411,8 +411,7 @@ pub fn metrics(d: &Daemon) -> String {
     );
     let _ = writeln!(
         o,
-        "podlane_health_check_ports{{node=\"{node}\"}} {}",
-        listening.len()
+        "podlane_health_check_ports{{node=\"{node}\"}} {listening}"
     );
     family(
         &mut o,

@@ -36,8 +36,7 @@ pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispositio
         _ if to_nodeport(node, &ip) => {
             let mut ip = ip;
             trim_padding(pkt, &ip);
-            let ip = &mut ip;
-            nodeport(cx, pkt, ip, Ingress::Uplink)
+            nodeport(cx, pkt, &mut ip, Ingress::Uplink)
         }
         (ipproto::UDP, Some((_, vxlan::UDP_PORT))) => Disposition::Drop(DropReason::Fragment),
         _ => Disposition::ToHost,
