@@ -682,6 +682,190 @@ fn host_path() {
     );
 }
 
+/// The node itself reaching a ClusterIP through the host path (host-network pods; the API
+/// server reaching an aggregated API or a webhook by its Service), as kube-proxy serves it:
+/// DNAT to any ready backend and SNAT — to the gateway address for a backend on this node, to
+/// the VTEP address for a remote one — and the replies back to the host path, from the
+/// Service's address, whatever source address the kernel chose.
+#[test]
+fn the_node_reaches_a_clusterip_through_the_host_path() {
+    use fastpath::tables::conntrack::flags;
+    let (a, b) = (node_a_cfg(), node_b_cfg());
+    let from_host = |src: Ipv4Addr| Addrs::new(a.host_mac, gw_a(), src, WEB_VIP);
+    let to_host = |dst: Ipv4Addr, ttl: u8| Addrs {
+        ttl,
+        ..Addrs::new(gw_a(), a.host_mac, WEB_VIP, dst)
+    };
+    // A local backend (pod B): from the gateway address.
+    let mut n = Node::a();
+    set_endpoints(&mut n, &web_svc(), &[(POD_B_IP, EndpointState::Ready)]);
+    let syn = frame::tcp_frame(&from_host(a.underlay_ip), 45000, 80, 1, 0, tf::SYN, b"");
+    let (d, out) = n.run(Ingress::Host, &syn);
+    assert_eq!(d, Disposition::ToPod(POD_B_PORT));
+    let at_b = Addrs {
+        ttl: 63,
+        ..Addrs::new(gw_a(), POD_B_MAC, GW_A, POD_B_IP)
+    };
+    assert_bytes(
+        &out,
+        &frame::tcp_frame(&at_b, 45000, 8080, 1, 0, tf::SYN, b""),
+    );
+    let e = n.p.conntrack().iter().next().unwrap().1;
+    assert_eq!(
+        e.flags & (flags::SNAT | flags::HOST_CLIENT | flags::EXTERNAL_CLIENT),
+        flags::SNAT | flags::HOST_CLIENT
+    );
+    let synack = frame::tcp_frame(
+        &Addrs::new(POD_B_MAC, gw_a(), POD_B_IP, GW_A),
+        8080,
+        45000,
+        9,
+        2,
+        tf::SYN | tf::ACK,
+        b"",
+    );
+    let (d, out) = n.run(Ingress::Pod(POD_B_PORT), &synack);
+    assert_eq!(d, Disposition::ToHost);
+    assert_bytes(
+        &out,
+        &frame::tcp_frame(
+            &to_host(a.underlay_ip, 64),
+            80,
+            45000,
+            9,
+            2,
+            tf::SYN | tf::ACK,
+            b"",
+        ),
+    );
+    // The flow's next packet hits conntrack.
+    let ack = frame::tcp_frame(&from_host(a.underlay_ip), 45000, 80, 2, 10, tf::ACK, b"GET");
+    let (d, out) = n.run(Ingress::Host, &ack);
+    assert_eq!(d, Disposition::ToPod(POD_B_PORT));
+    assert_bytes(
+        &out,
+        &frame::tcp_frame(&at_b, 45000, 8080, 2, 10, tf::ACK, b"GET"),
+    );
+    let c = n.counters();
+    assert_eq!(
+        (
+            c.event_count(Event::CtNew),
+            c.event_count(Event::CtHitOrig),
+            c.event_count(Event::CtHitReply)
+        ),
+        (1, 1, 1)
+    );
+
+    // A remote backend (pod C on node B): from the VTEP address, the reply through the tunnel
+    // to the host path — even to a source address the node has on another interface, on a node
+    // that drops traffic to unknown destinations.
+    let mut cfg = node_a_cfg();
+    cfg.unknown_destination = fastpath::tables::UnknownDestination::Drop;
+    let mut w = fastpath::update::TableWriter::new(cfg, Default::default()).unwrap();
+    w.apply(Update::Snapshot(node_a_state())).unwrap();
+    let mut na = Node::new(w);
+    let mut nb = Node::b();
+    set_endpoints(&mut na, &web_svc(), &[(POD_C_IP, EndpointState::Ready)]);
+    let mgmt = Ipv4Addr::new(192, 168, 5, 5);
+    let q = frame::udp_frame(&from_host(mgmt), 46000, 80, b"ping?");
+    // (The web Service serves TCP only: a UDP packet to it has no Service and is dropped.)
+    assert_eq!(
+        na.run(Ingress::Host, &q).0,
+        Disposition::Drop(DropReason::NoRoute)
+    );
+    let syn = frame::tcp_frame(&from_host(mgmt), 46000, 80, 1, 0, tf::SYN, b"");
+    let (d, wire) = na.run(Ingress::Host, &syn);
+    assert_eq!(d, Disposition::ToUplink);
+    let inner = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(a.vtep_mac, b.vtep_mac, a.vtep_ip(), POD_C_IP)
+        },
+        46000,
+        8080,
+        1,
+        0,
+        tf::SYN,
+        b"",
+    );
+    assert_tunnelled(&wire, &outer_a_to_b(), &inner);
+    assert_eq!(
+        nb.run(Ingress::Uplink, &wire).0,
+        Disposition::ToPod(POD_C_PORT)
+    );
+    let synack = frame::tcp_frame(
+        &Addrs::new(POD_C_MAC, gw_b(), POD_C_IP, a.vtep_ip()),
+        8080,
+        46000,
+        9,
+        2,
+        tf::SYN | tf::ACK,
+        b"",
+    );
+    let (d, wire2) = nb.run(Ingress::Pod(POD_C_PORT), &synack);
+    assert_eq!(d, Disposition::ToUplink);
+    let (d, out) = na.run(Ingress::Uplink, &wire2);
+    assert_eq!(d, Disposition::ToHost);
+    assert_bytes(
+        &out,
+        &frame::tcp_frame(&to_host(mgmt, 63), 80, 46000, 9, 2, tf::SYN | tf::ACK, b""),
+    );
+
+    // Nothing else in the Service CIDR: a port without a Service, a ping.
+    let mut n = Node::a();
+    let other = frame::tcp_frame(&from_host(a.underlay_ip), 45001, 81, 1, 0, tf::SYN, b"");
+    assert_eq!(
+        n.run(Ingress::Host, &other).0,
+        Disposition::Drop(DropReason::NoRoute)
+    );
+    let ping = frame::icmp_echo_frame(&from_host(a.underlay_ip), true, 1, 1, b"");
+    assert_eq!(
+        n.run(Ingress::Host, &ping).0,
+        Disposition::Drop(DropReason::NoRoute)
+    );
+    assert_eq!(n.p.conntrack().iter().count(), 0);
+}
+
+/// The node's kernel answering a Service's UDP reply with "port unreachable" (its socket was
+/// closed): the error reaches the backend about the packet the backend sent, from the SNAT
+/// address it knows.
+#[test]
+fn icmp_error_from_the_node_about_a_service_reply_reaches_the_backend() {
+    let mut n = Node::a();
+    let a = node_a_cfg();
+    set_endpoints(&mut n, &dns_svc(), &[(POD_B_IP, EndpointState::Ready)]);
+    let q = frame::udp_frame(
+        &Addrs::new(a.host_mac, gw_a(), a.underlay_ip, DNS_VIP),
+        47000,
+        53,
+        b"query",
+    );
+    assert_eq!(n.run(Ingress::Host, &q).0, Disposition::ToPod(POD_B_PORT));
+    let answer = frame::udp_frame(
+        &Addrs::new(POD_B_MAC, gw_a(), POD_B_IP, GW_A),
+        5353,
+        47000,
+        b"answer",
+    );
+    let (d, at_host) = n.run(Ingress::Pod(POD_B_PORT), &answer);
+    assert_eq!(d, Disposition::ToHost);
+    let err = port_unreachable(
+        &Addrs::new(a.host_mac, gw_a(), a.underlay_ip, DNS_VIP),
+        &at_host[14..],
+    );
+    let (d, out) = n.run(Ingress::Host, &err);
+    assert_eq!(d, Disposition::ToPod(POD_B_PORT));
+    let want = port_unreachable(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(gw_a(), POD_B_MAC, GW_A, POD_B_IP)
+        },
+        &answer[14..],
+    );
+    assert_bytes(&out, &want);
+    assert_eq!(n.counters().event_count(Event::IcmpErrorNated), 1);
+}
+
 /// Restricts a Service to the given endpoints.
 fn set_endpoints(n: &mut Node, svc: &ServiceSpec, eps: &[(Ipv4Addr, EndpointState)]) {
     let mut s = svc.clone();

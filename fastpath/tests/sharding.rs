@@ -407,3 +407,74 @@ fn pod_clients_of_a_nodeport_keep_one_owner_per_flow() {
     }
     assert_eq!(n.ct_lens(), vec![2, 1]);
 }
+
+/// The node's own flows to a ClusterIP are worker 0's (it alone polls the host path): their
+/// SNAT ports are in worker 0's class, and replies received by another worker — from a local
+/// backend's port, or through the tunnel on any uplink queue — are handed to worker 0.
+#[test]
+fn the_nodes_own_service_flows_are_the_host_path_workers() {
+    let a = NodeConfig::example_node_a();
+    let b = NodeConfig::example_node_b();
+    let from_host = Addrs::new(a.host_mac, gw_a(), a.underlay_ip, WEB_VIP);
+    let to_host = |ttl| Addrs {
+        ttl,
+        ..Addrs::new(gw_a(), a.host_mac, WEB_VIP, a.underlay_ip)
+    };
+    // Local backend: pod B, whose port is worker 1's. 45001 is odd (worker 1's class): the
+    // SNAT port moves into worker 0's.
+    let mut n = Workers::a(2);
+    only_backend(&mut n.w, WEB, POD_B_IP);
+    let syn = frame::tcp_frame(&from_host, 45001, 80, 1, 0, tf::SYN, b"");
+    let o = n.run(0, Ingress::Host, &syn);
+    assert_eq!((o.d, o.handed), (Disposition::ToPod(POD_B_PORT), None));
+    assert_eq!(&o.bytes[26..30], &GW_A.octets());
+    let snat_port = u16::from_be_bytes([o.bytes[34], o.bytes[35]]);
+    assert_eq!(snat_port % 2, 0);
+    assert!((32768..=60999).contains(&snat_port));
+    assert_eq!(n.ct_lens(), [1, 0]);
+    let synack = frame::tcp_frame(
+        &pod_b_to(GW_A),
+        8080,
+        snat_port,
+        5,
+        2,
+        tf::SYN | tf::ACK,
+        b"",
+    );
+    let o = n.run(1, Ingress::Pod(POD_B_PORT), &synack);
+    assert_eq!(o.handed, Some((0, Ingress::Pod(POD_B_PORT))));
+    assert_eq!(o.d, Disposition::ToHost);
+    assert_bytes(
+        &o.bytes,
+        &frame::tcp_frame(&to_host(64), 80, 45001, 5, 2, tf::SYN | tf::ACK, b""),
+    );
+    // Remote backend: pod C on node B. The reply arrives on either uplink queue.
+    let mut n = Workers::a(2);
+    only_backend(&mut n.w, WEB, POD_C_IP);
+    let syn = frame::tcp_frame(&from_host, 45001, 80, 1, 0, tf::SYN, b"");
+    let o = n.run(0, Ingress::Host, &syn);
+    assert_eq!((o.d, o.handed), (Disposition::ToUplink, None));
+    // The inner frame starts after 50 bytes of outer headers: its source is the VTEP address.
+    assert_eq!(&o.bytes[50 + 26..50 + 30], &a.vtep_ip().octets());
+    let snat_port = u16::from_be_bytes([o.bytes[50 + 34], o.bytes[50 + 35]]);
+    assert_eq!(snat_port % 2, 0);
+    let inner = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(b.vtep_mac, a.vtep_mac, POD_C_IP, a.vtep_ip())
+        },
+        8080,
+        snat_port,
+        500,
+        2,
+        tf::SYN | tf::ACK,
+        b"",
+    );
+    let want = frame::tcp_frame(&to_host(63), 80, 45001, 500, 2, tf::SYN | tf::ACK, b"");
+    for (at, handed) in [(1, Some((0, Ingress::Tunnel))), (0, None)] {
+        let o = n.run(at, Ingress::Uplink, &from_node_b(&inner, 50000));
+        assert_eq!((o.d, o.handed), (Disposition::ToHost, handed));
+        assert_bytes(&o.bytes, &want);
+    }
+    assert_eq!(n.event(Event::CtHitReply), 2);
+}

@@ -28,6 +28,12 @@ impl Hit {
     pub fn is_external_reply(&self) -> bool {
         self.dir == Dir::Reply && self.flags & flags::EXTERNAL_CLIENT != 0
     }
+
+    /// A reply going back to the node itself (a flow from the host path).
+    #[inline(always)]
+    pub fn is_host_reply(&self) -> bool {
+        self.dir == Dir::Reply && self.flags & flags::HOST_CLIENT != 0
+    }
 }
 
 /// Rewrites the packet's addresses and, if it has them (`ports`), ports to `to` — the
@@ -205,6 +211,8 @@ pub(crate) fn icmp_error_routed<B: PacketBuf>(
     let hit = icmp_error(cx, pkt, ip)?;
     Some(if hit.is_external_reply() {
         route::to_external(cx, pkt, ip, hit.client_mac)
+    } else if hit.is_host_reply() {
+        route::to_host(cx, pkt)
     } else {
         route::route(cx, pkt, ip)
     })
@@ -250,6 +258,15 @@ pub(crate) enum Client {
     /// A client outside the cluster, to a NodePort from the uplink: the external policy
     /// applies, and replies go to this MAC on the uplink.
     External([u8; 6]),
+    /// The node itself — its kernel, through the host path — to a ClusterIP (host-network
+    /// pods; the API server reaching an aggregated API or a webhook by its Service). Any ready
+    /// backend, and always SNATed, as kube-proxy masquerades traffic from outside the cluster
+    /// CIDR to a ClusterIP: to the gateway address for a backend on this node, to the VTEP
+    /// address for a remote one (the addresses Linux picks when kube-proxy's masquerade sends
+    /// it out of `cni0` or `flannel.1`). The SNAT port is in the host path's worker's class
+    /// (worker 0 polls the host path), so replies from anywhere come back to the flow's owner;
+    /// they go to the host path ([`flags::HOST_CLIENT`]).
+    Host,
 }
 
 /// Ephemeral ports SNAT may use when the client's own port is taken (Linux's default
@@ -260,9 +277,11 @@ const SNAT_PORT_SPAN: u32 = 60999 - 32768 + 1;
 const SNAT_TRIES: u32 = 16;
 
 /// Starts a new flow to `svc` (the caller has just missed `ip`'s tuple in conntrack): picks a backend by Maglev on the flow hash, decides SNAT, inserts
-/// conntrack, rewrites the packet. `snat` is the address to SNAT to when the backend is remote
-/// (NodePort); hairpin (a pod reaching itself through its Service) always SNATs to the gateway
-/// so the pod does not receive a packet from its own address (which Linux drops as martian).
+/// conntrack, rewrites the packet. `snat_if_remote` is the address to SNAT to when the backend
+/// is remote (NodePort); hairpin (a pod reaching itself through its Service) always SNATs to the
+/// gateway so the pod does not receive a packet from its own address (which Linux drops as
+/// martian), and the node's own flows ([`Client::Host`]) always SNAT, to the gateway or the
+/// VTEP address.
 /// `client` says who started the flow: through a NodePort, its `externalTrafficPolicy`
 /// applies (`Local`: this node's backends only, [`ServiceEntry::pick_external`], which never
 /// SNATs); an external client's flow also keeps the MAC its replies go to.
@@ -290,17 +309,19 @@ pub(crate) fn new_flow<B: PacketBuf>(
     let orig = ip.key();
     let hash = orig.hash();
     let b = match client {
-        Client::Pod => svc.pick(hash).ok_or(DropReason::NoBackend)?,
+        Client::Pod | Client::Host => svc.pick(hash).ok_or(DropReason::NoBackend)?,
         Client::RemotePod | Client::External(_) => svc.pick_external(hash)?,
     };
     let node = &cx.t.node;
     let backend_local = node.pod_cidr.contains_u32(b.ip);
-    let snat = if b.ip == ip.src {
-        Some(node.gateway_ip().to_bits())
-    } else if !backend_local || client == Client::RemotePod {
-        snat_if_remote
-    } else {
-        None
+    let gateway = node.gateway_ip().to_bits();
+    let snat = match client {
+        _ if b.ip == ip.src => Some(gateway),
+        Client::Host if backend_local => Some(gateway),
+        Client::Host => Some(node.vtep_ip().to_bits()),
+        Client::RemotePod => snat_if_remote,
+        _ if !backend_local => snat_if_remote,
+        _ => None,
     };
     let mut nf = NewFlow {
         ep_slot: b.ep_slot,
@@ -308,9 +329,13 @@ pub(crate) fn new_flow<B: PacketBuf>(
         flags: 0,
         client_mac: [0; 6],
     };
-    if let Client::External(mac) = client {
-        nf.flags |= flags::EXTERNAL_CLIENT;
-        nf.client_mac = mac;
+    match client {
+        Client::External(mac) => {
+            nf.flags |= flags::EXTERNAL_CLIENT;
+            nf.client_mac = mac;
+        }
+        Client::Host => nf.flags |= flags::HOST_CLIENT,
+        Client::Pod | Client::RemotePod => {}
     }
     let mut reply = FlowKey {
         src: b.ip,

@@ -94,6 +94,9 @@ pub(crate) fn process<B: PacketBuf>(cx: &mut Ctx<'_>, port: u16, pkt: &mut B) ->
             if hit.is_external_reply() {
                 return route::to_external(cx, pkt, &ip, hit.client_mac);
             }
+            if hit.is_host_reply() {
+                return route::to_host(cx, pkt);
+            }
         }
     }
     // 4.–6. Local pod, remote node, host path or drop.

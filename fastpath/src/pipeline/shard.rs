@@ -12,6 +12,7 @@
 //! | an external client (NodePort)         | a hash of the client's address and port      |
 //! | another node's pod (NodePort, through the tunnel) | the same hash; always SNATed, so replies come back by the SNAT port |
 //! | SNATed (NodePort to a remote backend, hairpin) | the SNAT port modulo the workers: SNAT ports are chosen in the owner's residue class |
+//! | the node itself (ClusterIP, from the host path) | worker 0, which alone polls the host path; always SNATed, its SNAT ports in worker 0's class |
 //!
 //! A packet that may belong to a NATed flow owned by another worker is handed over *before* any
 //! NAT is applied ([`crate::counters::Disposition::Handoff`]); the owner runs it again from the

@@ -76,9 +76,10 @@ pub(crate) fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispos
                 return route::to_external(cx, pkt, &ip, hit.client_mac);
             }
             // Another node's pod whose NodePort flow this node translated: routed on,
-            // through the tunnel again. A local client pod: delivered below.
+            // through the tunnel again; the node's own flow: to the host path. A local client
+            // pod: delivered below.
             if cx.t.pods.lookup(ip.dst).is_none() {
-                return route_onward(cx, pkt, &ip);
+                return route_onward(cx, pkt, &ip, hit);
             }
         }
     }
@@ -113,10 +114,20 @@ pub(crate) fn to_nodeport(node: &NodeConfig, ip: &Ip4) -> bool {
             .is_some_and(|(_, p)| (node.nodeport_min..=node.nodeport_max).contains(&p))
 }
 
-/// A translated reply through the tunnel to a client that is not this node's pod
-/// ([`nat::Client::RemotePod`]), out of line for the reason [`nodeport_from_tunnel`] is.
+/// A translated reply through the tunnel to a client that is not this node's pod: another
+/// node's pod ([`nat::Client::RemotePod`]), routed on, or the node itself
+/// ([`nat::Client::Host`]), to the host path. Out of line for the reason
+/// [`nodeport_from_tunnel`] is.
 #[inline(never)]
-fn route_onward<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &Ip4) -> Disposition {
+fn route_onward<B: PacketBuf>(
+    cx: &mut Ctx<'_>,
+    pkt: &mut B,
+    ip: &Ip4,
+    hit: nat::Hit,
+) -> Disposition {
+    if hit.is_host_reply() {
+        return route::to_host(cx, pkt);
+    }
     route::route(cx, pkt, ip)
 }
 

@@ -260,6 +260,10 @@ pub mod flags {
     pub const FIN_ORIG: u8 = 0x10;
     /// FIN seen from the backend.
     pub const FIN_REPLY: u8 = 0x20;
+    /// The client is the node itself (its kernel, through the host path: host-network pods,
+    /// the API server reaching a webhook's ClusterIP): replies go to the host path, whatever
+    /// address the kernel chose as its source.
+    pub const HOST_CLIENT: u8 = 0x40;
 }
 
 const NO_SLOT: u32 = u32::MAX;
