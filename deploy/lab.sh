@@ -169,6 +169,7 @@ fastpath_socket = "$d/fastpath.sock"
 http_listen = "127.0.0.1:9475"
 pod_mtu = 1450
 max_pod_ports = 1024
+host_interface = "host0"
 EOF
     sed "s#/run/podlane/cni.sock#$d/cni.sock#" "$ROOT/deploy/cni/10-podlane.conflist" > "$d/net.d/10-podlane.conflist"
     ip netns exec "$ns" "$BIN/podlane-fastpath" --config "$d/fastpath.toml" > "$d/fastpath.log" 2>&1 &
@@ -439,6 +440,40 @@ print("lb-a: node-a 200 (1 local endpoint), node-b 503 (0); web-local: 200 on bo
 EOF
 ); then report PASS "load balancer health checks (Local)" "$out"
 else report FAIL "load balancer health checks (Local)" "$(echo "$out" | tail -n1)"; fi
+
+# 5e. The node itself (its kernel, through the host path, over the routes podlane-control
+#     keeps there): kubelet's probes reach a local pod, and the node reaches a pod on the other
+#     podlane node, each seeing the node's address; a host-network client reaches ClusterIPs,
+#     NATed as kube-proxy does (a local backend sees the gateway address, a remote one node-a's
+#     VTEP address) with the replies from the Service address — a backend on the Linux node
+#     too. (Not pod K directly: node-k's strict reverse-path filter drops a packet from a node
+#     address that arrives through its tunnel, see deploy/README.md; a Service flow, SNATed to
+#     node-a's VTEP address, passes it.)
+if out=$(ip netns exec $NS_A python3 - "$(ip -n $NS_A route show proto 112 | wc -l)" <<'EOF' 2>&1
+import http.client, socket, sys
+def get(host, port):
+    c = http.client.HTTPConnection(host, port, timeout=3); c.request("GET", "/peer")
+    r = c.getresponse(); body = r.read().decode(); assert r.status == 200; c.close()
+    return body
+probes = [get(ip, 8080) for ip in ("10.244.1.3", "10.244.2.2")]
+assert probes == ["pod-b 10.1.0.10", "pod-c 10.1.0.10"], probes
+seen = {}
+for i in range(16):
+    b = get("10.96.0.20", 80); seen[b] = seen.get(b, 0) + 1
+assert set(seen) == {"pod-b 10.244.1.1", "pod-c 10.244.1.0"}, seen
+k = get("10.96.0.30", 80)
+assert k == "pod-k 10.244.1.0", k
+dns = {}
+for i in range(8):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+    s.sendto(b"q%d" % i, ("10.96.0.10", 53)); d, a = s.recvfrom(2048); s.close()
+    assert a == ("10.96.0.10", 53), "reply from %s" % (a,)
+    n = d.split()[0].decode(); dns[n] = dns.get(n, 0) + 1
+print("%s routes proto 112; probes: %s; 10.96.0.20:80 → %s; 10.96.0.30:80 → %s; "
+      "10.96.0.10:53/udp → %s" % (sys.argv[1], ", ".join(probes), seen, k, dns))
+EOF
+); then report PASS "node-a itself → pods, ClusterIPs (host path)" "$out"
+else report FAIL "node-a itself → pods, ClusterIPs (host path)" "$(echo "$out" | tail -n1)"; fi
 
 # 6. podlane ↔ Flannel: pods on podlane nodes and the pod on the Linux node reach each other both
 #    ways (ICMP at the full pod MTU, UDP, TCP), the frames on node-k's underlay are VXLAN with

@@ -42,6 +42,12 @@ pub struct Config {
     /// (`control/src/healthcheck.rs`): 0.0.0.0, every node address, as kube-proxy does.
     #[serde(default = "default_health_check_address")]
     pub health_check_address: IpAddr,
+    /// The node kernel's side of the fast path's host-path port (the TAP of its `role =
+    /// "host"` port). When set, the daemon keeps the kernel's routes to every pod CIDR and the
+    /// Service CIDR through it (`control/src/hostroutes.rs`), so kubelet's probes reach pods and
+    /// the node reaches ClusterIPs. Unset: no routes are touched.
+    #[serde(default)]
+    pub host_interface: Option<String>,
 }
 
 fn default_cni_socket() -> PathBuf {

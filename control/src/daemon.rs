@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::desired::{diff_applied, full_state};
 use crate::fpclient::{FastPath, FpError};
 use crate::healthcheck::{self, HealthChecks};
+use crate::hostroutes::{self, HostRoutes};
 use crate::netns::{self, PodIf};
 use crate::store::{self, gateway, NewPod, PodRecord, PodState, Store, StoreError};
 
@@ -165,7 +166,27 @@ pub struct Daemon {
     changes: AtomicU64,
     /// The health-check NodePorts served.
     health: Mutex<HealthState>,
+    /// The node kernel's routes through the host path, if the daemon keeps them.
+    routes: Mutex<RouteState>,
 }
+
+/// The host routes (`hostroutes.rs`) and when they were last brought in line.
+#[derive(Debug)]
+struct RouteState {
+    routes: Option<HostRoutes>,
+    /// The change count they were synced at.
+    synced: Option<u64>,
+    /// When to read the kernel's routes again (a fast-path restart takes its TAP, and the
+    /// routes through it, away without a cluster change).
+    verify_at: Option<Instant>,
+    /// Syncs that failed.
+    errors: u64,
+    /// The last failure, logged once until it changes.
+    last_error: Option<String>,
+}
+
+/// How often the host routes are checked against the kernel's, and a failed sync tried again.
+const ROUTES_VERIFY: Duration = Duration::from_secs(5);
 
 /// The health-check NodePorts and when they were brought in line with the cluster state.
 #[derive(Debug)]
@@ -261,6 +282,7 @@ impl Daemon {
         store.set_cluster(&cluster).map_err(|e| e.to_string())?;
         let fp = FastPath::new(cfg.fastpath_socket.clone(), Duration::from_secs(10));
         let health_address = cfg.health_check_address;
+        let host_interface = cfg.host_interface.clone();
         let d = Daemon {
             cfg,
             store,
@@ -277,6 +299,13 @@ impl Daemon {
                 checks: HealthChecks::new(health_address),
                 synced: None,
                 retry_at: None,
+            }),
+            routes: Mutex::new(RouteState {
+                routes: host_interface.as_deref().map(HostRoutes::new),
+                synced: None,
+                verify_at: None,
+                errors: 0,
+                last_error: None,
             }),
         };
         if let Some(n) = d.cluster().node(&d.cfg.node_name) {
@@ -473,6 +502,50 @@ impl Daemon {
             h.synced = Some(now);
             h.retry_at = (failed > 0).then(|| Instant::now() + HEALTH_RETRY);
         }
+    }
+
+    /// Brings the node kernel's routes through the host path (`hostroutes.rs`) in line with the
+    /// cluster state when it changed since the last call, and checks them against the kernel's
+    /// every few seconds (which also retries a failed sync). Periodic (the daemon's main loop);
+    /// nothing without `host_interface`.
+    pub fn sync_host_routes(&self) {
+        let mut guard = lock(&self.routes);
+        let r = &mut *guard;
+        let Some(routes) = r.routes.as_mut() else {
+            return;
+        };
+        let now = self.changes.load(Ordering::Relaxed);
+        let verify = r.verify_at.is_none_or(|t| Instant::now() >= t);
+        if r.synced == Some(now) && !verify {
+            return;
+        }
+        if verify {
+            routes.forget();
+            r.verify_at = Some(Instant::now() + ROUTES_VERIFY);
+        }
+        let want = hostroutes::wanted(&self.cluster(), &self.cfg.node_name);
+        r.synced = Some(now);
+        match routes.sync(&want) {
+            Ok(()) => {
+                if r.last_error.take().is_some() {
+                    tracing::info!(routes = routes.len(), "host routes in place again");
+                }
+            }
+            Err(e) => {
+                r.errors += 1;
+                if r.last_error.as_ref() != Some(&e) {
+                    tracing::warn!(error = %e, "host routes: sync failed (tried again every 5 s)");
+                }
+                r.last_error = Some(e);
+            }
+        }
+    }
+
+    /// The host routes installed (as the last sync left them) and the syncs that failed; `None`
+    /// without `host_interface`.
+    pub fn host_routes(&self) -> Option<(usize, u64)> {
+        let r = lock(&self.routes);
+        r.routes.as_ref().map(|h| (h.len(), r.errors))
     }
 
     /// How many health checks listen, and the attempts to listen that failed so far.

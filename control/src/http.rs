@@ -423,6 +423,25 @@ pub fn metrics(d: &Daemon) -> String {
         o,
         "podlane_health_check_bind_errors_total{{node=\"{node}\"}} {bind_errors}"
     );
+    if let Some((routes, errors)) = d.host_routes() {
+        family(
+            &mut o,
+            "podlane_host_routes",
+            "gauge",
+            "The node kernel's routes to pod CIDRs and the Service CIDR through the host path.",
+        );
+        let _ = writeln!(o, "podlane_host_routes{{node=\"{node}\"}} {routes}");
+        family(
+            &mut o,
+            "podlane_host_route_errors_total",
+            "counter",
+            "Syncs of the host routes that failed (tried again every 5 s).",
+        );
+        let _ = writeln!(
+            o,
+            "podlane_host_route_errors_total{{node=\"{node}\"}} {errors}"
+        );
+    }
     // CNI.
     family(
         &mut o,

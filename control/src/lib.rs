@@ -15,6 +15,7 @@ pub mod desired;
 pub mod endpoint;
 pub mod fpclient;
 pub mod healthcheck;
+pub mod hostroutes;
 pub mod http;
 pub mod kubernetes;
 pub mod netns;

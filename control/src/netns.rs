@@ -60,7 +60,9 @@ pub fn netns_exists(path: &str) -> bool {
     Path::new(path).exists()
 }
 
-fn run(cmd: &mut Command, input: Option<&str>) -> Result<String, String> {
+/// Runs `cmd` (an `ip` command), with `input` on its standard input: its standard output, or
+/// its standard error as the error.
+pub(crate) fn run(cmd: &mut Command, input: Option<&str>) -> Result<String, String> {
     let what = format!("{cmd:?}");
     let mut child = cmd
         .stdin(if input.is_some() {

@@ -517,6 +517,7 @@ const CONTROL_KEYS: &[&str] = &[
     "fastpath_socket",
     "http_listen",
     "health_check_address",
+    "host_interface",
     "pod_mtu",
     "max_pod_ports",
 ];
@@ -555,6 +556,9 @@ fn check_control_config(c: &toml::Value) -> Vec<String> {
         .is_none()
     {
         errs.push("health_check_address is not an IP address".into());
+    }
+    if tstr(c, &["host_interface"]).is_none_or(|s| s.is_empty() || s.len() > 15) {
+        errs.push("host_interface is not an interface name (1 to 15 characters)".into());
     }
     if !tint(c, &["pod_mtu"]).is_some_and(|m| (576..=9000).contains(&m)) {
         errs.push("pod_mtu is not an MTU (576..=9000)".into());
@@ -676,7 +680,21 @@ fn check_agreement(
         tint(fastpath, &["capacities", "max_pod_ports"]).map(|n| n.to_string()),
     );
     let node_name = tstr(control, &["node_name"]).unwrap_or("");
+    // The interface of the fast path's host-path port: net_tap's `iface=` devarg.
+    let host_iface = fastpath
+        .get("ports")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+        .find(|p| p.get("role").and_then(|r| r.as_str()) == Some("host"))
+        .and_then(|p| p.get("devargs").and_then(|d| d.as_str()))
+        .and_then(|d| d.split(',').find_map(|kv| kv.strip_prefix("iface=")));
     let mut pairs = vec![
+        (
+            "control host_interface vs the fast path's host port iface".to_owned(),
+            tstr(control, &["host_interface"]),
+            host_iface,
+        ),
         (
             "control max_pod_ports vs fast path capacities.max_pod_ports".to_owned(),
             max_ports.0.as_deref(),

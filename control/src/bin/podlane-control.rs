@@ -88,6 +88,7 @@ fn run(args: Args) -> Result<(), String> {
     // (a restart means a resync) every half second, the health-check NodePorts.
     daemon.tick();
     daemon.sync_health_checks();
+    daemon.sync_host_routes();
     let mut n: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
@@ -96,8 +97,10 @@ fn run(args: Args) -> Result<(), String> {
         if n.is_multiple_of(5) {
             daemon.tick();
         }
-        // The health-check NodePorts follow the cluster state within 100 ms.
+        // The health-check NodePorts and the host routes follow the cluster state within
+        // 100 ms.
         daemon.sync_health_checks();
+        daemon.sync_host_routes();
     }
     tracing::info!("stopping");
     daemon.flush_cluster_file();

@@ -1,0 +1,250 @@
+//! The node kernel's routes into the pod network and the Service CIDR, through the fast path's
+//! host-path port.
+//!
+//! When DPDK owns the uplink, the node's kernel reaches pods and Services only through the
+//! host-path TAP (`role = "host"` in the fast path's config: `podlane-host` in the DaemonSet,
+//! `host0` in the lab). Kubernetes needs that path: kubelet's HTTP and TCP probes go from the
+//! node to pod addresses (a pod whose readiness probe cannot reach it never becomes a Service
+//! endpoint), and host-network pods and the API server (to an aggregated API or a webhook)
+//! reach ClusterIPs, which the fast path NATs for the node (`fastpath/src/pipeline/host.rs`).
+//! With `host_interface` set, the daemon keeps, in the namespace it runs in, one route per
+//! known node's pod CIDR (its own included) and one for the Service CIDR, each
+//! `via <this node's gateway address> dev <host_interface> onlink`: the fast path answers ARP
+//! for the gateway on the host path, takes the frames, and routes, NATs or tunnels them. The
+//! kernel picks the source address as for any route out of that interface (the node address
+//! the lab gives `host0`).
+//!
+//! The routes carry their own protocol number ([`RT_PROTO`]) so the daemon can tell them from
+//! anyone else's: at its first sync it reads the ones a previous run left and changes only what
+//! differs (no window without routes across a restart); a node that leaves takes its route
+//! with it. Nothing is added before this node's own entry is known (the gateway is its pod
+//! CIDR's first address). A failed sync (the interface not there yet: the fast path creates
+//! it) is counted and tried again every few seconds (`Daemon::sync_host_routes`).
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use fastpath::cidr::Ipv4Cidr;
+
+use crate::cluster::Cluster;
+use crate::netns;
+
+/// The routing protocol number podlane's host routes carry (`ip route … proto 112`): not one
+/// iproute2 names (`/etc/iproute2/rt_protos`), nor a routing daemon's we know of (BIRD, Calico's
+/// Felix and FRR use others).
+pub const RT_PROTO: u8 = 112;
+
+/// One route into the fast path: `dst via gateway dev <interface> onlink`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HostRoute {
+    /// The destination prefix (a pod CIDR or the Service CIDR).
+    pub dst: Ipv4Cidr,
+    /// This node's gateway address (the fast path answers ARP for it on the host path).
+    pub via: Ipv4Addr,
+}
+
+/// The routes node `node` wants in `cluster`: every node's pod CIDR and the Service CIDR,
+/// through this node's gateway. None while the node itself is unknown.
+pub fn wanted(cluster: &Cluster, node: &str) -> BTreeSet<HostRoute> {
+    let Some(me) = cluster.node(node) else {
+        return BTreeSet::new();
+    };
+    // The gateway as the fast path computes it (`NodeConfig::gateway_ip`); pod CIDRs are /16
+    // to /30, so it always exists.
+    let via = me.pod_cidr.nth(1).unwrap_or(me.pod_cidr.network());
+    cluster
+        .nodes()
+        .map(|n| n.pod_cidr)
+        .chain([cluster.service_cidr()])
+        .map(|dst| HostRoute { dst, via })
+        .collect()
+}
+
+/// The routes installed through one interface, as last brought in line.
+#[derive(Debug)]
+pub struct HostRoutes {
+    ifname: String,
+    /// `ip` and its namespace options (`-n NAME` in tests).
+    ip: Vec<String>,
+    /// What is installed, once known (read from the kernel at the first sync).
+    installed: Option<BTreeSet<HostRoute>>,
+}
+
+impl HostRoutes {
+    /// Routes through `ifname` in the daemon's own network namespace.
+    pub fn new(ifname: &str) -> HostRoutes {
+        HostRoutes::with_ip(ifname, vec!["ip".into()])
+    }
+
+    /// Routes through `ifname` in the named network namespace (`ip -n NAME`).
+    pub fn in_netns(ifname: &str, netns: &str) -> HostRoutes {
+        HostRoutes::with_ip(ifname, vec!["ip".into(), "-n".into(), netns.into()])
+    }
+
+    fn with_ip(ifname: &str, ip: Vec<String>) -> HostRoutes {
+        HostRoutes {
+            ifname: ifname.to_string(),
+            ip,
+            installed: None,
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.ip[0]);
+        c.args(&self.ip[1..]);
+        c
+    }
+
+    /// Forgets what is installed: the next sync reads the kernel's routes again.
+    pub fn forget(&mut self) {
+        self.installed = None;
+    }
+
+    /// How many routes are installed (as far as the last sync knows).
+    pub fn len(&self) -> usize {
+        self.installed.as_ref().map_or(0, BTreeSet::len)
+    }
+
+    /// True when none is installed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The routes of [`RT_PROTO`] the kernel has through this interface (IPv4).
+    pub fn read(&self) -> Result<BTreeSet<HostRoute>, String> {
+        let out = netns::run(
+            self.cmd().args([
+                "-4",
+                "-j",
+                "route",
+                "show",
+                "dev",
+                &self.ifname,
+                "proto",
+                &RT_PROTO.to_string(),
+            ]),
+            None,
+        )?;
+        parse_routes(&out)
+    }
+
+    /// Brings the kernel's routes in line with `want`: adds or replaces the missing ones,
+    /// deletes the ones no longer wanted, in one `ip -batch`. On the first call, what a previous
+    /// run left is read first. On failure the next call reads the kernel's state again.
+    pub fn sync(&mut self, want: &BTreeSet<HostRoute>) -> Result<(), String> {
+        let installed = match self.installed.take() {
+            Some(i) => i,
+            None => self.read()?,
+        };
+        let script = script(&self.ifname, &installed, want);
+        if !script.is_empty() {
+            netns::run(self.cmd().args(["-batch", "-"]), Some(&script))?;
+        }
+        self.installed = Some(want.clone());
+        Ok(())
+    }
+}
+
+/// The `ip -batch` lines that turn `installed` into `want` through `ifname`.
+fn script(ifname: &str, installed: &BTreeSet<HostRoute>, want: &BTreeSet<HostRoute>) -> String {
+    let mut s = String::new();
+    for r in installed.difference(want) {
+        // Only the stale prefix's route of ours; a wanted route with the same prefix through
+        // another gateway is replaced below.
+        if !want.iter().any(|w| w.dst == r.dst) {
+            s.push_str(&format!(
+                "route del {} dev {ifname} proto {RT_PROTO}\n",
+                r.dst
+            ));
+        }
+    }
+    for r in want.difference(installed) {
+        s.push_str(&format!(
+            "route replace {} via {} dev {ifname} onlink proto {RT_PROTO}\n",
+            r.dst, r.via
+        ));
+    }
+    s
+}
+
+/// Routes from `ip -j route show` output: `dst` and `gateway` of each (others skipped).
+fn parse_routes(json: &str) -> Result<BTreeSet<HostRoute>, String> {
+    if json.trim().is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("ip -j route: {e}"))?;
+    let mut out = BTreeSet::new();
+    for r in v.as_array().into_iter().flatten() {
+        let (Some(dst), Some(gw)) = (
+            r.get("dst").and_then(|d| d.as_str()),
+            r.get("gateway").and_then(|g| g.as_str()),
+        ) else {
+            continue;
+        };
+        // A host route is printed without its /32.
+        let dst = if dst.contains('/') {
+            dst.to_string()
+        } else {
+            format!("{dst}/32")
+        };
+        if let (Ok(dst), Ok(via)) = (dst.parse::<Ipv4Cidr>(), gw.parse::<Ipv4Addr>()) {
+            out.insert(HostRoute { dst, via });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(dst: &str, via: &str) -> HostRoute {
+        HostRoute {
+            dst: dst.parse().unwrap(),
+            via: via.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_script_adds_what_is_missing_and_deletes_what_is_stale() {
+        let installed: BTreeSet<_> = [
+            r("10.244.1.0/24", "10.244.1.1"),
+            r("10.244.9.0/24", "10.244.1.1"),
+            r("10.96.0.0/12", "10.244.7.1"),
+        ]
+        .into();
+        let want: BTreeSet<_> = [
+            r("10.244.1.0/24", "10.244.1.1"),
+            r("10.244.2.0/24", "10.244.1.1"),
+            r("10.96.0.0/12", "10.244.1.1"),
+        ]
+        .into();
+        assert_eq!(
+            script("host0", &installed, &want),
+            "route del 10.244.9.0/24 dev host0 proto 112\n\
+             route replace 10.96.0.0/12 via 10.244.1.1 dev host0 onlink proto 112\n\
+             route replace 10.244.2.0/24 via 10.244.1.1 dev host0 onlink proto 112\n"
+        );
+        assert_eq!(script("host0", &want, &want), "");
+    }
+
+    #[test]
+    fn routes_are_read_from_iproute2s_json() {
+        let json = r#"[{"dst":"10.244.2.0/24","gateway":"10.244.1.1","dev":"host0","protocol":"112","flags":["onlink"]},
+            {"dst":"10.1.0.0/24","dev":"host0","protocol":"kernel","scope":"link","prefsrc":"10.1.0.10","flags":[]},
+            {"dst":"10.9.9.9","gateway":"10.244.1.1","dev":"host0","protocol":"112","flags":["onlink"]}]"#;
+        assert_eq!(
+            parse_routes(json).unwrap(),
+            [
+                r("10.244.2.0/24", "10.244.1.1"),
+                r("10.9.9.9/32", "10.244.1.1")
+            ]
+            .into()
+        );
+        assert!(parse_routes("").unwrap().is_empty());
+        assert!(parse_routes("[]\n").unwrap().is_empty());
+        assert!(parse_routes("garbage").is_err());
+    }
+}

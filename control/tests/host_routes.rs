@@ -1,0 +1,178 @@
+//! The node kernel's routes through the host path (`control/src/hostroutes.rs`), against a real
+//! kernel: in a private network namespace this test creates, with a veth standing in
+//! for the fast path's host-path TAP (the root namespace is never touched).
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use control::cluster::ClusterSpec;
+use control::hostroutes::{self, HostRoute, HostRoutes, RT_PROTO};
+
+const CLUSTER: &str = "service_cidr: 10.96.0.0/12\n\
+nodes:\n\
+\x20 - {name: node-a, underlay_ip: 10.1.0.10, underlay_mac: \"02:00:0a:01:00:0a\", vtep_mac: \"02:76:74:65:70:0a\", pod_cidr: 10.244.1.0/24}\n\
+\x20 - {name: node-b, underlay_ip: 10.1.0.11, underlay_mac: \"02:00:0a:01:00:0b\", vtep_mac: \"02:76:74:65:70:0b\", pod_cidr: 10.244.2.0/24}\n\
+services: []\n";
+
+/// A network namespace of the test's own, deleted when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("plhr-{tag}-{}", std::process::id() % 100_000);
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        assert!(Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success());
+        let ns = Netns(name);
+        // As on any host: loopback up (which creates the local routing table the kernel checks
+        // an onlink gateway against).
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns.add_host0();
+        ns
+    }
+
+    /// The interface standing in for the host-path TAP: a veth (this kernel may lack the
+    /// dummy driver), both ends up so it has a carrier as a running TAP does.
+    fn add_host0(&self) {
+        self.ip(&[
+            "link", "add", "host0", "type", "veth", "peer", "name", "host0p",
+        ]);
+        self.ip(&["link", "set", "host0p", "up"]);
+        self.ip(&["link", "set", "host0", "up"]);
+    }
+
+    fn ip(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.0])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The IPv4 routes through host0, as `ip route` prints them (one per line, sorted).
+    fn routes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .ip(&["-4", "route", "show", "dev", "host0"])
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn route(dst: &str, via: &str) -> HostRoute {
+    HostRoute {
+        dst: dst.parse().unwrap(),
+        via: via.parse().unwrap(),
+    }
+}
+
+#[test]
+fn every_pod_cidr_and_the_service_cidr_go_through_the_gateway() {
+    let cluster = ClusterSpec::parse(CLUSTER).unwrap().to_cluster().unwrap();
+    let want = hostroutes::wanted(&cluster, "node-a");
+    assert_eq!(
+        want,
+        BTreeSet::from([
+            route("10.244.1.0/24", "10.244.1.1"),
+            route("10.244.2.0/24", "10.244.1.1"),
+            route("10.96.0.0/12", "10.244.1.1"),
+        ])
+    );
+    // Node B's view goes through its own gateway.
+    assert!(hostroutes::wanted(&cluster, "node-b")
+        .iter()
+        .all(|r| r.via == "10.244.2.1".parse::<std::net::Ipv4Addr>().unwrap()));
+    // An unknown node (its gateway unknown) wants none.
+    assert!(hostroutes::wanted(&cluster, "node-x").is_empty());
+}
+
+#[test]
+fn routes_follow_the_cluster_and_survive_restarts_and_a_lost_interface() {
+    let ns = Netns::new("sync");
+    // Someone else's route through the same interface is never touched.
+    ns.ip(&["route", "add", "192.0.2.0/24", "dev", "host0"]);
+    let cluster = ClusterSpec::parse(CLUSTER).unwrap().to_cluster().unwrap();
+    let mut hr = HostRoutes::in_netns("host0", &ns.0);
+    hr.sync(&hostroutes::wanted(&cluster, "node-a")).unwrap();
+    assert_eq!(hr.len(), 3);
+    let p = RT_PROTO;
+    assert_eq!(
+        ns.routes(),
+        vec![
+            format!("10.244.1.0/24 via 10.244.1.1 proto {p} onlink "),
+            format!("10.244.2.0/24 via 10.244.1.1 proto {p} onlink "),
+            format!("10.96.0.0/12 via 10.244.1.1 proto {p} onlink "),
+            "192.0.2.0/24 scope link ".to_string(),
+        ]
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .collect::<Vec<_>>()
+    );
+
+    // A node joins, another leaves: a new daemon (a restart) reads what the last one left and
+    // changes only the difference.
+    let joined = CLUSTER.replace(
+        "  - {name: node-b, underlay_ip: 10.1.0.11, underlay_mac: \"02:00:0a:01:00:0b\", vtep_mac: \"02:76:74:65:70:0b\", pod_cidr: 10.244.2.0/24}\n",
+        "  - {name: node-c, underlay_ip: 10.1.0.12, underlay_mac: \"02:00:0a:01:00:0c\", vtep_mac: \"02:76:74:65:70:0c\", pod_cidr: 10.244.3.0/24}\n",
+    );
+    let cluster = ClusterSpec::parse(&joined).unwrap().to_cluster().unwrap();
+    let mut restarted = HostRoutes::in_netns("host0", &ns.0);
+    assert_eq!(
+        restarted.read().unwrap(),
+        hostroutes::wanted(
+            &ClusterSpec::parse(CLUSTER).unwrap().to_cluster().unwrap(),
+            "node-a"
+        )
+    );
+    let want = hostroutes::wanted(&cluster, "node-a");
+    restarted.sync(&want).unwrap();
+    assert_eq!(restarted.read().unwrap(), want);
+    let routes = ns.routes();
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.starts_with("10.244.3.0/24 via 10.244.1.1")),
+        "{routes:?}"
+    );
+    assert!(
+        !routes.iter().any(|r| r.starts_with("10.244.2.0/24")),
+        "{routes:?}"
+    );
+    assert!(
+        routes.iter().any(|r| r.starts_with("192.0.2.0/24")),
+        "{routes:?}"
+    );
+
+    // The interface goes (a fast-path restart takes its TAP, and the kernel the routes through
+    // it): the sync fails, with the reason; once it is back, a sync after `forget` (the
+    // daemon's periodic check) puts the routes back.
+    ns.ip(&["link", "del", "host0"]);
+    restarted.forget();
+    let err = restarted.sync(&want).unwrap_err();
+    assert!(err.contains("host0"), "{err}");
+    ns.add_host0();
+    restarted.forget();
+    restarted.sync(&want).unwrap();
+    assert_eq!(restarted.read().unwrap(), want);
+
+    // Nothing wanted (the node left the cluster): every route of ours goes, others stay.
+    restarted.sync(&BTreeSet::new()).unwrap();
+    assert!(restarted.read().unwrap().is_empty());
+}
