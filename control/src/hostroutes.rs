@@ -17,7 +17,8 @@
 //! The routes carry their own protocol number ([`RT_PROTO`]) so the daemon can tell them from
 //! anyone else's: at its first sync it reads the ones a previous run left and changes only what
 //! differs (no window without routes across a restart); a node that leaves takes its route
-//! with it. Nothing is added before this node's own entry is known (the gateway is its pod
+//! with it. A prefix someone else already routes through the interface is left to them (the
+//! add fails, and the failure is counted and logged). Nothing is added before this node's own entry is known (the gateway is its pod
 //! CIDR's first address). A failed sync (the interface not there yet: the fast path creates
 //! it) is counted and tried again every few seconds (`Daemon::sync_host_routes`).
 
@@ -139,20 +140,24 @@ impl HostRoutes {
         };
         let script = script(&self.ifname, &installed, want);
         if !script.is_empty() {
-            netns::run(self.cmd().args(["-batch", "-"]), Some(&script))?;
+            // `-force`: one line failing (a prefix someone else routes) does not stop the rest.
+            netns::run(self.cmd().args(["-force", "-batch", "-"]), Some(&script))?;
         }
         self.installed = Some(want.clone());
         Ok(())
     }
 }
 
-/// The `ip -batch` lines that turn `installed` into `want` through `ifname`.
+/// The `ip -batch` lines that turn `installed` (ours, as read or last synced) into `want`
+/// through `ifname`: stale prefixes deleted; a wanted prefix we already route through another
+/// gateway replaced; a new prefix *added* — which fails, and is reported, rather than replace a
+/// route of another protocol someone keeps for it (`replace` would take it over).
 fn script(ifname: &str, installed: &BTreeSet<HostRoute>, want: &BTreeSet<HostRoute>) -> String {
+    let ours: BTreeSet<Ipv4Cidr> = installed.iter().map(|r| r.dst).collect();
+    let wanted: BTreeSet<Ipv4Cidr> = want.iter().map(|r| r.dst).collect();
     let mut s = String::new();
     for r in installed.difference(want) {
-        // Only the stale prefix's route of ours; a wanted route with the same prefix through
-        // another gateway is replaced below.
-        if !want.iter().any(|w| w.dst == r.dst) {
+        if !wanted.contains(&r.dst) {
             s.push_str(&format!(
                 "route del {} dev {ifname} proto {RT_PROTO}\n",
                 r.dst
@@ -160,8 +165,13 @@ fn script(ifname: &str, installed: &BTreeSet<HostRoute>, want: &BTreeSet<HostRou
         }
     }
     for r in want.difference(installed) {
+        let verb = if ours.contains(&r.dst) {
+            "replace"
+        } else {
+            "add"
+        };
         s.push_str(&format!(
-            "route replace {} via {} dev {ifname} onlink proto {RT_PROTO}\n",
+            "route {verb} {} via {} dev {ifname} onlink proto {RT_PROTO}\n",
             r.dst, r.via
         ));
     }
@@ -225,7 +235,7 @@ mod tests {
             script("host0", &installed, &want),
             "route del 10.244.9.0/24 dev host0 proto 112\n\
              route replace 10.96.0.0/12 via 10.244.1.1 dev host0 onlink proto 112\n\
-             route replace 10.244.2.0/24 via 10.244.1.1 dev host0 onlink proto 112\n"
+             route add 10.244.2.0/24 via 10.244.1.1 dev host0 onlink proto 112\n"
         );
         assert_eq!(script("host0", &want, &want), "");
     }

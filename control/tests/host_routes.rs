@@ -168,6 +168,25 @@ fn routes_follow_the_cluster_and_survive_restarts_and_a_lost_interface() {
     let err = restarted.sync(&want).unwrap_err();
     assert!(err.contains("host0"), "{err}");
     ns.add_host0();
+    // (Its owner puts the other route back too: the kernel took it with the interface.)
+    ns.ip(&["route", "add", "192.0.2.0/24", "dev", "host0"]);
+    restarted.forget();
+    restarted.sync(&want).unwrap();
+    assert_eq!(restarted.read().unwrap(), want);
+
+    // A prefix someone else routes through the interface is theirs: the sync reports it and
+    // adds the rest; once theirs is gone, the next sync adds ours.
+    restarted.sync(&BTreeSet::new()).unwrap();
+    ns.ip(&["route", "add", "10.96.0.0/12", "dev", "host0"]);
+    let err = restarted.sync(&want).unwrap_err();
+    assert!(err.contains("File exists"), "{err}");
+    let routes = ns.routes();
+    assert!(
+        routes.iter().any(|r| r == "10.96.0.0/12 scope link"),
+        "{routes:?}"
+    );
+    assert_eq!(restarted.read().unwrap().len(), want.len() - 1);
+    ns.ip(&["route", "del", "10.96.0.0/12", "dev", "host0"]);
     restarted.forget();
     restarted.sync(&want).unwrap();
     assert_eq!(restarted.read().unwrap(), want);
@@ -175,4 +194,5 @@ fn routes_follow_the_cluster_and_survive_restarts_and_a_lost_interface() {
     // Nothing wanted (the node left the cluster): every route of ours goes, others stay.
     restarted.sync(&BTreeSet::new()).unwrap();
     assert!(restarted.read().unwrap().is_empty());
+    assert_eq!(ns.routes(), vec!["192.0.2.0/24 scope link".to_string()]);
 }
