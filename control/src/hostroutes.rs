@@ -17,10 +17,11 @@
 //! The routes carry their own protocol number ([`RT_PROTO`]) so the daemon can tell them from
 //! anyone else's: at its first sync it reads the ones a previous run left and changes only what
 //! differs (no window without routes across a restart); a node that leaves takes its route
-//! with it. A prefix someone else already routes through the interface is left to them (the
-//! add fails, and the failure is counted and logged). Nothing is added before this node's own entry is known (the gateway is its pod
-//! CIDR's first address). A failed sync (the interface not there yet: the fast path creates
-//! it) is counted and tried again every few seconds (`Daemon::sync_host_routes`).
+//! with it. A prefix someone else already routes (through any interface, by any other
+//! protocol) is left to them: the add fails, and the failure is counted and logged. Nothing is
+//! added before this node's own entry is known (the gateway is its pod CIDR's first address).
+//! A failed sync (the interface not there yet: the fast path creates it) is counted and tried
+//! again every few seconds (`Daemon::sync_host_routes`).
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
