@@ -31,6 +31,7 @@ use fastpath::cidr::Ipv4Cidr;
 
 use crate::cluster::Cluster;
 use crate::netns;
+use crate::store;
 
 /// The routing protocol number podlane's host routes carry (`ip route … proto 112`): not one
 /// iproute2 names (`/etc/iproute2/rt_protos`), nor a routing daemon's we know of (BIRD, Calico's
@@ -52,9 +53,7 @@ pub fn wanted(cluster: &Cluster, node: &str) -> BTreeSet<HostRoute> {
     let Some(me) = cluster.node(node) else {
         return BTreeSet::new();
     };
-    // The gateway as the fast path computes it (`NodeConfig::gateway_ip`); pod CIDRs are /16
-    // to /30, so it always exists.
-    let via = me.pod_cidr.nth(1).unwrap_or(me.pod_cidr.network());
+    let via = store::gateway(&me.pod_cidr);
     cluster
         .nodes()
         .map(|n| n.pod_cidr)
