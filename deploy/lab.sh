@@ -370,9 +370,10 @@ else report FAIL "10.1.0.99 → NodePort 30080 (underlay)" "$(echo "$out" | tail
 
 # 5b. NodePort of an externalTrafficPolicy Local Service (web-local, endpoints pod B on node-a
 #     and pod C on node-b): each node answers from its own pod only, which sees the client's
-#     address (no SNAT).
+#     address (no SNAT). Then one client port through both NodePorts of pod B (the same reply
+#     tuple: taken over once the first flow is closed, remapped while it is open).
 if out=$(ip netns exec $NS_EXT python3 - <<'EOF' 2>&1
-import http.client
+import http.client, socket
 res = []
 for node, want in (("10.1.0.10", "pod-b"), ("10.1.0.11", "pod-c")):
     seen = set()
@@ -382,6 +383,30 @@ for node, want in (("10.1.0.10", "pod-b"), ("10.1.0.11", "pod-c")):
         seen.add(body)
     assert seen == {want + " 10.1.0.99"}, "%s:30082 → %s" % (node, seen)
     res.append("%s:30082 → %s" % (node, sorted(seen)[0]))
+# One client port through 30080 to pod B, then through 30082 (also pod B): neither flow is
+# SNATed, so both have the reply tuple pod B:8080 → 10.1.0.99:port. Once the first has closed
+# the second takes its entry over; while the first is still open the second gets another
+# port (the client's address kept).
+def get_from(port, nodeport, keep=False):
+    s = socket.socket(); s.settimeout(3)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("10.1.0.99", port)); s.connect(("10.1.0.10", nodeport))
+    s.sendall(b"GET /peer HTTP/1.0\r\n\r\n")
+    return s if keep else answer(s)
+def answer(s):
+    data = b""
+    while True:
+        d = s.recv(4096)
+        if not d: break
+        data += d
+    s.close()
+    return data.split(b"\r\n\r\n", 1)[1].decode()
+port = next(p for p in range(20000, 20064) if get_from(p, 30080).startswith("pod-b "))
+assert get_from(port, 30082) == "pod-b 10.1.0.99", "port %d reused" % port
+first = get_from(port, 30080, keep=True)
+assert get_from(port, 30082) == "pod-b 10.1.0.99", "port %d in two flows" % port
+assert answer(first) == "pod-b 10.1.0.99"
+res.append("port %d via 30080 then 30082, closed and open: pod-b" % port)
 print("; ".join(res) + " (6 GETs each; pod saw the client's address)")
 EOF
 ); then report PASS "10.1.0.99 → NodePort 30082 (Local policy)" "$out"

@@ -170,6 +170,9 @@ pub enum Event {
     CtEvicted,
     /// UDP entries purged because their endpoint was removed.
     CtPurged,
+    /// Closed TCP flows whose entry a new connection with one of their tuples replaced
+    /// (`Conntrack::take_over`).
+    CtClosedTakenOver,
     /// Flows whose source port was rewritten for SNAT.
     SnatPortRewritten,
     /// Packets handed to the worker that owns their flow.
@@ -200,6 +203,7 @@ impl Event {
         Event::CtExpired,
         Event::CtEvicted,
         Event::CtPurged,
+        Event::CtClosedTakenOver,
         Event::SnatPortRewritten,
         Event::HandoffTx,
         Event::HandoffRx,
@@ -229,6 +233,7 @@ impl Event {
             Event::CtExpired => "ct_expired",
             Event::CtEvicted => "ct_evicted_full",
             Event::CtPurged => "ct_purged_endpoint_removed",
+            Event::CtClosedTakenOver => "ct_closed_taken_over",
             Event::SnatPortRewritten => "snat_port_rewritten",
             Event::HandoffTx => "handoff_tx",
             Event::HandoffRx => "handoff_rx",

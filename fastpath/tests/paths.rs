@@ -1506,6 +1506,186 @@ fn snat_port_collision_picks_another_port() {
     assert_eq!(na.counters().event_count(Event::SnatPortRewritten), 1);
 }
 
+/// A second Service of pod B's port 8080, with NodePort 30082 and `externalTrafficPolicy:
+/// Local` (the lab's `web-local`).
+const WEB_LOCAL_NODEPORT: u16 = 30082;
+fn web_local_svc() -> ServiceSpec {
+    ServiceSpec {
+        name: "default/web-local:http".into(),
+        frontend: fastpath::tables::services::FrontendKey {
+            ip: Ipv4Addr::new(10, 96, 0, 21),
+            ..WEB
+        },
+        node_port: Some(WEB_LOCAL_NODEPORT),
+        node_port_local: true,
+        endpoints: vec![EndpointSpec {
+            ip: POD_B_IP,
+            port: 8080,
+            state: EndpointState::Ready,
+        }],
+    }
+}
+
+/// Node A with `web` and `web-local` both on pod B only; the external client's SYN from
+/// `sport` to `nodeport`, and what pod B receives (the client's address kept: no SNAT).
+fn external_to_pod_b(n: &mut Node, sport: u16, nodeport: u16, seq: u32) -> Vec<u8> {
+    let a = node_a_cfg();
+    let client = Addrs::new(EXTERNAL_MAC, a.underlay_mac, EXTERNAL_IP, a.underlay_ip);
+    let syn = frame::tcp_frame(&client, sport, nodeport, seq, 0, tf::SYN, b"");
+    let (d, out) = n.run(Ingress::Uplink, &syn);
+    assert_eq!(d, Disposition::ToPod(POD_B_PORT), "{sport} → :{nodeport}");
+    out
+}
+
+/// Pod B's segment to the client's `dport`, and what the client receives from `nodeport`.
+fn pod_b_to_external(n: &mut Node, dport: u16, nodeport: u16, flags: u8) -> Vec<u8> {
+    let seg = frame::tcp_frame(&pod_b_to(EXTERNAL_IP), 8080, dport, 9, 8, flags, b"");
+    let (d, out) = n.run(Ingress::Pod(POD_B_PORT), &seg);
+    assert_eq!(d, Disposition::ToUplink);
+    let a = node_a_cfg();
+    let want = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(a.underlay_mac, EXTERNAL_MAC, a.underlay_ip, EXTERNAL_IP)
+        },
+        nodeport,
+        51000,
+        9,
+        8,
+        flags,
+        b"",
+    );
+    assert_bytes(&out, &want);
+    out
+}
+
+fn node_with_web_and_web_local_on_pod_b() -> Node {
+    let mut n = Node::a();
+    set_endpoints(&mut n, &web_svc(), &[(POD_B_IP, EndpointState::Ready)]);
+    n.w.apply(Update::AddService(web_local_svc())).unwrap();
+    n
+}
+
+/// What pod B receives of the external client's SYN from `sport` (the client's address kept).
+fn syn_at_pod_b(sport: u16) -> Vec<u8> {
+    frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(gw_a(), POD_B_MAC, EXTERNAL_IP, POD_B_IP)
+        },
+        sport,
+        8080,
+        7,
+        0,
+        tf::SYN,
+        b"",
+    )
+}
+
+/// An external client that reached pod B through one NodePort comes back from the same source
+/// port through another NodePort of pod B's (the lab's check 5 then 5b, which failed in CI this
+/// way): neither flow is SNATed, so both have the reply tuple pod B:8080 → client:51000. Once
+/// the first flow has closed, the new one takes its entry over; the client is never refused.
+#[test]
+fn a_client_port_reused_through_another_nodeport_takes_over_the_closed_flow() {
+    let mut n = node_with_web_and_web_local_on_pod_b();
+    let a = node_a_cfg();
+    let client = Addrs::new(EXTERNAL_MAC, a.underlay_mac, EXTERNAL_IP, a.underlay_ip);
+    assert_bytes(
+        &external_to_pod_b(&mut n, 51000, WEB_NODEPORT, 7),
+        &syn_at_pod_b(51000),
+    );
+    pod_b_to_external(&mut n, 51000, WEB_NODEPORT, tf::SYN | tf::ACK);
+    // The server closes first (HTTP/1.0), the client follows.
+    pod_b_to_external(&mut n, 51000, WEB_NODEPORT, tf::FIN | tf::ACK);
+    let fin = frame::tcp_frame(&client, 51000, WEB_NODEPORT, 8, 10, tf::FIN | tf::ACK, b"");
+    assert_eq!(
+        n.run(Ingress::Uplink, &fin).0,
+        Disposition::ToPod(POD_B_PORT)
+    );
+    let e = n.p.conntrack().iter().next().unwrap().1;
+    assert_eq!(e.state, fastpath::tables::conntrack::TcpState::Closed);
+    // A second later (the closed entry lasts 10 s), the same client port through NodePort
+    // 30082.
+    n.now += 1_000;
+    assert_bytes(
+        &external_to_pod_b(&mut n, 51000, WEB_LOCAL_NODEPORT, 7),
+        &syn_at_pod_b(51000),
+    );
+    assert_eq!(n.counters().event_count(Event::CtClosedTakenOver), 1);
+    assert_eq!(n.counters().event_count(Event::SnatPortRewritten), 0);
+    assert_eq!(n.drops(DropReason::NatPortExhausted), 0);
+    assert_eq!(n.p.conntrack().iter().count(), 1);
+    // Pod B's answer leaves from the NodePort the client used this time.
+    pod_b_to_external(&mut n, 51000, WEB_LOCAL_NODEPORT, tf::SYN | tf::ACK);
+}
+
+/// The same reuse while the first flow is still open (the client port in two connections at
+/// once): the second keeps the client's address and gets another source port, in the SNAT
+/// range, as Linux remaps a clashing port; both flows answer from their own NodePort.
+#[test]
+fn a_client_port_in_two_live_flows_to_one_backend_is_remapped() {
+    let mut n = node_with_web_and_web_local_on_pod_b();
+    external_to_pod_b(&mut n, 51000, WEB_NODEPORT, 7);
+    pod_b_to_external(&mut n, 51000, WEB_NODEPORT, tf::SYN | tf::ACK);
+    let out = external_to_pod_b(&mut n, 51000, WEB_LOCAL_NODEPORT, 7);
+    let port = u16::from_be_bytes([out[34], out[35]]);
+    assert_ne!(port, 51000);
+    assert!((32768..=60999).contains(&port), "{port}");
+    assert_bytes(&out, &syn_at_pod_b(port));
+    assert_eq!(n.counters().event_count(Event::SnatPortRewritten), 1);
+    assert_eq!(n.counters().event_count(Event::CtClosedTakenOver), 0);
+    pod_b_to_external(&mut n, port, WEB_LOCAL_NODEPORT, tf::SYN | tf::ACK);
+    pod_b_to_external(&mut n, 51000, WEB_NODEPORT, tf::ACK);
+    assert_eq!(n.p.conntrack().iter().count(), 2);
+}
+
+/// A SYN on a closed flow's own tuple is a new connection: the entry goes and the flow starts
+/// afresh (Linux's conntrack does the same), so it follows the endpoints as they are now
+/// rather than the closed flow's backend.
+#[test]
+fn a_syn_on_a_closed_flows_tuple_starts_a_new_flow() {
+    let mut n = node_with_web_and_web_local_on_pod_b();
+    let a = node_a_cfg();
+    let client = Addrs::new(EXTERNAL_MAC, a.underlay_mac, EXTERNAL_IP, a.underlay_ip);
+    external_to_pod_b(&mut n, 51000, WEB_NODEPORT, 7);
+    pod_b_to_external(&mut n, 51000, WEB_NODEPORT, tf::SYN | tf::ACK);
+    let rst = frame::tcp_frame(&client, 51000, WEB_NODEPORT, 8, 10, tf::RST, b"");
+    assert_eq!(
+        n.run(Ingress::Uplink, &rst).0,
+        Disposition::ToPod(POD_B_PORT)
+    );
+    // A retransmitted segment of the old connection still follows the closed entry.
+    let ack = frame::tcp_frame(&client, 51000, WEB_NODEPORT, 8, 10, tf::ACK, b"");
+    assert_eq!(
+        n.run(Ingress::Uplink, &ack).0,
+        Disposition::ToPod(POD_B_PORT)
+    );
+    assert_eq!(n.counters().event_count(Event::CtNew), 1);
+    // Pod B is no longer an endpoint of web; pod C is.
+    set_endpoints(&mut n, &web_svc(), &[(POD_C_IP, EndpointState::Ready)]);
+    let syn = frame::tcp_frame(&client, 51000, WEB_NODEPORT, 7, 0, tf::SYN, b"");
+    let (d, wire) = n.run(Ingress::Uplink, &syn);
+    assert_eq!(d, Disposition::ToUplink);
+    let b = node_b_cfg();
+    let inner = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(a.vtep_mac, b.vtep_mac, a.vtep_ip(), POD_C_IP)
+        },
+        51000,
+        8080,
+        7,
+        0,
+        tf::SYN,
+        b"",
+    );
+    assert_tunnelled(&wire, &outer_a_to_b(), &inner);
+    assert_eq!(n.counters().event_count(Event::CtClosedTakenOver), 1);
+    assert_eq!(n.counters().event_count(Event::CtNew), 2);
+    assert_eq!(n.p.conntrack().iter().count(), 1);
+}
+
 #[test]
 fn two_packets_of_one_new_udp_flow_in_one_burst_get_one_entry() {
     // glibc sends A and AAAA from one socket at once (the DNS 5-second timeout bug).

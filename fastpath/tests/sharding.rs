@@ -478,3 +478,80 @@ fn the_nodes_own_service_flows_are_the_host_path_workers() {
     }
     assert_eq!(n.event(Event::CtHitReply), 2);
 }
+
+/// An external client's port in two live flows to one backend through two NodePorts (no
+/// SNAT): the second flow keeps the client's address and gets another port, one whose client
+/// hash is the same worker's, so the backend's worker hands its answers to the flow's owner.
+#[test]
+fn a_remapped_client_port_stays_with_the_flows_owner() {
+    let mut n = Workers::a(3);
+    only_backend(&mut n.w, WEB, POD_B_IP); // pod B: port 1, worker 1
+    let mut local = services().into_iter().find(|s| s.frontend == WEB).unwrap();
+    local.name = "default/web-local:http".into();
+    local.frontend.ip = Ipv4Addr::new(10, 96, 0, 21);
+    local.node_port = Some(30082);
+    local.node_port_local = true;
+    local.endpoints.retain(|e| e.ip == POD_B_IP);
+    n.w.apply(Update::AddService(local)).unwrap();
+    let a = NodeConfig::example_node_a();
+    let s = Shard::new(3, 0);
+    let sport = (51000..)
+        .find(|&p| s.of_external(EXTERNAL_IP.to_bits(), p) == 0)
+        .unwrap();
+    let client = Addrs::new(EXTERNAL_MAC, a.underlay_mac, EXTERNAL_IP, a.underlay_ip);
+    let mut ports = Vec::new();
+    for nodeport in [WEB_NODEPORT, 30082] {
+        let syn = frame::tcp_frame(&client, sport, nodeport, 7, 0, tf::SYN, b"");
+        let o = n.run(0, Ingress::Uplink, &syn);
+        assert_eq!((o.d, o.handed), (Disposition::ToPod(POD_B_PORT), None));
+        let port = u16::from_be_bytes([o.bytes[34], o.bytes[35]]);
+        let want = frame::tcp_frame(
+            &Addrs {
+                ttl: 63,
+                ..Addrs::new(gw_a(), POD_B_MAC, EXTERNAL_IP, POD_B_IP)
+            },
+            port,
+            8080,
+            7,
+            0,
+            tf::SYN,
+            b"",
+        );
+        assert_bytes(&o.bytes, &want);
+        ports.push(port);
+    }
+    assert_eq!(ports[0], sport);
+    assert_ne!(ports[1], sport);
+    assert_eq!(s.of_external(EXTERNAL_IP.to_bits(), ports[1]), 0);
+    assert_eq!(n.event(Event::SnatPortRewritten), 1);
+    assert_eq!(n.ct_lens(), vec![2, 0, 0]);
+    // Pod B answers both, on its own worker: each is handed to worker 0 and leaves from the
+    // NodePort its client used, to the client's own port.
+    for (port, nodeport) in [(ports[1], 30082), (ports[0], WEB_NODEPORT)] {
+        let synack = frame::tcp_frame(
+            &pod_b_to(EXTERNAL_IP),
+            8080,
+            port,
+            9,
+            8,
+            tf::SYN | tf::ACK,
+            b"",
+        );
+        let o = n.run(1, Ingress::Pod(POD_B_PORT), &synack);
+        assert_eq!(o.handed, Some((0, Ingress::Pod(POD_B_PORT))));
+        assert_eq!(o.d, Disposition::ToUplink);
+        let want = frame::tcp_frame(
+            &Addrs {
+                ttl: 63,
+                ..Addrs::new(a.underlay_mac, EXTERNAL_MAC, a.underlay_ip, EXTERNAL_IP)
+            },
+            nodeport,
+            sport,
+            9,
+            8,
+            tf::SYN | tf::ACK,
+            b"",
+        );
+        assert_bytes(&o.bytes, &want);
+    }
+}

@@ -315,6 +315,7 @@ fn run(args: &Args) -> Result<(), String> {
                 "ct_expired",
                 "ct_evicted_full",
                 "ct_purged_endpoint_removed",
+                "ct_closed_taken_over",
                 "snat_port_rewritten",
             ] {
                 println!("  {k:<28} {}", n(k));

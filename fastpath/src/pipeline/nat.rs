@@ -56,7 +56,8 @@ fn rewrite<B: PacketBuf>(
 }
 
 /// Looks the packet's tuple up in conntrack; on a hit, NATs it as the entry says. A UDP entry
-/// whose endpoint was removed is purged instead (so the packet can pick a live backend).
+/// whose endpoint was removed is purged instead (so the packet can pick a live backend), and so
+/// is a closed TCP flow's that a new SYN reuses ([`crate::tables::conntrack::Entry::reopened_by`]).
 #[inline(always)]
 pub(crate) fn apply<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &mut Ip4) -> Option<Hit> {
     let key = ip.key().packed();
@@ -84,6 +85,12 @@ pub(crate) fn apply_key<B: PacketBuf>(
     if e.proto() == ipproto::UDP && cx.t.services.liveness().generation(e.ep_slot) != e.ep_gen {
         cx.ct.remove(idx);
         cx.c.inc(Event::CtPurged);
+        return None;
+    }
+    // A new connection's SYN on a closed flow's tuple: the flow starts afresh. (The SYN bit
+    // first: the one test the common packet pays.)
+    if tcp_flags & crate::wire::tcp::flags::SYN != 0 && e.reopened_by(tcp_flags) {
+        cx.ct.remove_closed(idx, cx.c);
         return None;
     }
     let to = e.rewrite_packed(dir);
@@ -276,6 +283,22 @@ const SNAT_PORT_SPAN: u32 = 60999 - 32768 + 1;
 /// Ports tried before giving up on a flow.
 const SNAT_TRIES: u32 = 16;
 
+/// A port in the SNAT range, spread by `h`, for a flow whose client keeps its address but not
+/// its port, that stays with this worker: a pod client's flows are its port's worker's
+/// whatever the port, an external client's are a hash of its address and port
+/// (`shard::Shard::of_external`), so the port is searched for one that hashes here. `None` if
+/// none of 256 does (with `w` workers, a chance of `(1 - 1/w)^256`).
+#[cold]
+fn client_port(cx: &Ctx<'_>, client: Client, src: u32, h: u32) -> Option<u16> {
+    let port = |i: u32| SNAT_PORT_MIN + (h.wrapping_add(i) % SNAT_PORT_SPAN) as u16;
+    match client {
+        Client::External(_) => (0..256)
+            .map(port)
+            .find(|&p| cx.shard.of_external(src, p) == cx.shard.me),
+        Client::Pod | Client::RemotePod | Client::Host => Some(port(0)),
+    }
+}
+
 /// Starts a new flow to `svc` (the caller has just missed `ip`'s tuple in conntrack): picks a backend by Maglev on the flow hash, decides SNAT, inserts
 /// conntrack, rewrites the packet. `snat_if_remote` is the address to SNAT to when the backend
 /// is remote (NodePort); hairpin (a pod reaching itself through its Service) always SNATs to the
@@ -363,12 +386,20 @@ pub(crate) fn new_flow<B: PacketBuf>(
             .insert_after_miss(orig, reply, nf, ip.tcp_flags, cx.now, cx.c)
         {
             Ok(i) => break i,
-            Err(InsertError::ReplyCollision) if snat.is_some() && tries < SNAT_TRIES => {
-                // The translated tuple is some other flow's: try another source port.
+            Err(InsertError::ReplyCollision) if tries < SNAT_TRIES => {
+                // The translated tuple is a live flow's: try another source port. Without SNAT
+                // the client's address stays and only its port changes (Linux remaps the port
+                // of a flow it does not SNAT the same way when the tuple clashes): the same
+                // client port reaching one backend through two frontends at once.
                 let h = hash.wrapping_add(tries.wrapping_mul(0x9e37_79b9));
-                reply.dport = cx
-                    .shard
-                    .snat_port(h ^ (h >> 16), SNAT_PORT_MIN, SNAT_PORT_SPAN);
+                let h = h ^ (h >> 16);
+                reply.dport = match snat {
+                    Some(_) => cx.shard.snat_port(h, SNAT_PORT_MIN, SNAT_PORT_SPAN),
+                    None => {
+                        client_port(cx, client, ip.src, h).ok_or(DropReason::NatPortExhausted)?
+                    }
+                };
+                nf.flags |= flags::SNAT;
                 tries += 1;
             }
             Err(_) => return Err(DropReason::NatPortExhausted),

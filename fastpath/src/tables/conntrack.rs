@@ -13,7 +13,8 @@
 //! a number of entries per elapsed millisecond (the whole table about once a second), and lazily
 //! when a lookup meets one. When the table is full, an insert
 //! first reclaims an expired entry near the hand and otherwise evicts the least recently used of
-//! a few sampled entries — counted, never silent.
+//! a few sampled entries — counted, never silent. A closed TCP flow's entry gives its tuples up
+//! to a new connection at once ([`Entry::reopened_by`], `Conntrack::take_over`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -249,7 +250,9 @@ impl Default for Timeouts {
 pub mod flags {
     /// The entry is in use.
     pub const USED: u8 = 0x01;
-    /// The source was rewritten too (NodePort to a remote backend, hairpin).
+    /// The source was rewritten too (NodePort to a remote backend, hairpin, the node's own
+    /// flows), or only its port (a flow without SNAT whose reply tuple clashed with a live
+    /// flow's).
     pub const SNAT: u8 = 0x02;
     /// The client is outside the cluster (NodePort from the uplink): replies go out raw, to
     /// the stored client MAC.
@@ -381,6 +384,18 @@ impl Entry {
     /// The protocol.
     pub fn proto(&self) -> u8 {
         self.keys[0][1] as u8
+    }
+
+    /// True when a packet with `tcp_flags` opens a new connection on this entry's tuple after
+    /// its flow closed: a SYN without ACK. Linux's conntrack deletes such an entry and tracks
+    /// the SYN afresh ("attempt to reopen a closed/aborted connection"); so does the pipeline
+    /// ([`Conntrack::remove_closed`], then a new flow with a fresh backend pick), where keeping
+    /// the entry would hold the new connection in the closed state's short timeout and on a
+    /// backend that may have gone.
+    #[inline(always)]
+    pub fn reopened_by(&self, tcp_flags: u8) -> bool {
+        use crate::wire::tcp::flags as tf;
+        self.state == TcpState::Closed && tcp_flags & (tf::SYN | tf::ACK | tf::RST) == tf::SYN
     }
 
     /// The TCP state after a packet with `tcp_flags` in direction `dir` (REPLIED already set
@@ -707,6 +722,48 @@ impl Conntrack {
         e.follow_tcp(dir, tcp_flags);
     }
 
+    /// True when no flow holds tuple `p` (hash `h`), or the flow holding it is over and its
+    /// entry goes now (`Conntrack::take_over`).
+    #[inline(always)]
+    fn tuple_free(&mut self, p: &[u64; 2], h: u32, now: u64, c: &Counters) -> bool {
+        match self.find(p, h) {
+            None => true,
+            Some((_, r)) => self.take_over(r >> 1, now, c),
+        }
+    }
+
+    /// Removes entry `idx`, whose tuple a new flow wants, if its flow is over, and says whether
+    /// it did: an expired entry (`ct_expired`), or a **closed** TCP flow's (FINs both ways or
+    /// a RST; `ct_closed_taken_over`), which stays only to carry a last ACK or a retransmitted
+    /// FIN. A new connection with one of a closed flow's tuples is an endpoint reusing its port
+    /// — the side that closed second keeps no TIME_WAIT and may reuse it at once. The typical
+    /// case: an external client that reached a backend through one NodePort comes back from the
+    /// same source port through another NodePort of the same backend; without SNAT both flows
+    /// have the same reply tuple (backend → client), and refusing the second would leave the
+    /// client retrying for as long as the closed entry lasts.
+    #[cold]
+    #[inline(never)]
+    fn take_over(&mut self, idx: u32, now: u64, c: &Counters) -> bool {
+        let e = &self.entries[idx as usize];
+        if e.expired(now, &self.limits) {
+            self.drop_expired(idx, c);
+        } else if e.state == TcpState::Closed {
+            self.remove_closed(idx, c);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// Removes entry `idx`, a closed TCP flow that a new connection takes over
+    /// ([`Entry::reopened_by`], `Conntrack::take_over`), counted as `ct_closed_taken_over`.
+    #[cold]
+    #[inline(never)]
+    pub fn remove_closed(&mut self, idx: u32, c: &Counters) {
+        self.remove(idx);
+        c.inc(Event::CtClosedTakenOver);
+    }
+
     /// Inserts a flow with tuples `orig` and `reply`. Makes room when full (reclaiming an expired
     /// entry, else evicting the least recently used of a sample, counted as `ct_evicted_full`).
     /// `tcp_flags` of the first packet set the initial TCP state: a SYN starts `SynSent`; any
@@ -754,10 +811,10 @@ impl Conntrack {
         let pr = reply.pack();
         let ho = hash_packed(&po);
         let hr = hash_packed(&pr);
-        if check_orig && self.find(&po, ho).is_some() {
+        if check_orig && !self.tuple_free(&po, ho, now, c) {
             return Err(InsertError::Exists);
         }
-        if self.find(&pr, hr).is_some() {
+        if !self.tuple_free(&pr, hr, now, c) {
             return Err(InsertError::ReplyCollision);
         }
         if self.free_len == 0 {
@@ -1063,6 +1120,73 @@ mod tests {
         assert!(t.lookup(&reply, 1, &c).is_none());
         assert!(!t.pod_is_client(client));
         assert!(t.is_empty());
+    }
+
+    /// A new flow whose tuple a live flow holds is refused; one whose tuple a closed TCP flow
+    /// or an expired one holds takes it over, the old entry gone and counted.
+    #[test]
+    fn a_closed_or_expired_flows_tuple_is_taken_over() {
+        use crate::wire::tcp::flags as tf;
+        let c = Counters::default();
+        let mut t = ct(16);
+        let tcp = |mut k: FlowKey| {
+            k.proto = 6;
+            k
+        };
+        // Two frontends (2:80 and 2:81) of one backend (3:8080), one client port: the same
+        // reply tuple.
+        let reply = tcp(k(3, 8080, 1, 5000));
+        let first = t
+            .insert(tcp(k(1, 5000, 2, 80)), reply, NF, tf::SYN, 0, &c)
+            .unwrap();
+        let second = tcp(k(1, 5000, 2, 81));
+        t.touch(first, Dir::Reply, tf::SYN | tf::ACK, 1);
+        t.touch(first, Dir::Orig, tf::FIN | tf::ACK, 2);
+        assert_eq!(
+            t.insert(second, reply, NF, tf::SYN, 3, &c),
+            Err(InsertError::ReplyCollision)
+        );
+        t.touch(first, Dir::Reply, tf::FIN | tf::ACK, 4);
+        assert_eq!(t.entry(first).state, TcpState::Closed);
+        let i = t.insert(second, reply, NF, tf::SYN, 5, &c).unwrap();
+        assert_eq!(c.events(Event::CtClosedTakenOver), 1);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.lookup(&reply, 5, &c), Some((i, Dir::Reply)));
+        assert!(t.lookup(&tcp(k(1, 5000, 2, 80)), 5, &c).is_none());
+        // Expired (a SYN never answered), any state: taken over, counted as expired.
+        let late = 5 + t.timeouts().tcp_syn_ms + 1;
+        t.insert(tcp(k(1, 5000, 2, 80)), reply, NF, tf::SYN, late, &c)
+            .unwrap();
+        assert_eq!(c.events(Event::CtExpired), 1);
+        assert_eq!(c.events(Event::CtClosedTakenOver), 1);
+        assert_eq!(t.len(), 1);
+        // A SYN reopens only a closed entry, and only a bare SYN does.
+        let (j, _) = t.lookup(&reply, late, &c).unwrap();
+        let e = t.entry(j);
+        assert!(!e.reopened_by(tf::SYN));
+        let mut closed = *e;
+        closed.state = TcpState::Closed;
+        assert!(closed.reopened_by(tf::SYN));
+        assert!(!closed.reopened_by(tf::SYN | tf::ACK));
+        assert!(!closed.reopened_by(tf::ACK));
+        assert!(!closed.reopened_by(tf::RST));
+        let i = t
+            .insert(
+                tcp(k(7, 1, 2, 80)),
+                tcp(k(2, 80, 7, 1)),
+                NF,
+                tf::SYN,
+                late,
+                &c,
+            )
+            .unwrap();
+        t.touch(i, Dir::Reply, tf::RST, late);
+        assert_eq!(t.entry(i).state, TcpState::Closed);
+        // A late ACK of the old connection refreshes the closed entry; a SYN would reopen it.
+        t.touch(i, Dir::Orig, tf::ACK, late + 1);
+        assert_eq!(t.entry(i).last_seen(), late + 1);
+        assert_eq!(t.entry(i).state, TcpState::Closed);
+        assert!(t.entry(i).reopened_by(tf::SYN));
     }
 
     #[test]
