@@ -102,7 +102,8 @@ impl HostRoutes {
         self.installed = None;
     }
 
-    /// How many routes are installed (as far as the last sync knows).
+    /// How many routes are installed, as the last sync left them (0 before the first, or when
+    /// the kernel could not be read).
     pub fn len(&self) -> usize {
         self.installed.as_ref().map_or(0, BTreeSet::len)
     }
@@ -132,7 +133,9 @@ impl HostRoutes {
 
     /// Brings the kernel's routes in line with `want`: adds or replaces the missing ones,
     /// deletes the ones no longer wanted, in one `ip -batch`. On the first call, what a previous
-    /// run left is read first. On failure the next call reads the kernel's state again.
+    /// run left is read first. On failure (some lines may have applied: `-force` goes on past
+    /// one that fails) what is in place is read back from the kernel, so [`HostRoutes::len`]
+    /// stays true; if even that fails, the next call reads it again.
     pub fn sync(&mut self, want: &BTreeSet<HostRoute>) -> Result<(), String> {
         let installed = match self.installed.take() {
             Some(i) => i,
@@ -141,7 +144,10 @@ impl HostRoutes {
         let script = script(&self.ifname, &installed, want);
         if !script.is_empty() {
             // `-force`: one line failing (a prefix someone else routes) does not stop the rest.
-            netns::run(self.cmd().args(["-force", "-batch", "-"]), Some(&script))?;
+            if let Err(e) = netns::run(self.cmd().args(["-force", "-batch", "-"]), Some(&script)) {
+                self.installed = self.read().ok();
+                return Err(e);
+            }
         }
         self.installed = Some(want.clone());
         Ok(())

@@ -186,6 +186,8 @@ fn routes_follow_the_cluster_and_survive_restarts_and_a_lost_interface() {
         "{routes:?}"
     );
     assert_eq!(restarted.read().unwrap().len(), want.len() - 1);
+    // What it counts as installed is what the kernel has, the failed line left out.
+    assert_eq!(restarted.len(), want.len() - 1);
     ns.ip(&["route", "del", "10.96.0.0/12", "dev", "host0"]);
     restarted.forget();
     restarted.sync(&want).unwrap();
@@ -195,4 +197,100 @@ fn routes_follow_the_cluster_and_survive_restarts_and_a_lost_interface() {
     restarted.sync(&BTreeSet::new()).unwrap();
     assert!(restarted.read().unwrap().is_empty());
     assert_eq!(ns.routes(), vec!["192.0.2.0/24 scope link".to_string()]);
+}
+
+/// The environment variable that carries the namespace to the inner half of
+/// [`the_daemon_keeps_its_routes_and_reports_them`].
+const INNER_NETNS: &str = "PODLANE_HOST_ROUTES_NETNS";
+
+/// The daemon's own sync (`Daemon::sync_host_routes`, as its main loop runs it) and what its
+/// metrics say. The daemon routes in its own namespace, so the test runs its inner half
+/// ([`daemon_in_a_private_netns`]) again inside a namespace it creates (`ip netns exec`).
+#[test]
+fn the_daemon_keeps_its_routes_and_reports_them() {
+    let ns = Netns::new("daemon");
+    // Someone else's route for the Service CIDR: the daemon's add fails, and is counted.
+    ns.ip(&["route", "add", "10.96.0.0/12", "dev", "host0"]);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "daemon_in_a_private_netns", "--ignored"])
+        .args(["--nocapture", "--test-threads=1"])
+        .env(INNER_NETNS, &ns.0)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+    // What the daemon left: its three routes, the foreign one gone as the inner half removed it.
+    let p = RT_PROTO;
+    assert_eq!(
+        ns.routes(),
+        vec![
+            format!("10.244.1.0/24 via 10.244.1.1 proto {p} onlink"),
+            format!("10.244.2.0/24 via 10.244.1.1 proto {p} onlink"),
+            format!("10.96.0.0/12 via 10.244.1.1 proto {p} onlink"),
+        ]
+    );
+}
+
+#[test]
+#[ignore = "the inner half of the_daemon_keeps_its_routes_and_reports_them, run in its netns"]
+fn daemon_in_a_private_netns() {
+    use control::config::Config;
+    use control::daemon::Daemon;
+    let ns = std::env::var(INNER_NETNS)
+        .expect("run by the_daemon_keeps_its_routes_and_reports_them, not alone");
+    // Never in the root namespace: this process must be in the namespace the outer half made.
+    let me = std::process::id().to_string();
+    let here = Command::new("ip")
+        .args(["netns", "identify", &me])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&here.stdout).trim(), ns);
+
+    let dir = std::env::temp_dir().join(format!("podlane-host-routes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cluster.yaml"), CLUSTER).unwrap();
+    let cfg = Config::parse(&format!(
+        "node_name = \"node-a\"\nstate_dir = \"{d}/state\"\ncluster_file = \"{d}/cluster.yaml\"\n\
+         fastpath_socket = \"{d}/none.sock\"\nhost_interface = \"host0\"\n",
+        d = dir.display()
+    ))
+    .unwrap();
+    let d = Daemon::open(cfg).unwrap();
+    let metrics = |d: &Daemon| {
+        let (status, body, _) = control::http::route(d, &tiny_http::Method::Get, "/metrics", "");
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let has = |m: &str, line: &str| assert!(m.lines().any(|l| l == line), "{line} in:\n{m}");
+    // The first sync: both pod CIDRs; the Service CIDR is someone else's, one failed sync.
+    d.sync_host_routes();
+    assert_eq!(d.host_routes(), Some((2, 1)));
+    let m = metrics(&d);
+    has(&m, "podlane_host_routes{node=\"node-a\"} 2");
+    has(&m, "podlane_host_route_errors_total{node=\"node-a\"} 1");
+    // Nothing changed and the kernel is not due a re-read: no new attempt, no new error.
+    d.sync_host_routes();
+    assert_eq!(d.host_routes(), Some((2, 1)));
+    // The other route goes; the re-read of the kernel (every 5 s) finds the prefix free.
+    let del = Command::new("ip")
+        .args(["route", "del", "10.96.0.0/12", "dev", "host0"])
+        .status()
+        .unwrap();
+    assert!(del.success());
+    std::thread::sleep(std::time::Duration::from_millis(5_200));
+    d.sync_host_routes();
+    assert_eq!(d.host_routes(), Some((3, 1)));
+    let m = metrics(&d);
+    has(&m, "podlane_host_routes{node=\"node-a\"} 3");
+    has(&m, "podlane_host_route_errors_total{node=\"node-a\"} 1");
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
 }
