@@ -27,8 +27,8 @@ pub struct Config {
     #[serde(default)]
     pub queues: QueueSection,
     /// A JSON file with the initial desired state (pods, nodes, Services) as an
-    /// `Update::Snapshot` body, applied at start. (The control socket, which replaces it, is
-    /// not built yet.)
+    /// `Update::Snapshot` body, applied at start (the benches and tests start this way; under
+    /// podlane-control the control socket brings the state instead).
     pub state_file: Option<PathBuf>,
     /// The local control socket (unix, mode 0600) the control daemon programs the tables
     /// through. None: the tables stay as the state file set them.
@@ -307,5 +307,46 @@ mod tests {
             .to_string()
             .contains("bogus"));
         assert!(Config::parse("not toml at all ===").is_err());
+        let bad = SAMPLE.replace("vni = 1", "vni = 1\nvnid = 2");
+        assert!(Config::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("vnid"));
+        let bad = SAMPLE.replace("service_cidr = \"10.96.0.0/12\"", "");
+        assert!(Config::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("service_cidr"));
+    }
+
+    /// `[node]` with only the node's identity and the Service CIDR: the rest is what a
+    /// Flannel-style cluster uses, and the host path's MAC is the underlay's.
+    #[test]
+    fn the_node_section_needs_only_the_nodes_identity() {
+        let node: String = SAMPLE
+            .lines()
+            .skip_while(|l| !l.starts_with("[node]"))
+            .take_while(|l| !l.starts_with("[capacities]"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let short = "[node]\nname = \"node-x\"\nunderlay_ip = \"10.1.0.20\"\n\
+            underlay_mac = \"02:00:0a:01:00:14\"\nvtep_mac = \"02:76:74:65:70:14\"\n\
+            pod_cidr = \"10.244.9.0/24\"\ngateway_mac = \"02:67:77:00:01:01\"\n\
+            service_cidr = \"10.96.0.0/12\"\n";
+        let c = Config::parse(&SAMPLE.replace(&node, short)).unwrap();
+        let n = &c.node;
+        assert_eq!(n.name, "node-x");
+        assert_eq!(n.vni, 1);
+        assert_eq!(n.underlay_mtu, 1500);
+        assert_eq!((n.nodeport_min, n.nodeport_max), (30000, 32767));
+        assert_eq!(
+            n.unknown_destination,
+            fastpath::tables::UnknownDestination::Host
+        );
+        assert_eq!(n.host_mac, n.underlay_mac);
+        assert_eq!(n.host_mac.to_string(), "02:00:0a:01:00:14");
+        // Given, each is taken as given.
+        let c = Config::parse(SAMPLE).unwrap();
+        assert_eq!(c.node, fastpath::tables::NodeConfig::example_node_a());
     }
 }

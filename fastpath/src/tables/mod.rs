@@ -29,8 +29,9 @@ pub enum UnknownDestination {
 }
 
 /// This node's identity and data-path settings. Fixed for the life of a fast-path process.
+/// Read from a file ([`NodeConfigFile`]), the settings every cluster shares may be left out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "NodeConfigFile")]
 pub struct NodeConfig {
     /// The node's name (for humans and logs).
     pub name: String,
@@ -56,11 +57,84 @@ pub struct NodeConfig {
     /// Highest NodePort.
     pub nodeport_max: u16,
     /// Pod traffic for unknown destinations.
-    #[serde(default)]
     pub unknown_destination: UnknownDestination,
     /// Destination MAC for frames handed to the host path (the kernel side of the host-path
     /// port). Usually the underlay MAC, which the host-path TAP takes over.
     pub host_mac: MacAddr,
+}
+
+/// [`NodeConfig`] as a file gives it: the node's identity (name, addresses, MACs, pod CIDR)
+/// and the Service CIDR are required; the rest defaults to what a Kubernetes cluster with
+/// Flannel's VXLAN backend uses unless told otherwise — VNI 1 (Flannel's), an underlay MTU of
+/// 1500, NodePorts 30000–32767 (the API server's default `--service-node-port-range`),
+/// unknown destinations to the host, and the host path's MAC the underlay MAC (the host-path
+/// TAP takes the node's address and MAC over). The Service CIDR has no default: kubeadm's
+/// 10.96.0.0/12 is only one choice, and a wrong one would silently hand every ClusterIP to the
+/// host path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfigFile {
+    name: String,
+    underlay_ip: Ipv4Addr,
+    underlay_mac: MacAddr,
+    vtep_mac: MacAddr,
+    pod_cidr: Ipv4Cidr,
+    gateway_mac: MacAddr,
+    #[serde(default = "NodeConfigFile::vni")]
+    vni: u32,
+    service_cidr: Ipv4Cidr,
+    #[serde(default = "NodeConfigFile::underlay_mtu")]
+    underlay_mtu: u16,
+    #[serde(default = "NodeConfigFile::nodeport_min")]
+    nodeport_min: u16,
+    #[serde(default = "NodeConfigFile::nodeport_max")]
+    nodeport_max: u16,
+    #[serde(default)]
+    unknown_destination: UnknownDestination,
+    #[serde(default)]
+    host_mac: Option<MacAddr>,
+}
+
+impl NodeConfigFile {
+    /// Flannel's VNI.
+    pub const VNI: u32 = 1;
+    /// Ethernet's MTU.
+    pub const UNDERLAY_MTU: u16 = 1500;
+    /// The API server's default NodePort range.
+    pub const NODEPORTS: (u16, u16) = (30000, 32767);
+
+    fn vni() -> u32 {
+        Self::VNI
+    }
+    fn underlay_mtu() -> u16 {
+        Self::UNDERLAY_MTU
+    }
+    fn nodeport_min() -> u16 {
+        Self::NODEPORTS.0
+    }
+    fn nodeport_max() -> u16 {
+        Self::NODEPORTS.1
+    }
+}
+
+impl From<NodeConfigFile> for NodeConfig {
+    fn from(f: NodeConfigFile) -> NodeConfig {
+        NodeConfig {
+            name: f.name,
+            underlay_ip: f.underlay_ip,
+            underlay_mac: f.underlay_mac,
+            vtep_mac: f.vtep_mac,
+            pod_cidr: f.pod_cidr,
+            gateway_mac: f.gateway_mac,
+            vni: f.vni,
+            service_cidr: f.service_cidr,
+            underlay_mtu: f.underlay_mtu,
+            nodeport_min: f.nodeport_min,
+            nodeport_max: f.nodeport_max,
+            unknown_destination: f.unknown_destination,
+            host_mac: f.host_mac.unwrap_or(f.underlay_mac),
+        }
+    }
 }
 
 /// Why a configuration or update was refused.
