@@ -1018,43 +1018,17 @@ fn nodeport_to_local_backend_replies_from_node_ip() {
         b"",
     );
     assert_bytes(&out, &want);
-    let synack = frame::tcp_frame(
-        &pod_b_to(EXTERNAL_IP),
-        8080,
-        51000,
-        9,
-        8,
-        tf::SYN | tf::ACK,
-        b"",
-    );
-    let (d, out) = n.run(Ingress::Pod(POD_B_PORT), &synack);
-    assert_eq!(d, Disposition::ToUplink);
-    let want = frame::tcp_frame(
-        &Addrs {
-            ttl: 63,
-            ..Addrs::new(a.underlay_mac, EXTERNAL_MAC, a.underlay_ip, EXTERNAL_IP)
-        },
-        WEB_NODEPORT,
-        51000,
-        9,
-        8,
-        tf::SYN | tf::ACK,
-        b"",
-    );
-    assert_bytes(&out, &want);
+    pod_b_to_external(&mut n, 51000, WEB_NODEPORT, tf::SYN | tf::ACK);
 }
 
-#[test]
-fn nodeport_to_remote_backend_snats_to_the_vtep_ip() {
-    let mut na = Node::a();
-    let mut nb = Node::b();
-    set_endpoints(&mut na, &web_svc(), &[(POD_C_IP, EndpointState::Ready)]);
-    let a = node_a_cfg();
+/// The external client's SYN from port 51000 to node A's NodePort 30080 when pod C is the
+/// endpoint: SNATed to node A's VTEP address and tunnelled to node B. Returns the wire frame.
+fn external_syn_tunnelled_to_pod_c(na: &mut Node) -> Vec<u8> {
+    let (a, b) = (node_a_cfg(), node_b_cfg());
     let client = Addrs::new(EXTERNAL_MAC, a.underlay_mac, EXTERNAL_IP, a.underlay_ip);
     let syn = frame::tcp_frame(&client, 51000, WEB_NODEPORT, 7, 0, tf::SYN, b"");
     let (d, wire) = na.run(Ingress::Uplink, &syn);
     assert_eq!(d, Disposition::ToUplink);
-    let b = node_b_cfg();
     let inner = frame::tcp_frame(
         &Addrs {
             ttl: 63,
@@ -1068,6 +1042,16 @@ fn nodeport_to_remote_backend_snats_to_the_vtep_ip() {
         b"",
     );
     assert_tunnelled(&wire, &outer_a_to_b(), &inner);
+    wire
+}
+
+#[test]
+fn nodeport_to_remote_backend_snats_to_the_vtep_ip() {
+    let mut na = Node::a();
+    let mut nb = Node::b();
+    set_endpoints(&mut na, &web_svc(), &[(POD_C_IP, EndpointState::Ready)]);
+    let a = node_a_cfg();
+    let wire = external_syn_tunnelled_to_pod_c(&mut na);
     let (d, _) = nb.run(Ingress::Uplink, &wire);
     assert_eq!(d, Disposition::ToPod(POD_C_PORT));
     // Pod C answers node A's VTEP address (10.244.1.0, in node A's pod CIDR): node B sends
@@ -1506,26 +1490,6 @@ fn snat_port_collision_picks_another_port() {
     assert_eq!(na.counters().event_count(Event::SnatPortRewritten), 1);
 }
 
-/// A second Service of pod B's port 8080, with NodePort 30082 and `externalTrafficPolicy:
-/// Local` (the lab's `web-local`).
-const WEB_LOCAL_NODEPORT: u16 = 30082;
-fn web_local_svc() -> ServiceSpec {
-    ServiceSpec {
-        name: "default/web-local:http".into(),
-        frontend: fastpath::tables::services::FrontendKey {
-            ip: Ipv4Addr::new(10, 96, 0, 21),
-            ..WEB
-        },
-        node_port: Some(WEB_LOCAL_NODEPORT),
-        node_port_local: true,
-        endpoints: vec![EndpointSpec {
-            ip: POD_B_IP,
-            port: 8080,
-            state: EndpointState::Ready,
-        }],
-    }
-}
-
 /// Node A with `web` and `web-local` both on pod B only; the external client's SYN from
 /// `sport` to `nodeport`, and what pod B receives (the client's address kept: no SNAT).
 fn external_to_pod_b(n: &mut Node, sport: u16, nodeport: u16, seq: u32) -> Vec<u8> {
@@ -1664,23 +1628,7 @@ fn a_syn_on_a_closed_flows_tuple_starts_a_new_flow() {
     assert_eq!(n.counters().event_count(Event::CtNew), 1);
     // Pod B is no longer an endpoint of web; pod C is.
     set_endpoints(&mut n, &web_svc(), &[(POD_C_IP, EndpointState::Ready)]);
-    let syn = frame::tcp_frame(&client, 51000, WEB_NODEPORT, 7, 0, tf::SYN, b"");
-    let (d, wire) = n.run(Ingress::Uplink, &syn);
-    assert_eq!(d, Disposition::ToUplink);
-    let b = node_b_cfg();
-    let inner = frame::tcp_frame(
-        &Addrs {
-            ttl: 63,
-            ..Addrs::new(a.vtep_mac, b.vtep_mac, a.vtep_ip(), POD_C_IP)
-        },
-        51000,
-        8080,
-        7,
-        0,
-        tf::SYN,
-        b"",
-    );
-    assert_tunnelled(&wire, &outer_a_to_b(), &inner);
+    external_syn_tunnelled_to_pod_c(&mut n);
     assert_eq!(n.counters().event_count(Event::CtClosedTakenOver), 1);
     assert_eq!(n.counters().event_count(Event::CtNew), 2);
     assert_eq!(n.p.conntrack().iter().count(), 1);

@@ -201,10 +201,17 @@ fn nodeport_reply_from_a_local_backend_goes_to_the_client_hash_owner() {
     let syn = frame::tcp_frame(&client, sport, WEB_NODEPORT, 7, 0, tf::SYN, b"");
     let o = n.run(0, Ingress::Uplink, &syn);
     assert_eq!((o.d, o.handed), (Disposition::ToPod(POD_B_PORT), None));
+    pod_b_answers_through_worker_0(&mut n, sport, WEB_NODEPORT, sport);
+}
+
+/// Pod B (port 1, worker 1) answers the external client at `port`: worker 1 hands the SYN-ACK
+/// to worker 0, the flow's owner, and it leaves from `nodeport` to the client's own `sport`.
+fn pod_b_answers_through_worker_0(n: &mut Workers, port: u16, nodeport: u16, sport: u16) {
+    let a = NodeConfig::example_node_a();
     let synack = frame::tcp_frame(
         &pod_b_to(EXTERNAL_IP),
         8080,
-        sport,
+        port,
         9,
         8,
         tf::SYN | tf::ACK,
@@ -218,7 +225,7 @@ fn nodeport_reply_from_a_local_backend_goes_to_the_client_hash_owner() {
             ttl: 63,
             ..Addrs::new(a.underlay_mac, EXTERNAL_MAC, a.underlay_ip, EXTERNAL_IP)
         },
-        WEB_NODEPORT,
+        nodeport,
         sport,
         9,
         8,
@@ -486,13 +493,7 @@ fn the_nodes_own_service_flows_are_the_host_path_workers() {
 fn a_remapped_client_port_stays_with_the_flows_owner() {
     let mut n = Workers::a(3);
     only_backend(&mut n.w, WEB, POD_B_IP); // pod B: port 1, worker 1
-    let mut local = services().into_iter().find(|s| s.frontend == WEB).unwrap();
-    local.name = "default/web-local:http".into();
-    local.frontend.ip = Ipv4Addr::new(10, 96, 0, 21);
-    local.node_port = Some(30082);
-    local.node_port_local = true;
-    local.endpoints.retain(|e| e.ip == POD_B_IP);
-    n.w.apply(Update::AddService(local)).unwrap();
+    n.w.apply(Update::AddService(web_local_svc())).unwrap();
     let a = NodeConfig::example_node_a();
     let s = Shard::new(3, 0);
     let sport = (51000..)
@@ -500,7 +501,7 @@ fn a_remapped_client_port_stays_with_the_flows_owner() {
         .unwrap();
     let client = Addrs::new(EXTERNAL_MAC, a.underlay_mac, EXTERNAL_IP, a.underlay_ip);
     let mut ports = Vec::new();
-    for nodeport in [WEB_NODEPORT, 30082] {
+    for nodeport in [WEB_NODEPORT, WEB_LOCAL_NODEPORT] {
         let syn = frame::tcp_frame(&client, sport, nodeport, 7, 0, tf::SYN, b"");
         let o = n.run(0, Ingress::Uplink, &syn);
         assert_eq!((o.d, o.handed), (Disposition::ToPod(POD_B_PORT), None));
@@ -527,31 +528,7 @@ fn a_remapped_client_port_stays_with_the_flows_owner() {
     assert_eq!(n.ct_lens(), vec![2, 0, 0]);
     // Pod B answers both, on its own worker: each is handed to worker 0 and leaves from the
     // NodePort its client used, to the client's own port.
-    for (port, nodeport) in [(ports[1], 30082), (ports[0], WEB_NODEPORT)] {
-        let synack = frame::tcp_frame(
-            &pod_b_to(EXTERNAL_IP),
-            8080,
-            port,
-            9,
-            8,
-            tf::SYN | tf::ACK,
-            b"",
-        );
-        let o = n.run(1, Ingress::Pod(POD_B_PORT), &synack);
-        assert_eq!(o.handed, Some((0, Ingress::Pod(POD_B_PORT))));
-        assert_eq!(o.d, Disposition::ToUplink);
-        let want = frame::tcp_frame(
-            &Addrs {
-                ttl: 63,
-                ..Addrs::new(a.underlay_mac, EXTERNAL_MAC, a.underlay_ip, EXTERNAL_IP)
-            },
-            nodeport,
-            sport,
-            9,
-            8,
-            tf::SYN | tf::ACK,
-            b"",
-        );
-        assert_bytes(&o.bytes, &want);
+    for (port, nodeport) in [(ports[1], WEB_LOCAL_NODEPORT), (ports[0], WEB_NODEPORT)] {
+        pod_b_answers_through_worker_0(&mut n, port, nodeport, sport);
     }
 }

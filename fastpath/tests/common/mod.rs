@@ -8,6 +8,7 @@ use fastpath::counters::{CounterSnapshot, Disposition, DropReason};
 use fastpath::fixtures::*;
 use fastpath::pipeline::{Ingress, Pipeline};
 use fastpath::tables::conntrack::Timeouts;
+use fastpath::tables::services::{EndpointSpec, EndpointState, FrontendKey, ServiceSpec};
 use fastpath::tables::NodeConfig;
 use fastpath::update::TableWriter;
 use fastpath::wire::frame::Addrs;
@@ -182,5 +183,25 @@ impl Workers {
             .iter()
             .map(|p| p.counters().snapshot().event_count(e))
             .sum()
+    }
+}
+
+/// A second Service of pod B's port 8080, with NodePort 30082 and `externalTrafficPolicy:
+/// Local` (the lab's `web-local`).
+pub const WEB_LOCAL_NODEPORT: u16 = 30082;
+pub fn web_local_svc() -> ServiceSpec {
+    ServiceSpec {
+        name: "default/web-local:http".into(),
+        frontend: FrontendKey {
+            ip: Ipv4Addr::new(10, 96, 0, 21),
+            ..WEB
+        },
+        node_port: Some(WEB_LOCAL_NODEPORT),
+        node_port_local: true,
+        endpoints: vec![EndpointSpec {
+            ip: POD_B_IP,
+            port: 8080,
+            state: EndpointState::Ready,
+        }],
     }
 }
