@@ -95,25 +95,22 @@ pub struct NodeConfigFile {
     host_mac: Option<MacAddr>,
 }
 
+/// The defaults `NodeConfigFile` names (serde calls a function for each).
 impl NodeConfigFile {
     /// Flannel's VNI.
-    pub const VNI: u32 = 1;
-    /// Ethernet's MTU.
-    pub const UNDERLAY_MTU: u16 = 1500;
-    /// The API server's default NodePort range.
-    pub const NODEPORTS: (u16, u16) = (30000, 32767);
-
     fn vni() -> u32 {
-        Self::VNI
+        1
     }
+    /// Ethernet's MTU.
     fn underlay_mtu() -> u16 {
-        Self::UNDERLAY_MTU
+        1500
     }
+    /// The API server's default NodePort range, `--service-node-port-range=30000-32767`.
     fn nodeport_min() -> u16 {
-        Self::NODEPORTS.0
+        30000
     }
     fn nodeport_max() -> u16 {
-        Self::NODEPORTS.1
+        32767
     }
 }
 
