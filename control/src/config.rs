@@ -12,7 +12,14 @@ use crate::kubernetes::KubeSettings;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// This node's name: its entry in the cluster state gives the pod CIDR and underlay.
+    /// Either this or `node_file`.
+    #[serde(default)]
     pub node_name: String,
+    /// Instead of `node_name`: the fast path's node file (its `node_file`, one per host, so
+    /// that one configuration serves every node), whose `[node] name` is this node's name.
+    /// A relative path is taken from this file's directory. [`Config::load`] reads it.
+    #[serde(default)]
+    pub node_file: Option<PathBuf>,
     /// Directory of the state database (`state.redb`).
     pub state_dir: PathBuf,
     /// The declarative cluster file (YAML or JSON), watched for changes; API edits are
@@ -69,19 +76,49 @@ fn default_ports() -> u16 {
     1024
 }
 
+/// The `[node] name` of a fast-path node file (the other keys are the fast path's).
+pub fn node_name_of(text: &str) -> Result<String, String> {
+    let t: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    let name = t
+        .get("node")
+        .and_then(|n| n.get("name"))
+        .ok_or("no [node] name in it")?;
+    match name.as_str() {
+        Some(n) if !n.is_empty() => Ok(n.to_string()),
+        _ => Err("[node] name is not a non-empty string".into()),
+    }
+}
+
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        Config::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+        let mut c = Config::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))?;
+        if let Some(f) = &c.node_file {
+            // `join` keeps an absolute path as it is.
+            let f = path.parent().unwrap_or(Path::new(".")).join(f);
+            let text = std::fs::read_to_string(&f)
+                .map_err(|e| format!("cannot read node_file {}: {e}", f.display()))?;
+            c.node_name =
+                node_name_of(&text).map_err(|e| format!("node_file {}: {e}", f.display()))?;
+            c.node_file = Some(f);
+        }
+        Ok(c)
     }
 
-    /// Parses and checks config text.
+    /// Parses and checks config text. With `node_file`, `node_name` stays empty until
+    /// [`Config::load`] reads it from the file.
     pub fn parse(text: &str) -> Result<Config, String> {
         let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
-        if c.node_name.is_empty() {
-            return Err("node_name is empty".into());
+        match (c.node_name.is_empty(), &c.node_file) {
+            (true, None) => return Err("node_name is empty (set it, or node_file)".into()),
+            (false, Some(_)) => {
+                return Err(
+                    "node_name and node_file are both set: the node's name has one source".into(),
+                )
+            }
+            _ => {}
         }
         if !(576..=9000).contains(&c.pod_mtu) {
             return Err(format!("pod_mtu {} is outside 576-9000", c.pod_mtu));
@@ -110,5 +147,60 @@ impl Config {
     /// The database file.
     pub fn db_path(&self) -> PathBuf {
         self.state_dir.join("state.redb")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../../deploy/control.toml");
+
+    /// The node's name from the fast path's node file, found beside the configuration: the
+    /// one configuration every node shares names no node.
+    #[test]
+    fn the_node_name_comes_from_the_node_file() {
+        let dir = std::env::temp_dir().join(format!("podlane-ctl-node-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("control.toml");
+        let shared = SAMPLE.replace("node_name = \"node-a\"", "node_file = \"node.toml\"");
+        std::fs::write(&config, &shared).unwrap();
+        let e = Config::load(&config).unwrap_err();
+        assert!(
+            e.contains(&dir.join("node.toml").display().to_string()),
+            "{e}"
+        );
+        std::fs::write(
+            dir.join("node.toml"),
+            "[node]\nname = \"node-b\"\nunderlay_ip = \"10.1.0.11\"\n\n[[ports]]\n\
+             devargs = \"0000:02:00.0\"\nrole = \"uplink\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&config).unwrap();
+        assert_eq!(c.node_name, "node-b");
+        assert_eq!(c.node_file, Some(dir.join("node.toml")));
+        // A node file without the name, or with an empty one, names what is missing.
+        for bad in [
+            "[node]\nunderlay_ip = \"10.1.0.11\"\n",
+            "[node]\nname = \"\"\n",
+            "[node\n",
+        ] {
+            std::fs::write(dir.join("node.toml"), bad).unwrap();
+            let e = Config::load(&config).unwrap_err();
+            assert!(e.contains("node_file") && e.contains("node.toml"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_node_name_has_one_source() {
+        assert_eq!(Config::parse(SAMPLE).unwrap().node_name, "node-a");
+        let both = SAMPLE.replace(
+            "node_name = \"node-a\"",
+            "node_name = \"node-a\"\nnode_file = \"/etc/podlane/node.toml\"",
+        );
+        assert!(Config::parse(&both).unwrap_err().contains("both"));
+        let neither = SAMPLE.replace("node_name = \"node-a\"", "");
+        assert!(Config::parse(&neither).unwrap_err().contains("node_file"));
     }
 }

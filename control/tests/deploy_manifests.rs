@@ -508,9 +508,9 @@ fn check_conflist(list: &serde_json::Value) -> Vec<String> {
     errs
 }
 
-/// The control daemon's keys (deploy/control.toml); the daemon knows no others.
+/// The control daemon's keys (deploy/control.toml); the daemon knows no others. The node's
+/// name is `node_name` or the `[node] name` of `node_file`: exactly one of the two is given.
 const CONTROL_KEYS: &[&str] = &[
-    "node_name",
     "state_dir",
     "cluster_file",
     "cni_socket",
@@ -533,12 +533,16 @@ fn check_control_config(c: &toml::Value) -> Vec<String> {
         }
     }
     for key in table.keys() {
-        if !CONTROL_KEYS.contains(&key.as_str()) {
+        if !CONTROL_KEYS.contains(&key.as_str()) && key != "node_name" && key != "node_file" {
             errs.push(format!("unknown key {key}"));
         }
     }
-    if tstr(c, &["node_name"]).is_none_or(str::is_empty) {
-        errs.push("node_name is not a non-empty string".into());
+    match (tstr(c, &["node_name"]), tstr(c, &["node_file"])) {
+        (Some(n), None) if !n.is_empty() => {}
+        (None, Some(f)) if f.starts_with('/') => {}
+        (None, Some(_)) => errs.push("node_file is not an absolute path".into()),
+        (Some(_), Some(_)) => errs.push("node_name and node_file are both set".into()),
+        _ => errs.push("node_name is not a non-empty string (nor is node_file set)".into()),
     }
     for key in ["state_dir", "cluster_file", "cni_socket", "fastpath_socket"] {
         if !tstr(c, &[key]).is_some_and(|p| p.starts_with('/')) {
@@ -662,6 +666,51 @@ fn check_cluster_file(cluster: &Value) -> Vec<String> {
         }
     }
     errs
+}
+
+/// The configurations as the daemons complete them with a node file (`node`, the TOML of
+/// the file both name in `node_file`): the fast path's `[node]` gets the file's keys (one it
+/// has already is an error, as the daemon refuses it) and its `[[ports]]` the file's; control's
+/// `node_name` is the file's `[node] name`.
+fn with_node_file(
+    control: &toml::Value,
+    fastpath: &toml::Value,
+    node: &toml::Value,
+) -> Result<(toml::Value, toml::Value), String> {
+    let (mut control, mut fastpath) = (control.clone(), fastpath.clone());
+    let name = tstr(node, &["node", "name"]).ok_or("the node file has no [node] name")?;
+    let c = control.as_table_mut().ok_or("control: not a table")?;
+    c.remove("node_file").ok_or("control has no node_file")?;
+    c.insert("node_name".into(), toml::Value::String(name.into()));
+    let f = fastpath.as_table_mut().ok_or("fast path: not a table")?;
+    f.remove("node_file")
+        .ok_or("the fast path has no node_file")?;
+    for (key, value) in node.as_table().ok_or("node file: not a table")? {
+        match (key.as_str(), value) {
+            ("node", toml::Value::Table(keys)) => {
+                let fnode = f
+                    .entry("node")
+                    .or_insert_with(|| toml::Value::Table(Default::default()))
+                    .as_table_mut()
+                    .ok_or("[node] is not a table")?;
+                for (k, v) in keys {
+                    if fnode.insert(k.clone(), v.clone()).is_some() {
+                        return Err(format!(
+                            "[node] {k} is in both the fast path and the node file"
+                        ));
+                    }
+                }
+            }
+            ("ports", toml::Value::Array(ports)) => f
+                .entry("ports")
+                .or_insert_with(|| toml::Value::Array(Vec::new()))
+                .as_array_mut()
+                .ok_or("ports is not an array")?
+                .extend(ports.iter().cloned()),
+            _ => return Err(format!("{key} in the node file: only [node] and [[ports]]")),
+        }
+    }
+    Ok((control, fastpath))
 }
 
 /// One node's set of files agree: control daemon, fast path, cluster file, CNI config list.
@@ -973,6 +1022,16 @@ fn the_daemonset_runs_both_daemons_on_the_host_network() {
     let cm = find_object(&objects, "ConfigMap", "podlane-config");
     let control_toml = config_from_configmap(pod, control, cm);
     let fastpath_toml = config_from_configmap(pod, fastpath, cm);
+    // Both read this node's identity from one file on the host.
+    let node_file = tstr(&control_toml, &["node_file"]).expect("node_file");
+    assert_eq!(tstr(&fastpath_toml, &["node_file"]), Some(node_file));
+    for c in [fastpath, control] {
+        assert_eq!(
+            host_path(pod, c, node_file).as_deref(),
+            Some("/etc/podlane/node.toml"),
+            "node_file {node_file} is the host's /etc/podlane/node.toml"
+        );
+    }
     let state_dir = tstr(&control_toml, &["state_dir"]).expect("state_dir");
     assert!(
         host_path(pod, control, state_dir).is_some_and(|h| h.starts_with("/var/lib/podlane")),
@@ -1182,8 +1241,49 @@ fn the_configmap_files_have_every_key_and_agree() {
     let conflist: serde_json::Value = serde_json::from_str(data("10-podlane.conflist")).unwrap();
     let mut errs = check_control_config(&control);
     errs.extend(check_cluster_file(cluster));
-    errs.extend(check_agreement(&control, &fastpath, cluster, &conflist));
-    assert!(errs.is_empty(), "ConfigMap podlane-config: {errs:?}");
+    // One ConfigMap for every node: no node's identity in it, the node file completes it.
+    for key in [
+        "name",
+        "underlay_ip",
+        "underlay_mac",
+        "vtep_mac",
+        "pod_cidr",
+        "host_mac",
+    ] {
+        if tget(&fastpath, &["node", key]).is_some() {
+            errs.push(format!(
+                "fastpath.toml [node] {key}: per node, not in the shared ConfigMap"
+            ));
+        }
+    }
+    if tstr(&control, &["node_name"]).is_some() {
+        errs.push("control.toml node_name: per node, not in the shared ConfigMap".into());
+    }
+    assert_eq!(
+        tstr(&control, &["node_file"]),
+        tstr(&fastpath, &["node_file"]),
+        "both daemons read one node file"
+    );
+    let node = toml_file(&files, "kubernetes/node.toml");
+    match with_node_file(&control, &fastpath, node) {
+        Ok((control, fastpath)) => {
+            errs.extend(check_agreement(&control, &fastpath, cluster, &conflist));
+            let uplinks = tget(&fastpath, &["ports"])
+                .and_then(toml::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|p| tstr(p, &["role"]) == Some("uplink"))
+                .count();
+            if uplinks != 1 {
+                errs.push(format!("{uplinks} uplinks with the node file, not 1"));
+            }
+        }
+        Err(e) => errs.push(e),
+    }
+    assert!(
+        errs.is_empty(),
+        "ConfigMap podlane-config with kubernetes/node.toml: {errs:?}"
+    );
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1319,6 +1419,49 @@ fn mismatched_or_incomplete_configs_are_rejected() {
     assert!(check_control_config(&no_key)
         .iter()
         .any(|e| e.contains("pod_mtu is missing")));
+
+    // The node's name from both places, or from neither.
+    let mut both = control.clone();
+    both.as_table_mut()
+        .unwrap()
+        .insert("node_file".into(), "/etc/podlane-node/node.toml".into());
+    assert!(check_control_config(&both)
+        .iter()
+        .any(|e| e.contains("both")));
+    let mut neither = control.clone();
+    neither.as_table_mut().unwrap().remove("node_name");
+    assert!(check_control_config(&neither)
+        .iter()
+        .any(|e| e.contains("node_name")));
+    // A node file that repeats a key of the shared [node], or holds more than a node's.
+    let node = toml_file(&files, "kubernetes/node.toml");
+    let mut shared = (control.clone(), fastpath.clone());
+    shared.0.as_table_mut().unwrap().remove("node_name");
+    for t in [&mut shared.0, &mut shared.1] {
+        t.as_table_mut()
+            .unwrap()
+            .insert("node_file".into(), "/n.toml".into());
+    }
+    let e = with_node_file(&shared.0, &shared.1, node).unwrap_err();
+    assert!(e.contains("in both"), "{e}");
+    let mut more = node.clone();
+    more.as_table_mut()
+        .unwrap()
+        .insert("queues".into(), toml::Value::Table(Default::default()));
+    let fp_node = shared.1["node"].as_table_mut().unwrap();
+    for key in [
+        "name",
+        "underlay_ip",
+        "underlay_mac",
+        "vtep_mac",
+        "pod_cidr",
+        "host_mac",
+    ] {
+        fp_node.remove(key);
+    }
+    assert!(with_node_file(&shared.0, &shared.1, node).is_ok());
+    let e = with_node_file(&shared.0, &shared.1, &more).unwrap_err();
+    assert!(e.contains("queues"), "{e}");
 
     let mut bad_cluster = cluster.clone();
     bad_cluster["nodes"][0]["vtep_mac"] = "02:00".into();

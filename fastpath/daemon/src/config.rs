@@ -1,7 +1,7 @@
 //! The daemon's configuration file (TOML). Every setting is documented here and in
 //! `deploy/fastpath.toml`, the sample.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use fastpath::tables::conntrack::Timeouts;
 use fastpath::tables::{Capacities, NodeConfig};
@@ -34,6 +34,14 @@ pub struct Config {
     /// through. None: the tables stay as the state file set them.
     #[serde(default)]
     pub control_socket: Option<PathBuf>,
+    /// A file of this node's own settings, so that one configuration serves every node (one
+    /// Kubernetes ConfigMap for the DaemonSet, each host's identity in a file of its own): its
+    /// `[node]` keys complete this file's `[node]` (a key set in both is refused, not
+    /// overridden) and its `[[ports]]` are added to this file's (the uplink's PCI address
+    /// differs per node). Nothing else may be in it. A relative path is taken from this file's
+    /// directory. `podlane-control` reads the node's name from the same file.
+    #[serde(default)]
+    pub node_file: Option<PathBuf>,
 }
 
 /// `[eal]`
@@ -162,20 +170,61 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads and checks a configuration file.
-    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+    /// Reads and checks a configuration file, and the node file it names.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
-        Config::parse(&text).map_err(|e| match e {
-            ConfigError::Parse(_, m) => ConfigError::Parse(path.to_path_buf(), m),
+        // A parse error without a file is this file's.
+        let here = |e| match e {
+            ConfigError::Parse(p, m) if p.as_os_str().is_empty() => {
+                ConfigError::Parse(path.to_path_buf(), m)
+            }
             other => other,
-        })
+        };
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(path.to_path_buf(), e.to_string()))?;
+        let Some(node_file) = table.get("node_file") else {
+            return Config::parse(&text).map_err(here);
+        };
+        let Some(node_file) = node_file.as_str() else {
+            return Err(ConfigError::Parse(
+                path.to_path_buf(),
+                "node_file: a path (a string) is expected".into(),
+            ));
+        };
+        // `join` keeps an absolute path as it is.
+        let node_path = path.parent().unwrap_or(Path::new(".")).join(node_file);
+        let node_text = std::fs::read_to_string(&node_path)
+            .map_err(|e| ConfigError::Read(node_path.clone(), e))?;
+        Config::parse_with_node_file(&text, &node_text, &node_path).map_err(here)
     }
 
     /// Parses and checks configuration text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let c: Config =
             toml::from_str(text).map_err(|e| ConfigError::Parse(PathBuf::new(), e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Parses and checks configuration text together with the text of the node file it names
+    /// (`node_file`, read from `node_path`), merged as [`Config::node_file`] says.
+    pub fn parse_with_node_file(
+        text: &str,
+        node_text: &str,
+        node_path: &Path,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(PathBuf::new(), e.to_string()))?;
+        let node: toml::Table = node_text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(node_path.into(), e.to_string()))?;
+        merge_node_file(&mut table, node, node_path)?;
+        let c: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(PathBuf::new(), e.to_string()))?;
         c.validate()?;
         Ok(c)
     }
@@ -266,6 +315,68 @@ impl Config {
     }
 }
 
+/// Adds a node file's `[node]` keys and `[[ports]]` to the configuration's (`path`: the node
+/// file, for the messages). A `[node]` key both give is refused — which one was meant cannot
+/// be known, and a shared file silently overridden per node is how nodes end up claiming
+/// each other's identity.
+fn merge_node_file(
+    config: &mut toml::Table,
+    node_file: toml::Table,
+    path: &Path,
+) -> Result<(), ConfigError> {
+    let at = path.display();
+    for (key, value) in node_file {
+        match (key.as_str(), value) {
+            ("node", toml::Value::Table(keys)) => {
+                let toml::Value::Table(node) = config
+                    .entry("node")
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                else {
+                    return Err(ConfigError::Invalid(
+                        "node: a table ([node]) is expected".into(),
+                    ));
+                };
+                for (k, v) in keys {
+                    if node.contains_key(&k) {
+                        return Err(ConfigError::Invalid(format!(
+                            "[node] {k} is set both in the configuration and in node_file {at}: \
+                             set it in one of them"
+                        )));
+                    }
+                    node.insert(k, v);
+                }
+            }
+            ("ports", toml::Value::Array(ports)) => {
+                let toml::Value::Array(all) = config
+                    .entry("ports")
+                    .or_insert_with(|| toml::Value::Array(Vec::new()))
+                else {
+                    return Err(ConfigError::Invalid(
+                        "ports: an array of tables ([[ports]]) is expected".into(),
+                    ));
+                };
+                all.extend(ports);
+            }
+            ("node" | "ports", _) => {
+                return Err(ConfigError::Parse(
+                    path.into(),
+                    format!("{key}: [node] is a table and [[ports]] an array of tables"),
+                ))
+            }
+            (other, _) => {
+                return Err(ConfigError::Parse(
+                    path.into(),
+                    format!(
+                        "{other} is not a node setting: a node file holds [node] keys and \
+                         [[ports]] only"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,5 +459,146 @@ mod tests {
         // Given, each is taken as given.
         let c = Config::parse(SAMPLE).unwrap();
         assert_eq!(c.node, fastpath::tables::NodeConfig::example_node_a());
+    }
+
+    /// Node A's own settings, as a node file gives them: its identity and its uplink.
+    const NODE_A: &str = "[node]\nname = \"node-a\"\nunderlay_ip = \"10.1.0.10\"\n\
+        underlay_mac = \"02:00:0a:01:00:0a\"\nvtep_mac = \"02:76:74:65:70:0a\"\n\
+        pod_cidr = \"10.244.1.0/24\"\nhost_mac = \"02:00:0a:01:00:0a\"\n\n\
+        [[ports]]\ndevargs = \"net_af_packet0,iface=eth0\"\nrole = \"uplink\"\n";
+
+    /// The sample without what `NODE_A` gives (the lines of node A's identity and its uplink
+    /// port), naming `node_file`: what one ConfigMap for every node holds.
+    fn shared_sample(node_file: &str) -> String {
+        let own = [
+            "name =",
+            "underlay_ip =",
+            "underlay_mac =",
+            "vtep_mac =",
+            "pod_cidr =",
+            "host_mac =",
+        ];
+        let mut lines: Vec<String> = vec![format!("node_file = {node_file:?}")];
+        let mut skip = 0;
+        for l in SAMPLE.lines() {
+            if l.starts_with("devargs = \"net_af_packet0") {
+                lines.pop(); // the [[ports]] header before it
+                skip = 1; // and the role after it
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            if !own.iter().any(|k| l.starts_with(k)) {
+                lines.push(l.to_string());
+            }
+        }
+        lines.join("\n")
+    }
+
+    /// One configuration for every node: the node file completes `[node]` and adds the
+    /// uplink, and the result is the configuration that says it all in one file.
+    #[test]
+    fn a_node_file_completes_the_shared_configuration() {
+        let shared = shared_sample("node-a.toml");
+        assert!(
+            Config::parse(&shared).is_err(),
+            "the shared part alone lacks the identity"
+        );
+        let c = Config::parse_with_node_file(&shared, NODE_A, Path::new("node-a.toml")).unwrap();
+        let whole = Config::parse(SAMPLE).unwrap();
+        assert_eq!(c.node, whole.node);
+        let devargs = |c: &Config| {
+            let mut d: Vec<(String, Role)> = c
+                .ports
+                .iter()
+                .map(|p| (p.devargs.clone(), p.role))
+                .collect();
+            d.sort_by(|a, b| a.0.cmp(&b.0));
+            d
+        };
+        assert_eq!(devargs(&c), devargs(&whole));
+        assert_eq!(c.node_file, Some(PathBuf::from("node-a.toml")));
+
+        // Another node: the same shared text, another file.
+        let node_b = NODE_A
+            .replace("node-a", "node-b")
+            .replace("10.1.0.10", "10.1.0.11")
+            .replace("10.244.1.0", "10.244.2.0")
+            .replace("eth0", "eth1");
+        let b = Config::parse_with_node_file(&shared, &node_b, Path::new("node-b.toml")).unwrap();
+        assert_eq!(b.node.name, "node-b");
+        assert_eq!(b.node.underlay_ip.to_string(), "10.1.0.11");
+        assert_eq!(b.node.pod_cidr.to_string(), "10.244.2.0/24");
+        assert!(b
+            .ports
+            .iter()
+            .any(|p| p.role == Role::Uplink && p.devargs.ends_with("eth1")));
+    }
+
+    #[test]
+    fn a_node_file_says_what_is_wrong() {
+        let shared = shared_sample("n.toml");
+        let err = |node: &str| {
+            Config::parse_with_node_file(&shared, node, Path::new("/etc/podlane/node.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        // A key in both files is refused, naming the key and the file.
+        let e = err(&NODE_A.replace("[node]\n", "[node]\nservice_cidr = \"10.0.0.0/16\"\n"));
+        assert!(
+            e.contains("service_cidr")
+                && e.contains("both")
+                && e.contains("/etc/podlane/node.toml"),
+            "{e}"
+        );
+        // Only [node] and [[ports]].
+        let e = err(&format!("{NODE_A}\n[queues]\nburst = 8\n"));
+        assert!(e.contains("queues") && e.contains("node file"), "{e}");
+        let e = err("node = 3\n");
+        assert!(e.contains("[node] is a table"), "{e}");
+        // Its keys are checked as the configuration's own: an unknown one, a bad value.
+        let e = err(&NODE_A.replace("[node]\n", "[node]\nnmae = \"x\"\n"));
+        assert!(e.contains("nmae"), "{e}");
+        let e = err(&NODE_A.replace("10.244.1.0/24", "10.244.1.0/33"));
+        assert!(e.contains("pod_cidr") || e.contains("prefix"), "{e}");
+        // A second uplink from the node file.
+        let e = err(&format!(
+            "{NODE_A}\n[[ports]]\ndevargs = \"net_null9\"\nrole = \"uplink\"\n"
+        ));
+        assert!(e.contains("exactly one uplink"), "{e}");
+        // Not TOML: the node file is named.
+        let e = err("[node\n");
+        assert!(e.contains("/etc/podlane/node.toml"), "{e}");
+    }
+
+    /// `load` reads the node file from the configuration's directory, and a missing one is
+    /// an error that names it.
+    #[test]
+    fn load_reads_the_node_file_beside_the_configuration() {
+        let dir = std::env::temp_dir().join(format!("podlane-node-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("fastpath.toml");
+        std::fs::write(&config, shared_sample("node.toml")).unwrap();
+        let e = Config::load(&config).unwrap_err().to_string();
+        assert!(
+            e.contains(&dir.join("node.toml").display().to_string()),
+            "{e}"
+        );
+        std::fs::write(dir.join("node.toml"), NODE_A).unwrap();
+        let c = Config::load(&config).unwrap();
+        assert_eq!(c.node, Config::parse(SAMPLE).unwrap().node);
+        // A syntax error in the configuration itself names the configuration.
+        std::fs::write(&config, "node_file = \"node.toml\"\n[eal\n").unwrap();
+        let e = Config::load(&config).unwrap_err().to_string();
+        assert!(e.contains("fastpath.toml"), "{e}");
+        std::fs::write(&config, "node_file = 7\n").unwrap();
+        let e = Config::load(&config).unwrap_err().to_string();
+        assert!(
+            e.contains("node_file") && e.contains("fastpath.toml"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -97,3 +97,72 @@ fn bad_setups_give_one_clear_line() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One configuration for every node: the node's identity and uplink from its node file. The
+/// daemon starts from the two; without the node file it ends with one line naming it; a key
+/// set in both is refused by name.
+#[test]
+fn a_shared_configuration_takes_the_node_from_its_node_file() {
+    let id = std::process::id();
+    let dir = std::env::temp_dir().join(format!("podlane-nodefile-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let node = common::node_section();
+    let own = [
+        "name =",
+        "underlay_ip =",
+        "underlay_mac =",
+        "vtep_mac =",
+        "pod_cidr =",
+    ];
+    let (mine, shared): (Vec<&str>, Vec<&str>) = node
+        .lines()
+        .skip(1)
+        .partition(|l| own.iter().any(|k| l.starts_with(k)));
+    assert_eq!(mine.len(), own.len(), "{node}");
+    let config = dir.join("fastpath.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_file = \"node.toml\"\n[eal]\nno_huge = true\nmemory_mb = 256\n\
+             file_prefix = \"podlane-nodefile-{id}\"\nlog_level = \"lib.eal:error\"\nno_pci = true\n\
+             [node]\n{}\n[[ports]]\ndevargs = \"net_null1,no-rx=1\"\nrole = \"pod\"\npod_port = 0\n",
+            shared.join("\n")
+        ),
+    )
+    .unwrap();
+    let (ok, err) = run(&config);
+    assert!(!ok);
+    let l = last_line(&err);
+    assert!(
+        l.contains(&dir.join("node.toml").display().to_string()),
+        "{err}"
+    );
+    std::fs::write(
+        dir.join("node.toml"),
+        format!(
+            "[node]\n{}\n[[ports]]\ndevargs = \"net_null0,no-rx=1\"\nrole = \"uplink\"\n",
+            mine.join("\n")
+        ),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_podlane-fastpath"))
+        .args(["--duration", "0.3", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A key both give.
+    std::fs::write(
+        dir.join("node.toml"),
+        format!("[node]\n{}\nvni = 7\n", mine.join("\n")),
+    )
+    .unwrap();
+    let (ok, err) = run(&config);
+    assert!(!ok);
+    let l = last_line(&err);
+    assert!(l.contains("vni") && l.contains("both"), "{err}");
+    assert!(!std::path::Path::new("/var/run/dpdk")
+        .join(format!("podlane-nodefile-{id}"))
+        .exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
