@@ -222,10 +222,20 @@ impl Config {
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Parse(node_path.into(), e.to_string()))?;
         merge_node_file(&mut table, node, node_path)?;
+        // A setting may be in either file: the messages say both were read.
+        let both = format!("(this file with node_file {})", node_path.display());
         let c: Config = toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse(PathBuf::new(), e.to_string()))?;
-        c.validate()?;
+            .map_err(|e: toml::de::Error| {
+                ConfigError::Parse(
+                    PathBuf::new(),
+                    format!("{} {both}", e.to_string().trim_end().replace('\n', " ")),
+                )
+            })?;
+        c.validate().map_err(|e| match e {
+            ConfigError::Invalid(m) => ConfigError::Invalid(format!("{m} {both}")),
+            other => other,
+        })?;
         Ok(c)
     }
 
