@@ -20,6 +20,11 @@ pub struct Config {
     /// A relative path is taken from this file's directory. [`Config::load`] reads it.
     #[serde(default)]
     pub node_file: Option<PathBuf>,
+    /// What the node file says of this node's addresses, read with its name: with
+    /// `[kubernetes]`, what the daemon publishes on its Node object for the other nodes
+    /// (`kubernetes::own_annotations`). Not a key of this file.
+    #[serde(skip)]
+    pub node_identity: NodeIdentity,
     /// Directory of the state database (`state.redb`).
     pub state_dir: PathBuf,
     /// The declarative cluster file (YAML or JSON), watched for changes; API edits are
@@ -76,6 +81,41 @@ fn default_ports() -> u16 {
     1024
 }
 
+/// A node's addresses as its fast-path node file gives them (each optional: a file may leave
+/// a key to the fast path's own configuration).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeIdentity {
+    /// `[node] underlay_ip`.
+    pub underlay_ip: Option<std::net::Ipv4Addr>,
+    /// `[node] underlay_mac`.
+    pub underlay_mac: Option<fastpath::wire::MacAddr>,
+    /// `[node] vtep_mac`.
+    pub vtep_mac: Option<fastpath::wire::MacAddr>,
+}
+
+impl NodeIdentity {
+    /// The addresses in a node file's `[node]` (a value that does not parse is an error
+    /// naming its key: the fast path would refuse it too).
+    pub fn of(text: &str) -> Result<NodeIdentity, String> {
+        fn get<T: std::str::FromStr>(t: &toml::Table, key: &str) -> Result<Option<T>, String> {
+            match t.get("node").and_then(|n| n.get(key)) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .map(Some)
+                    .ok_or(format!("[node] {key} = {v} does not parse")),
+            }
+        }
+        let t: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        Ok(NodeIdentity {
+            underlay_ip: get(&t, "underlay_ip")?,
+            underlay_mac: get(&t, "underlay_mac")?,
+            vtep_mac: get(&t, "vtep_mac")?,
+        })
+    }
+}
+
 /// The `[node] name` of a fast-path node file (the other keys are the fast path's).
 pub fn node_name_of(text: &str) -> Result<String, String> {
     let t: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
@@ -100,8 +140,9 @@ impl Config {
             let f = path.parent().unwrap_or(Path::new(".")).join(f);
             let text = std::fs::read_to_string(&f)
                 .map_err(|e| format!("cannot read node_file {}: {e}", f.display()))?;
-            c.node_name =
-                node_name_of(&text).map_err(|e| format!("node_file {}: {e}", f.display()))?;
+            let at = |e| format!("node_file {}: {e}", f.display());
+            c.node_name = node_name_of(&text).map_err(at)?;
+            c.node_identity = NodeIdentity::of(&text).map_err(at)?;
             c.node_file = Some(f);
         }
         Ok(c)
@@ -178,12 +219,21 @@ mod tests {
         .unwrap();
         let c = Config::load(&config).unwrap();
         assert_eq!(c.node_name, "node-b");
+        assert_eq!(
+            c.node_identity,
+            NodeIdentity {
+                underlay_ip: Some("10.1.0.11".parse().unwrap()),
+                underlay_mac: None,
+                vtep_mac: None
+            }
+        );
         assert_eq!(c.node_file, Some(dir.join("node.toml")));
         // A node file without the name, or with an empty one, names what is missing.
         for bad in [
             "[node]\nunderlay_ip = \"10.1.0.11\"\n",
             "[node]\nname = \"\"\n",
             "[node\n",
+            "[node]\nname = \"n\"\nvtep_mac = \"02:00\"\n",
         ] {
             std::fs::write(dir.join("node.toml"), bad).unwrap();
             let e = Config::load(&config).unwrap_err();

@@ -506,6 +506,18 @@ fn kube_metrics(o: &mut String, node: &str, k: &crate::kubernetes::KubeMetrics) 
             "Kubernetes API watch errors (each retried with backoff).",
             &k.watch_errors,
         ),
+        (
+            "podlane_kubernetes_node_annotated_total",
+            "counter",
+            "Patches of this node's own annotations (its VTEP and underlay addresses, for the other nodes).",
+            &k.annotated,
+        ),
+        (
+            "podlane_kubernetes_node_annotate_errors_total",
+            "counter",
+            "Patches of this node's annotations the API refused (tried again with the next change).",
+            &k.annotate_errors,
+        ),
     ] {
         family(o, name, kind, help);
         let _ = writeln!(o, "{name}{{node=\"{node}\"}} {}", v.load(Ordering::Relaxed));

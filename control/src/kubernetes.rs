@@ -26,6 +26,15 @@
 //!   router's, for nodes in other L2 segments). The Kubernetes API carries no MACs, and the fast
 //!   path does not resolve underlay neighbours by ARP: a node with neither is left out and
 //!   counted, not guessed.
+//! - **This node's own annotations.** The API carries no MACs, so each podlane node publishes
+//!   its addresses on its own Node object ([`own_annotations`], when the daemon's
+//!   configuration has a `node_file` and `annotate_node` is on): `podlane.io/vtep-mac` and
+//!   `podlane.io/underlay-mac`, which the other podlane nodes read, and Flannel's backend
+//!   type, backend data, public IP and subnet-manager mark, which Flannel's VXLAN nodes read —
+//!   as a Flannel node publishes itself. One merge patch of what differs, after a batch of
+//!   events in which the Node is seen without them (so again if someone takes them away); a
+//!   refusal is logged and counted and tried again with the next batch. Until the patch
+//!   lands the node itself is left out ("no VTEP MAC"), like any unannotated node.
 //! - **Services.** ClusterIP Services and the ClusterIPs of NodePort and LoadBalancer ones (the
 //!   first IPv4 of `spec.clusterIPs`); NodePorts for types NodePort and LoadBalancer. Headless
 //!   and ExternalName Services have no ClusterIP to serve and are skipped; SCTP ports too (the
@@ -68,6 +77,7 @@ use crate::cluster::{
     endpoint_error, Cluster, ClusterSpec, Edit, Endpoint, Mode, NodeSpec, Refused, ServiceObject,
     ServicePort, TrafficPolicy, L4,
 };
+use crate::config::NodeIdentity;
 use crate::daemon::Daemon;
 
 /// Annotation: a node's VTEP MAC (the inner destination MAC it accepts).
@@ -80,6 +90,9 @@ pub const FLANNEL_BACKEND_DATA: &str = "flannel.alpha.coreos.com/backend-data";
 pub const FLANNEL_BACKEND_TYPE: &str = "flannel.alpha.coreos.com/backend-type";
 /// Flannel's annotation: the address its VTEP sends from.
 pub const FLANNEL_PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
+/// Flannel's annotation: the node's subnet is managed through the Kubernetes API (Flannel's
+/// VXLAN nodes program a peer only if it carries it).
+pub const FLANNEL_KUBE_SUBNET_MANAGER: &str = "flannel.alpha.coreos.com/kube-subnet-manager";
 /// The EndpointSlice label naming its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -105,6 +118,16 @@ pub struct KubeSettings {
     /// the underlay router's MAC where nodes are in other L2 segments.
     #[serde(default)]
     pub underlay_mac: Option<MacAddr>,
+    /// Publish this node's addresses on its own Node object ([`own_annotations`]: the
+    /// `podlane.io/` annotations the other podlane nodes read, and Flannel's, which Flannel's
+    /// VXLAN nodes read), from the node file's (`node_file` in the daemon's configuration;
+    /// without one nothing is published). Needs `patch` on nodes (deploy/kubernetes/rbac.yaml).
+    #[serde(default = "default_annotate_node")]
+    pub annotate_node: bool,
+}
+
+fn default_annotate_node() -> bool {
+    true
 }
 
 fn default_node_port_range() -> [u16; 2] {
@@ -458,6 +481,45 @@ struct FlannelVxlan {
     vtep_mac: Option<String>,
 }
 
+/// The annotations a podlane node publishes on its own Node object, so that the other nodes
+/// reach its pods: podlane's, which [`node_spec`] reads — its VTEP MAC and underlay MAC — and
+/// Flannel's, which a Flannel VXLAN node reads to program its route, neighbour and FDB entry
+/// for this node — the backend type and data (VNI, VTEP MAC), the public IP (the underlay
+/// address), and the subnet-manager mark Flannel requires. From the node file's addresses
+/// (`id`); an address it does not give is not published.
+pub fn own_annotations(id: &NodeIdentity, vni: u32) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::new();
+    if let Some(m) = id.vtep_mac {
+        a.insert(VTEP_MAC.into(), m.to_string());
+        a.insert(FLANNEL_BACKEND_TYPE.into(), "vxlan".into());
+        a.insert(
+            FLANNEL_BACKEND_DATA.into(),
+            serde_json::json!({"VNI": vni, "VtepMAC": m.to_string()}).to_string(),
+        );
+        a.insert(FLANNEL_KUBE_SUBNET_MANAGER.into(), "true".into());
+    }
+    if let Some(m) = id.underlay_mac {
+        a.insert(UNDERLAY_MAC.into(), m.to_string());
+    }
+    if let Some(ip) = id.underlay_ip {
+        a.insert(FLANNEL_PUBLIC_IP.into(), ip.to_string());
+    }
+    a
+}
+
+/// Those of `wanted` that `node` does not carry with the same value: what a merge patch of
+/// its annotations sets (empty: nothing to do).
+pub fn annotations_to_patch(
+    node: &Node,
+    wanted: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    wanted
+        .iter()
+        .filter(|(k, v)| annotation(&node.metadata, k) != Some(v.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// One Node as the cluster model's node, or why it cannot be one.
 pub fn node_spec(n: &Node, s: &KubeSettings) -> Result<NodeSpec, String> {
     let meta = &n.metadata;
@@ -735,6 +797,10 @@ pub struct KubeMetrics {
     pub watch_errors: AtomicU64,
     /// 1 once all three kinds have been listed.
     pub synced: AtomicU64,
+    /// Patches of this node's annotations made ([`own_annotations`]).
+    pub annotated: AtomicU64,
+    /// Patches of this node's annotations the API refused (tried again with the next event).
+    pub annotate_errors: AtomicU64,
 }
 
 /// Applies what changed since the last call to the daemon, as one change in leave-out mode.
@@ -862,6 +928,12 @@ pub async fn run(d: Arc<Daemon>, client: kube::Client, s: KubeSettings) {
         .default_backoff()
         .map(|r| r.map(Msg::Service))
         .boxed();
+    let node_api = Api::<Node>::all(client.clone());
+    let node_name = d.config().node_name.clone();
+    let wanted = match s.annotate_node {
+        true => own_annotations(&d.config().node_identity, s.vni),
+        false => BTreeMap::new(),
+    };
     let slices = watcher(Api::<EndpointSlice>::all(client), cfg())
         .default_backoff()
         .map(|r| r.map(Msg::Slice))
@@ -887,6 +959,51 @@ pub async fn run(d: Arc<Daemon>, client: kube::Client, s: KubeSettings) {
         if changed && w.listed() {
             d.metrics.kube.synced.store(1, Ordering::Relaxed);
             apply(&d, &mut w);
+        }
+        if changed && !wanted.is_empty() {
+            annotate(&d, &node_api, &node_name, &w, &wanted).await;
+        }
+    }
+}
+
+/// Sets this node's annotations ([`own_annotations`]) where its Node object (as watched)
+/// lacks them or has others: one merge patch of those. A refusal (no `patch` right, say) is
+/// logged and counted, and tried again with the next batch of events.
+async fn annotate(
+    d: &Daemon,
+    api: &kube::Api<Node>,
+    name: &str,
+    w: &Watched,
+    wanted: &BTreeMap<String, String>,
+) {
+    use kube::api::{Patch, PatchParams};
+    let Some(node) = w.o.nodes.get(name) else {
+        return;
+    };
+    let set = annotations_to_patch(node, wanted);
+    if set.is_empty() {
+        return;
+    }
+    let patch = serde_json::json!({"metadata": {"annotations": set}});
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {
+            d.metrics.kube.annotated.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                "kubernetes: published node {name}'s annotations {:?}",
+                set.keys()
+            );
+        }
+        Err(e) => {
+            d.metrics
+                .kube
+                .annotate_errors
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                "kubernetes: cannot annotate node {name}: {e} (retrying with the next change)"
+            );
         }
     }
 }
@@ -918,6 +1035,7 @@ mod tests {
             node_port_range: [30000, 32767],
             vni: 1,
             underlay_mac: None,
+            annotate_node: true,
         }
     }
 
@@ -931,6 +1049,56 @@ mod tests {
                 {"type": "InternalIP", "address": "10.1.0.7"}]}
         }))
         .unwrap()
+    }
+
+    /// What a node publishes is what the others read: its annotations make a Node that
+    /// `node_spec` reads back as the node file's addresses — through podlane's annotations,
+    /// and through Flannel's alone (as a Flannel node reads them) — and an address the file
+    /// does not give is not published.
+    #[test]
+    fn a_nodes_own_annotations_read_back_as_its_addresses() {
+        let id = NodeIdentity {
+            underlay_ip: Some(Ipv4Addr::new(10, 1, 0, 9)),
+            underlay_mac: Some("02:00:0a:01:00:09".parse().unwrap()),
+            vtep_mac: Some("02:76:74:65:70:09".parse().unwrap()),
+        };
+        let a = own_annotations(&id, 1);
+        assert_eq!(a.len(), 6);
+        let spec = node_spec(&node(serde_json::to_value(&a).unwrap()), &settings()).unwrap();
+        assert_eq!(
+            spec.underlay_ip,
+            Ipv4Addr::new(10, 1, 0, 9),
+            "public-ip over InternalIP"
+        );
+        assert_eq!(Some(spec.underlay_mac), id.underlay_mac);
+        assert_eq!(Some(spec.vtep_mac), id.vtep_mac);
+        let flannel_only: BTreeMap<&String, &String> = a
+            .iter()
+            .filter(|(k, _)| k.starts_with("flannel."))
+            .collect();
+        let mut s = settings();
+        s.underlay_mac = id.underlay_mac;
+        let spec = node_spec(&node(serde_json::to_value(flannel_only).unwrap()), &s).unwrap();
+        assert_eq!(Some(spec.vtep_mac), id.vtep_mac);
+        // Another VNI is written, and a node of that overlay is refused by this one.
+        let other = own_annotations(&id, 7);
+        assert!(node_spec(&node(serde_json::to_value(&other).unwrap()), &settings()).is_err());
+        // Only the VTEP MAC known: nothing else claimed.
+        let only = own_annotations(
+            &NodeIdentity {
+                vtep_mac: id.vtep_mac,
+                ..NodeIdentity::default()
+            },
+            1,
+        );
+        assert!(!only.contains_key(UNDERLAY_MAC) && !only.contains_key(FLANNEL_PUBLIC_IP));
+        assert!(own_annotations(&NodeIdentity::default(), 1).is_empty());
+        // What to patch: only what differs.
+        let n = node(json!({VTEP_MAC: "02:76:74:65:70:09", UNDERLAY_MAC: "02:00:00:00:00:01"}));
+        let set = annotations_to_patch(&n, &a);
+        assert_eq!(set.len(), 5);
+        assert_eq!(set[UNDERLAY_MAC], "02:00:0a:01:00:09");
+        assert!(!set.contains_key(VTEP_MAC));
     }
 
     #[test]

@@ -668,6 +668,17 @@ fn check_cluster_file(cluster: &Value) -> Vec<String> {
     errs
 }
 
+/// The fast path's `[node]` keys that differ per node: in the node file, not in a
+/// configuration every node shares.
+const NODE_OWN_KEYS: [&str; 6] = [
+    "name",
+    "underlay_ip",
+    "underlay_mac",
+    "vtep_mac",
+    "pod_cidr",
+    "host_mac",
+];
+
 /// The configurations as the daemons complete them with a node file (`node`, the TOML of
 /// the file both name in `node_file`): the fast path's `[node]` gets the file's keys (one it
 /// has already is an error, as the daemon refuses it) and its `[[ports]]` the file's; control's
@@ -1185,6 +1196,20 @@ fn rbac_lets_the_daemonset_read_nodes_services_endpointslices_and_pods() {
             );
         }
     }
+    // Its own Node's annotations (control's annotate_node), and nothing else written.
+    assert!(grants(role, "", "nodes", "patch"), "patch nodes");
+    for (group, resource) in [
+        ("", "services"),
+        ("", "pods"),
+        ("discovery.k8s.io", "endpointslices"),
+    ] {
+        for verb in ["create", "update", "patch", "delete"] {
+            assert!(!grants(role, group, resource, verb), "{verb} {resource}");
+        }
+    }
+    for verb in ["create", "update", "delete"] {
+        assert!(!grants(role, "", "nodes", verb), "{verb} nodes");
+    }
 }
 
 #[test]
@@ -1242,14 +1267,7 @@ fn the_configmap_files_have_every_key_and_agree() {
     let mut errs = check_control_config(&control);
     errs.extend(check_cluster_file(cluster));
     // One ConfigMap for every node: no node's identity in it, the node file completes it.
-    for key in [
-        "name",
-        "underlay_ip",
-        "underlay_mac",
-        "vtep_mac",
-        "pod_cidr",
-        "host_mac",
-    ] {
+    for key in NODE_OWN_KEYS {
         if tget(&fastpath, &["node", key]).is_some() {
             errs.push(format!(
                 "fastpath.toml [node] {key}: per node, not in the shared ConfigMap"
@@ -1449,14 +1467,7 @@ fn mismatched_or_incomplete_configs_are_rejected() {
         .unwrap()
         .insert("queues".into(), toml::Value::Table(Default::default()));
     let fp_node = shared.1["node"].as_table_mut().unwrap();
-    for key in [
-        "name",
-        "underlay_ip",
-        "underlay_mac",
-        "vtep_mac",
-        "pod_cidr",
-        "host_mac",
-    ] {
+    for key in NODE_OWN_KEYS {
         fp_node.remove(key);
     }
     assert!(with_node_file(&shared.0, &shared.1, node).is_ok());

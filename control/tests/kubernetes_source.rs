@@ -37,6 +37,8 @@ struct State {
     /// Every event: (resourceVersion, path, the event's JSON line).
     log: Vec<(u64, &'static str, String)>,
     requests: Vec<String>,
+    /// Answer PATCHes with 403 Forbidden (a role without `patch`).
+    refuse_patch: bool,
 }
 
 impl State {
@@ -135,6 +137,26 @@ impl FakeApi {
         }
     }
 
+    /// The daemon's own way in: a kubeconfig naming this (plain HTTP) server.
+    fn write_kubeconfig(&self, path: &std::path::Path) {
+        std::fs::write(
+            path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"{}\"}}}}]\n\
+                 users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: fake, user: u}}}}]\n\
+                 current-context: c\n",
+                self.url
+            ),
+        )
+        .unwrap();
+    }
+
+    /// The object `key` of a collection as the server holds it now.
+    fn object(&self, path: &'static str, key: &str) -> Value {
+        let s = self.state.lock().unwrap();
+        s.kinds[path].objects[key].clone()
+    }
+
     fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
     }
@@ -149,10 +171,16 @@ fn serve(c: TcpStream, st: Arc<Mutex<State>>) {
     if r.read_line(&mut line).is_err() {
         return;
     }
+    let mut length = 0;
     loop {
         let mut h = String::new();
         if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
             break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
         }
     }
     let target = line.split(' ').nth(1).unwrap_or("").to_string();
@@ -162,6 +190,19 @@ fn serve(c: TcpStream, st: Arc<Mutex<State>>) {
         .filter_map(|kv| kv.split_once('='))
         .collect();
     let mut c = c;
+    if line.starts_with("PATCH ") {
+        let mut body = vec![0; length];
+        if std::io::Read::read_exact(&mut r, &mut body).is_err() {
+            return;
+        }
+        let (status, reply) = patch_node(&st, path, &body);
+        let _ = write!(
+            c,
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+            reply.len()
+        );
+        return;
+    }
     if ![NODES, SERVICES, SLICES].contains(&path) {
         let _ = write!(
             c,
@@ -221,6 +262,53 @@ fn serve(c: TcpStream, st: Arc<Mutex<State>>) {
         }
     }
     let _ = write!(c, "0\r\n\r\n");
+}
+
+/// A merge patch of a Node's annotations (what podlane sends: nothing else is served), as
+/// the API server applies it: the object changed, a MODIFIED event to the watchers.
+fn patch_node(st: &Arc<Mutex<State>>, path: &str, body: &[u8]) -> (&'static str, String) {
+    let mut s = st.lock().unwrap();
+    s.requests
+        .push(format!("PATCH {path} {}", String::from_utf8_lossy(body)));
+    let status = |code: u16, reason: &str| {
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": reason,
+            "code": code, "message": reason})
+        .to_string()
+    };
+    if s.refuse_patch {
+        return ("403 Forbidden", status(403, "Forbidden"));
+    }
+    let Some(name) = path.strip_prefix(&format!("{NODES}/")) else {
+        return ("404 Not Found", status(404, "NotFound"));
+    };
+    let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+        return ("400 Bad Request", status(400, "BadRequest"));
+    };
+    let Some(mut obj) = s
+        .kinds
+        .get(NODES)
+        .and_then(|k| k.objects.get(name))
+        .cloned()
+    else {
+        return ("404 Not Found", status(404, "NotFound"));
+    };
+    let set = patch["metadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    if !obj["metadata"]["annotations"].is_object() {
+        obj["metadata"]["annotations"] = json!({});
+    }
+    for (k, v) in set {
+        obj["metadata"]["annotations"][k] = v;
+    }
+    let (path, rv) = s.stamp(NODES, &mut obj);
+    let k = s.kinds.entry(path).or_default();
+    k.objects.insert(name.to_string(), obj.clone());
+    let line = json!({"type": "MODIFIED", "object": obj}).to_string();
+    k.watchers.retain(|w| w.send(line.clone()).is_ok());
+    s.log.push((rv, path, line));
+    ("200 OK", obj.to_string())
 }
 
 fn node(name: &str, ip: &str, cidr: &str, annotations: Value) -> Value {
@@ -416,18 +504,7 @@ fn the_cluster_state_follows_the_kubernetes_api() {
     let dir = std::env::temp_dir().join(format!("podlane-kube-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    // The daemon's own way in: a kubeconfig naming the (plain HTTP) fake server.
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"{}\"}}}}]\n\
-             users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: fake, user: u}}}}]\n\
-             current-context: c\n",
-            api.url
-        ),
-    )
-    .unwrap();
+    api.write_kubeconfig(&dir.join("kubeconfig"));
     let cfg = Config::parse(&format!(
         r#"
 node_name = "node-a"
@@ -600,6 +677,136 @@ underlay_mac = "02:00:0a:01:00:fe"
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// With a node file, the daemon publishes its node's addresses on its Node object — the
+/// podlane annotations the other nodes read, and Flannel's — once, and again when they are
+/// taken away; a refused patch is counted and tried again with the next change. Until its Node
+/// carries them, the node cannot be read (no VTEP MAC): the patch is what brings it in.
+#[test]
+fn the_node_publishes_its_own_annotations() {
+    let api = FakeApi::start();
+    api.state.lock().unwrap().refuse_patch = true;
+    api.apply(
+        NODES,
+        node("node-a", "10.1.0.10", "10.244.1.0/24", json!({})),
+    );
+    api.apply(
+        NODES,
+        podlane_node("node-b", "10.1.0.11", "10.244.2.0/24", 11),
+    );
+    let dir = std::env::temp_dir().join(format!("podlane-kube-annotate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    api.write_kubeconfig(&dir.join("kubeconfig"));
+    std::fs::write(
+        dir.join("node.toml"),
+        "[node]\nname = \"node-a\"\nunderlay_ip = \"10.1.0.10\"\n\
+         underlay_mac = \"02:00:0a:01:00:0a\"\nvtep_mac = \"02:76:74:65:70:0a\"\n\
+         pod_cidr = \"10.244.1.0/24\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("control.toml"),
+        format!(
+            "node_file = \"node.toml\"\nstate_dir = \"{d}\"\ncni_socket = \"{d}/cni.sock\"\n\
+             fastpath_socket = \"{d}/no-fastpath.sock\"\nhttp_listen = \"127.0.0.1:0\"\n\
+             [kubernetes]\nkubeconfig = \"{d}/kubeconfig\"\nservice_cidr = \"10.96.0.0/12\"\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let cfg = Config::load(&dir.join("control.toml")).unwrap();
+    let settings = cfg.kubernetes.clone().unwrap();
+    assert!(settings.annotate_node, "on by default");
+    let d = Arc::new(Daemon::open(cfg).unwrap());
+    control::kubernetes::spawn(Arc::clone(&d), settings).unwrap();
+    let patches = || {
+        api.requests()
+            .into_iter()
+            .filter(|r| r.starts_with("PATCH "))
+            .collect::<Vec<_>>()
+    };
+    let counter = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+
+    // Refused: counted, and node A stays out (nothing says its VTEP MAC).
+    wait_for("the initial lists", &d, |c| c.node("node-b").is_some());
+    let t0 = Instant::now();
+    while counter(&d.metrics.kube.annotate_errors) == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no patch tried");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(d.cluster().node("node-a").is_none());
+    assert_eq!(counter(&d.metrics.kube.annotated), 0);
+
+    // Allowed, and tried again with the next change: node A is published, and read.
+    api.state.lock().unwrap().refuse_patch = false;
+    api.apply(
+        NODES,
+        podlane_node("node-c", "10.1.0.13", "10.244.4.0/24", 13),
+    );
+    wait_for("node A, annotated", &d, |c| c.node("node-a").is_some());
+    let a = api.object(NODES, "node-a");
+    let want = json!({
+        "podlane.io/vtep-mac": "02:76:74:65:70:0a",
+        "podlane.io/underlay-mac": "02:00:0a:01:00:0a",
+        "flannel.alpha.coreos.com/backend-type": "vxlan",
+        "flannel.alpha.coreos.com/public-ip": "10.1.0.10",
+        "flannel.alpha.coreos.com/kube-subnet-manager": "true",
+    });
+    for (k, v) in want.as_object().unwrap() {
+        assert_eq!(&a["metadata"]["annotations"][k], v, "{k}");
+    }
+    // Flannel's backend data, as Flannel's VXLAN backend writes it.
+    let data: Value = serde_json::from_str(
+        a["metadata"]["annotations"]["flannel.alpha.coreos.com/backend-data"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(data, json!({"VNI": 1, "VtepMAC": "02:76:74:65:70:0a"}));
+    {
+        let c = d.cluster();
+        let n = c.node("node-a").unwrap();
+        assert_eq!(n.vtep_mac.to_string(), "02:76:74:65:70:0a");
+        assert_eq!(n.underlay_mac.to_string(), "02:00:0a:01:00:0a");
+        assert_eq!(n.underlay_ip, Ipv4Addr::new(10, 1, 0, 10));
+    }
+    assert_eq!(counter(&d.metrics.kube.annotated), 1);
+    let sent = patches();
+    let last = sent.last().unwrap();
+    assert!(last.starts_with("PATCH /api/v1/nodes/node-a "), "{last}");
+
+    // Other changes, annotations in place: no more patches.
+    api.apply(
+        SERVICES,
+        service(
+            "default",
+            "web",
+            "10.96.0.20",
+            json!([{"port": 80}]),
+            "ClusterIP",
+        ),
+    );
+    wait_for("web", &d, |c| c.services().count() == 1);
+    assert_eq!(patches().len(), sent.len());
+    // Taken away (an annotation edited by hand): published again.
+    let mut bare = api.object(NODES, "node-a");
+    bare["metadata"]["annotations"]["podlane.io/vtep-mac"] = json!("02:00:00:00:00:99");
+    api.apply(NODES, bare);
+    let t0 = Instant::now();
+    while counter(&d.metrics.kube.annotated) < 2 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "not published again"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_for("node A's VTEP MAC back", &d, |c| {
+        c.node("node-a")
+            .is_some_and(|n| n.vtep_mac.to_string() == "02:76:74:65:70:0a")
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn config_has_one_cluster_source() {
     let base = "node_name = \"n\"\nstate_dir = \"/tmp/x\"\n";
@@ -641,6 +848,7 @@ fn scale_10k_services_100k_endpoints() {
         node_port_range: [30000, 32767],
         vni: 1,
         underlay_mac: Some("02:00:00:00:00:01".parse().unwrap()),
+        annotate_node: true,
     };
     let mut o = Objects::default();
     for i in 0..1000u32 {
