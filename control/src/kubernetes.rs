@@ -33,7 +33,8 @@
 //!   type, backend data, public IP and subnet-manager mark, which Flannel's VXLAN nodes read —
 //!   as a Flannel node publishes itself. One merge patch of what differs, after a batch of
 //!   events in which the Node is seen without them (so again if someone takes them away); a
-//!   refusal is logged and counted and tried again with the next batch. Until the patch
+//!   refusal is logged and counted and tried again with the next batch, or after
+//!   `annotate_retry_ms` (10 s) without one. Until the patch
 //!   lands the node itself is left out ("no VTEP MAC"), like any unannotated node.
 //! - **Services.** ClusterIP Services and the ClusterIPs of NodePort and LoadBalancer ones (the
 //!   first IPv4 of `spec.clusterIPs`); NodePorts for types NodePort and LoadBalancer. Headless
@@ -124,10 +125,17 @@ pub struct KubeSettings {
     /// without one nothing is published). Needs `patch` on nodes (deploy/kubernetes/rbac.yaml).
     #[serde(default = "default_annotate_node")]
     pub annotate_node: bool,
+    /// After a refused patch of this node's annotations, how long until it is tried again
+    /// when no event brings the next try sooner (milliseconds).
+    #[serde(default = "default_annotate_retry_ms")]
+    pub annotate_retry_ms: u64,
 }
 
 fn default_annotate_node() -> bool {
     true
+}
+fn default_annotate_retry_ms() -> u64 {
+    10_000
 }
 
 fn default_node_port_range() -> [u16; 2] {
@@ -939,8 +947,26 @@ pub async fn run(d: Arc<Daemon>, client: kube::Client, s: KubeSettings) {
         .map(|r| r.map(Msg::Slice))
         .boxed();
     let mut events = futures::stream::select_all([nodes, services, slices]);
+    let retry_after = std::time::Duration::from_millis(s.annotate_retry_ms.max(1));
     let mut w = Watched::new(s);
-    while let Some(first) = events.next().await {
+    // A refused annotation patch is tried again with the next batch of events, or after
+    // `retry_after` without one.
+    let mut retry = false;
+    loop {
+        let next = if retry {
+            match tokio::time::timeout(retry_after, events.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    retry = !annotate(&d, &node_api, &node_name, &w, &wanted).await;
+                    continue;
+                }
+            }
+        } else {
+            events.next().await
+        };
+        let Some(first) = next else {
+            break;
+        };
         // Take what else is ready now, so a burst of events is one change.
         let mut changed = false;
         let mut next = Some(first);
@@ -960,29 +986,30 @@ pub async fn run(d: Arc<Daemon>, client: kube::Client, s: KubeSettings) {
             d.metrics.kube.synced.store(1, Ordering::Relaxed);
             apply(&d, &mut w);
         }
-        if changed && !wanted.is_empty() {
-            annotate(&d, &node_api, &node_name, &w, &wanted).await;
+        if (changed || retry) && !wanted.is_empty() {
+            retry = !annotate(&d, &node_api, &node_name, &w, &wanted).await;
         }
     }
 }
 
 /// Sets this node's annotations ([`own_annotations`]) where its Node object (as watched)
 /// lacks them or has others: one merge patch of those. A refusal (no `patch` right, say) is
-/// logged and counted, and tried again with the next batch of events.
+/// logged and counted, and false returned: the caller tries again. True: nothing to do (the
+/// Node not seen yet included: its watch event brings the next try), or done.
 async fn annotate(
     d: &Daemon,
     api: &kube::Api<Node>,
     name: &str,
     w: &Watched,
     wanted: &BTreeMap<String, String>,
-) {
+) -> bool {
     use kube::api::{Patch, PatchParams};
     let Some(node) = w.o.nodes.get(name) else {
-        return;
+        return true;
     };
     let set = annotations_to_patch(node, wanted);
     if set.is_empty() {
-        return;
+        return true;
     }
     let patch = serde_json::json!({"metadata": {"annotations": set}});
     match api
@@ -995,15 +1022,15 @@ async fn annotate(
                 "kubernetes: published node {name}'s annotations {:?}",
                 set.keys()
             );
+            true
         }
         Err(e) => {
             d.metrics
                 .kube
                 .annotate_errors
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                "kubernetes: cannot annotate node {name}: {e} (retrying with the next change)"
-            );
+            tracing::warn!("kubernetes: cannot annotate node {name}: {e} (trying again)");
+            false
         }
     }
 }
@@ -1036,6 +1063,7 @@ mod tests {
             vni: 1,
             underlay_mac: None,
             annotate_node: true,
+            annotate_retry_ms: 10_000,
         }
     }
 

@@ -679,7 +679,8 @@ underlay_mac = "02:00:0a:01:00:fe"
 
 /// With a node file, the daemon publishes its node's addresses on its Node object — the
 /// podlane annotations the other nodes read, and Flannel's — once, and again when they are
-/// taken away; a refused patch is counted and tried again with the next change. Until its Node
+/// taken away; a refused patch is counted and tried again (after `annotate_retry_ms` when no
+/// event comes sooner). Until its Node
 /// carries them, the node cannot be read (no VTEP MAC): the patch is what brings it in.
 #[test]
 fn the_node_publishes_its_own_annotations() {
@@ -709,7 +710,8 @@ fn the_node_publishes_its_own_annotations() {
         format!(
             "node_file = \"node.toml\"\nstate_dir = \"{d}\"\ncni_socket = \"{d}/cni.sock\"\n\
              fastpath_socket = \"{d}/no-fastpath.sock\"\nhttp_listen = \"127.0.0.1:0\"\n\
-             [kubernetes]\nkubeconfig = \"{d}/kubeconfig\"\nservice_cidr = \"10.96.0.0/12\"\n",
+             [kubernetes]\nkubeconfig = \"{d}/kubeconfig\"\nservice_cidr = \"10.96.0.0/12\"\n\
+             annotate_retry_ms = 200\n",
             d = dir.display()
         ),
     )
@@ -734,15 +736,20 @@ fn the_node_publishes_its_own_annotations() {
         assert!(t0.elapsed() < Duration::from_secs(20), "no patch tried");
         std::thread::sleep(Duration::from_millis(20));
     }
+    while counter(&d.metrics.kube.synced) == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "not synced");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(d.cluster().node("node-a").is_none());
     assert_eq!(counter(&d.metrics.kube.annotated), 0);
+    // The retry timer keeps trying while refused (every 200 ms here), with no event.
+    let errors = counter(&d.metrics.kube.annotate_errors);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(counter(&d.metrics.kube.annotate_errors) > errors);
 
-    // Allowed, and tried again with the next change: node A is published, and read.
+    // Allowed, and tried again after annotate_retry_ms with no event in between: node A is
+    // published, and read.
     api.state.lock().unwrap().refuse_patch = false;
-    api.apply(
-        NODES,
-        podlane_node("node-c", "10.1.0.13", "10.244.4.0/24", 13),
-    );
     wait_for("node A, annotated", &d, |c| c.node("node-a").is_some());
     let a = api.object(NODES, "node-a");
     let want = json!({
@@ -849,6 +856,7 @@ fn scale_10k_services_100k_endpoints() {
         vni: 1,
         underlay_mac: Some("02:00:00:00:00:01".parse().unwrap()),
         annotate_node: true,
+        annotate_retry_ms: 10_000,
     };
     let mut o = Objects::default();
     for i in 0..1000u32 {
