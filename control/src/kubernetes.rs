@@ -807,7 +807,8 @@ pub struct KubeMetrics {
     pub synced: AtomicU64,
     /// Patches of this node's annotations made ([`own_annotations`]).
     pub annotated: AtomicU64,
-    /// Patches of this node's annotations the API refused (tried again with the next event).
+    /// Patches of this node's annotations the API refused (each tried again: with the next
+    /// event, or after `annotate_retry_ms`).
     pub annotate_errors: AtomicU64,
 }
 
