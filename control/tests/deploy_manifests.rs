@@ -680,8 +680,9 @@ const NODE_OWN_KEYS: [&str; 6] = [
 ];
 
 /// The configurations as the daemons complete them with a node file (`node`, the TOML of
-/// the file both name in `node_file`): the fast path's `[node]` gets the file's keys (one it
-/// has already is an error, as the daemon refuses it) and its `[[ports]]` the file's; control's
+/// the file both name in `node_file`): the fast path's `[node]` and `[eal]` get the file's
+/// keys (one it has already is an error, as the daemon refuses it) and its `[[ports]]` the
+/// file's; control's
 /// `node_name` is the file's `[node] name`.
 fn with_node_file(
     control: &toml::Value,
@@ -698,16 +699,16 @@ fn with_node_file(
         .ok_or("the fast path has no node_file")?;
     for (key, value) in node.as_table().ok_or("node file: not a table")? {
         match (key.as_str(), value) {
-            ("node", toml::Value::Table(keys)) => {
-                let fnode = f
-                    .entry("node")
+            ("node" | "eal", toml::Value::Table(keys)) => {
+                let section = f
+                    .entry(key.as_str())
                     .or_insert_with(|| toml::Value::Table(Default::default()))
                     .as_table_mut()
-                    .ok_or("[node] is not a table")?;
+                    .ok_or(format!("[{key}] is not a table"))?;
                 for (k, v) in keys {
-                    if fnode.insert(k.clone(), v.clone()).is_some() {
+                    if section.insert(k.clone(), v.clone()).is_some() {
                         return Err(format!(
-                            "[node] {k} is in both the fast path and the node file"
+                            "[{key}] {k} is in both the fast path and the node file"
                         ));
                     }
                 }
@@ -718,7 +719,11 @@ fn with_node_file(
                 .as_array_mut()
                 .ok_or("ports is not an array")?
                 .extend(ports.iter().cloned()),
-            _ => return Err(format!("{key} in the node file: only [node] and [[ports]]")),
+            _ => {
+                return Err(format!(
+                    "{key} in the node file: only [node], [eal] and [[ports]]"
+                ))
+            }
         }
     }
     Ok((control, fastpath))

@@ -36,9 +36,10 @@ pub struct Config {
     pub control_socket: Option<PathBuf>,
     /// A file of this node's own settings, so that one configuration serves every node (one
     /// Kubernetes ConfigMap for the DaemonSet, each host's identity in a file of its own): its
-    /// `[node]` keys complete this file's `[node]` (a key set in both is refused, not
-    /// overridden) and its `[[ports]]` are added to this file's (the uplink's PCI address
-    /// differs per node). Nothing else may be in it. A relative path is taken from this file's
+    /// `[node]` and `[eal]` keys complete this file's sections (a key set in both is refused,
+    /// not overridden; `[eal]` for cores that differ per node, `lcores`) and its `[[ports]]` are
+    /// added to this file's (the uplink's PCI address differs per node). Nothing else may be in
+    /// it. A relative path is taken from this file's
     /// directory. `podlane-control` reads the node's name from the same file.
     #[serde(default)]
     pub node_file: Option<PathBuf>,
@@ -325,8 +326,8 @@ impl Config {
     }
 }
 
-/// Adds a node file's `[node]` keys and `[[ports]]` to the configuration's (`path`: the node
-/// file, for the messages). A `[node]` key both give is refused — which one was meant cannot
+/// Adds a node file's `[node]` and `[eal]` keys and its `[[ports]]` to the configuration's
+/// (`path`: the node file, for the messages). A key both give is refused — which one was meant cannot
 /// be known, and a shared file silently overridden per node is how nodes end up claiming
 /// each other's identity.
 fn merge_node_file(
@@ -337,23 +338,23 @@ fn merge_node_file(
     let at = path.display();
     for (key, value) in node_file {
         match (key.as_str(), value) {
-            ("node", toml::Value::Table(keys)) => {
-                let toml::Value::Table(node) = config
-                    .entry("node")
+            ("node" | "eal", toml::Value::Table(keys)) => {
+                let toml::Value::Table(section) = config
+                    .entry(key.as_str())
                     .or_insert_with(|| toml::Value::Table(toml::Table::new()))
                 else {
-                    return Err(ConfigError::Invalid(
-                        "node: a table ([node]) is expected".into(),
-                    ));
+                    return Err(ConfigError::Invalid(format!(
+                        "{key}: a table ([{key}]) is expected"
+                    )));
                 };
                 for (k, v) in keys {
-                    if node.contains_key(&k) {
+                    if section.contains_key(&k) {
                         return Err(ConfigError::Invalid(format!(
-                            "[node] {k} is set both in the configuration and in node_file {at}: \
+                            "[{key}] {k} is set both in the configuration and in node_file {at}: \
                              set it in one of them"
                         )));
                     }
-                    node.insert(k, v);
+                    section.insert(k, v);
                 }
             }
             ("ports", toml::Value::Array(ports)) => {
@@ -367,18 +368,18 @@ fn merge_node_file(
                 };
                 all.extend(ports);
             }
-            ("node" | "ports", _) => {
+            ("node" | "eal" | "ports", _) => {
                 return Err(ConfigError::Parse(
                     path.into(),
-                    format!("{key}: [node] is a table and [[ports]] an array of tables"),
+                    format!("{key}: [node] and [eal] are tables, [[ports]] an array of tables"),
                 ))
             }
             (other, _) => {
                 return Err(ConfigError::Parse(
                     path.into(),
                     format!(
-                        "{other} is not a node setting: a node file holds [node] keys and \
-                         [[ports]] only"
+                        "{other} is not a node setting: a node file holds [node] and [eal] \
+                         keys and [[ports]] only"
                     ),
                 ))
             }
@@ -530,6 +531,16 @@ mod tests {
         };
         assert_eq!(devargs(&c), devargs(&whole));
         assert_eq!(c.node_file, Some(PathBuf::from("node-a.toml")));
+        // The node's cores from its node file, when the shared file leaves them out.
+        let no_lcores: String = shared
+            .lines()
+            .filter(|l| !l.starts_with("lcores ="))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let with_cores = format!("[eal]\nlcores = \"0@0,1@3\"\n{NODE_A}");
+        let c = Config::parse_with_node_file(&no_lcores, &with_cores, Path::new("n.toml")).unwrap();
+        assert_eq!(c.eal.lcores, "0@0,1@3");
+        assert_eq!(c.node, whole.node);
 
         // Another node: the same shared text, another file.
         let node_b = NODE_A
@@ -563,11 +574,13 @@ mod tests {
                 && e.contains("/etc/podlane/node.toml"),
             "{e}"
         );
-        // Only [node] and [[ports]].
+        // Only [node], [eal] and [[ports]]; an [eal] key the configuration has is refused too.
         let e = err(&format!("{NODE_A}\n[queues]\nburst = 8\n"));
         assert!(e.contains("queues") && e.contains("node file"), "{e}");
+        let e = err(&format!("[eal]\nno_pci = false\n{NODE_A}"));
+        assert!(e.contains("[eal] no_pci") && e.contains("both"), "{e}");
         let e = err("node = 3\n");
-        assert!(e.contains("[node] is a table"), "{e}");
+        assert!(e.contains("[node] and [eal] are tables"), "{e}");
         // Its keys are checked as the configuration's own: an unknown one, a bad value.
         let e = err(&NODE_A.replace("[node]\n", "[node]\nnmae = \"x\"\n"));
         assert!(e.contains("nmae"), "{e}");
