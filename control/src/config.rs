@@ -93,40 +93,37 @@ pub struct NodeIdentity {
     pub vtep_mac: Option<fastpath::wire::MacAddr>,
 }
 
-impl NodeIdentity {
-    /// The addresses in a node file's `[node]` (a value that does not parse is an error
-    /// naming its key: the fast path would refuse it too).
-    pub fn of(text: &str) -> Result<NodeIdentity, String> {
-        fn get<T: std::str::FromStr>(t: &toml::Table, key: &str) -> Result<Option<T>, String> {
-            match t.get("node").and_then(|n| n.get(key)) {
-                None => Ok(None),
-                Some(v) => v
-                    .as_str()
-                    .and_then(|s| s.parse().ok())
-                    .map(Some)
-                    .ok_or(format!("[node] {key} = {v} does not parse")),
-            }
-        }
-        let t: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
-        Ok(NodeIdentity {
-            underlay_ip: get(&t, "underlay_ip")?,
-            underlay_mac: get(&t, "underlay_mac")?,
-            vtep_mac: get(&t, "vtep_mac")?,
-        })
-    }
-}
-
-/// The `[node] name` of a fast-path node file (the other keys are the fast path's).
-pub fn node_name_of(text: &str) -> Result<String, String> {
+/// A fast-path node file's `[node] name` and addresses (its other keys are the fast path's),
+/// from one parse of its text. A value that does not parse is an error naming its key: the
+/// fast path would refuse it too.
+pub fn read_node_file(text: &str) -> Result<(String, NodeIdentity), String> {
     let t: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
-    let name = t
-        .get("node")
+    let node = t.get("node");
+    fn field<T: std::str::FromStr>(
+        node: Option<&toml::Value>,
+        key: &str,
+    ) -> Result<Option<T>, String> {
+        node.and_then(|n| n.get(key))
+            .map(|v| {
+                v.as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or(format!("[node] {key} = {v} does not parse"))
+            })
+            .transpose()
+    }
+    let name = node
         .and_then(|n| n.get("name"))
         .ok_or("no [node] name in it")?;
-    match name.as_str() {
-        Some(n) if !n.is_empty() => Ok(n.to_string()),
-        _ => Err("[node] name is not a non-empty string".into()),
-    }
+    let name = match name.as_str() {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => return Err("[node] name is not a non-empty string".into()),
+    };
+    let identity = NodeIdentity {
+        underlay_ip: field(node, "underlay_ip")?,
+        underlay_mac: field(node, "underlay_mac")?,
+        vtep_mac: field(node, "vtep_mac")?,
+    };
+    Ok((name, identity))
 }
 
 impl Config {
@@ -141,8 +138,7 @@ impl Config {
             let text = std::fs::read_to_string(&f)
                 .map_err(|e| format!("cannot read node_file {}: {e}", f.display()))?;
             let at = |e| format!("node_file {}: {e}", f.display());
-            c.node_name = node_name_of(&text).map_err(at)?;
-            c.node_identity = NodeIdentity::of(&text).map_err(at)?;
+            (c.node_name, c.node_identity) = read_node_file(&text).map_err(at)?;
             c.node_file = Some(f);
         }
         Ok(c)
