@@ -185,6 +185,8 @@ impl Config {
         let table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Parse(path.to_path_buf(), e.to_string()))?;
+        // Without a node file the text is deserialized as it is (parsed a second time, once at
+        // start), so that a wrong value's error gives its line, as toml's errors from text do.
         let Some(node_file) = table.get("node_file") else {
             return Config::parse(&text).map_err(here);
         };
