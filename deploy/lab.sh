@@ -467,21 +467,24 @@ EOF
 else report FAIL "load balancer health checks (Local)" "$(echo "$out" | tail -n1)"; fi
 
 # 5e. The node itself (its kernel, through the host path, over the routes podlane-control
-#     keeps there): kubelet's probes reach a local pod, and the node reaches a pod on the other
-#     podlane node, each seeing the node's address; a host-network client reaches ClusterIPs,
-#     NATed as kube-proxy does (a local backend sees the gateway address, a remote one node-a's
-#     VTEP address) with the replies from the Service address — a backend on the Linux node
-#     too. (Not pod K directly: node-k's strict reverse-path filter drops a packet from a node
-#     address that arrives through its tunnel, see deploy/README.md; a Service flow, SNATed to
-#     node-a's VTEP address, passes it.)
+#     keeps there): kubelet's probes reach a local pod, seeing the node's address; the node
+#     reaches the pods of other nodes from its VTEP address (10.244.1.0, as a Flannel node's
+#     kernel sends from flannel.1's), pod K on the Linux node included, whose strict
+#     reverse-path filter takes that source from its tunnel where it drops a node address; a
+#     host-network client reaches ClusterIPs, NATed as kube-proxy does (a local backend sees the
+#     gateway address, a remote one node-a's VTEP address) with the replies from the Service
+#     address — a backend on the Linux node too.
 if out=$(ip netns exec $NS_A python3 - "$(ip -n $NS_A route show proto 112 | wc -l)" <<'EOF' 2>&1
 import http.client, socket, sys
 def get(host, port):
     c = http.client.HTTPConnection(host, port, timeout=3); c.request("GET", "/peer")
     r = c.getresponse(); body = r.read().decode(); assert r.status == 200; c.close()
     return body
-probes = [get(ip, 8080) for ip in ("10.244.1.3", "10.244.2.2")]
-assert probes == ["pod-b 10.1.0.10", "pod-c 10.1.0.10"], probes
+probes = [get(ip, 8080) for ip in ("10.244.1.3", "10.244.2.2", "10.244.3.2")]
+assert probes == ["pod-b 10.1.0.10", "pod-c 10.244.1.0", "pod-k 10.244.1.0"], probes
+import subprocess
+for ip in ("10.244.2.2", "10.244.3.2"):   # echo replies to the VTEP address: the kernel's
+    subprocess.run(["ping", "-c", "1", "-W", "2", ip], check=True, stdout=subprocess.DEVNULL)
 seen = {}
 for i in range(16):
     b = get("10.96.0.20", 80); seen[b] = seen.get(b, 0) + 1
@@ -494,7 +497,7 @@ for i in range(8):
     s.sendto(b"q%d" % i, ("10.96.0.10", 53)); d, a = s.recvfrom(2048); s.close()
     assert a == ("10.96.0.10", 53), "reply from %s" % (a,)
     n = d.split()[0].decode(); dns[n] = dns.get(n, 0) + 1
-print("%s routes proto 112; probes: %s; 10.96.0.20:80 → %s; 10.96.0.30:80 → %s; "
+print("%s routes proto 112; probes: %s; pings to C and K; 10.96.0.20:80 → %s; 10.96.0.30:80 → %s; "
       "10.96.0.10:53/udp → %s" % (sys.argv[1], ", ".join(probes), seen, k, dns))
 EOF
 ); then report PASS "node-a itself → pods, ClusterIPs (host path)" "$out"

@@ -10,9 +10,19 @@
 //! With `host_interface` set, the daemon keeps, in the namespace it runs in, one route per
 //! known node's pod CIDR (its own included) and one for the Service CIDR, each
 //! `via <this node's gateway address> dev <host_interface> onlink`: the fast path answers ARP
-//! for the gateway on the host path, takes the frames, and routes, NATs or tunnels them. The
-//! kernel picks the source address as for any route out of that interface (the node address
-//! the lab gives `host0`).
+//! for the gateway on the host path, takes the frames, and routes, NATs or tunnels them.
+//!
+//! Source addresses: to its own pods and to Services the kernel picks the source as for any
+//! route out of that interface (the node address the lab gives `host0`). To other nodes' pods
+//! it sends from this node's VTEP address (the pod CIDR's network address, `src` on those
+//! routes), which the daemon holds on the interface as a /32 — as a Flannel node's kernel sends
+//! from the address its `flannel.1` holds. A packet from a node address that arrives through a
+//! tunnel fails a strict reverse-path filter (`rp_filter=1`, as hardened Flannel nodes run it)
+//! on the far node, whose route back to a node address leaves by its underlay; one from the
+//! VTEP address passes, the far node's route to that address being through its tunnel. The
+//! answers come back through the tunnel to the VTEP address, and the fast path hands what no
+//! NATed flow of its own takes to the kernel (`fastpath/src/pipeline/route.rs`,
+//! `to_vtep_address`).
 //!
 //! The routes carry their own protocol number ([`RT_PROTO`]) so the daemon can tell them from
 //! anyone else's: at its first sync it reads the ones a previous run left and changes only what
@@ -38,27 +48,39 @@ use crate::store;
 /// Felix and FRR use others).
 pub const RT_PROTO: u8 = 112;
 
-/// One route into the fast path: `dst via gateway dev <interface> onlink`.
+/// One route into the fast path: `dst via gateway dev <interface> onlink [src address]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HostRoute {
     /// The destination prefix (a pod CIDR or the Service CIDR).
     pub dst: Ipv4Cidr,
     /// This node's gateway address (the fast path answers ARP for it on the host path).
     pub via: Ipv4Addr,
+    /// The source address the kernel sends from (`src`): this node's VTEP address on the
+    /// routes to other nodes' pods, none on the others (the kernel's choice).
+    pub src: Option<Ipv4Addr>,
 }
 
 /// The routes node `node` wants in `cluster`: every node's pod CIDR and the Service CIDR,
-/// through this node's gateway. None while the node itself is unknown.
+/// through this node's gateway, other nodes' pod CIDRs from its VTEP address. None while the
+/// node itself is unknown.
 pub fn wanted(cluster: &Cluster, node: &str) -> BTreeSet<HostRoute> {
     let Some(me) = cluster.node(node) else {
         return BTreeSet::new();
     };
     let via = store::gateway(&me.pod_cidr);
+    let vtep = me.pod_cidr.network();
     cluster
         .nodes()
-        .map(|n| n.pod_cidr)
-        .chain([cluster.service_cidr()])
-        .map(|dst| HostRoute { dst, via })
+        .map(|n| HostRoute {
+            dst: n.pod_cidr,
+            via,
+            src: (n.name != me.name).then_some(vtep),
+        })
+        .chain([HostRoute {
+            dst: cluster.service_cidr(),
+            via,
+            src: None,
+        }])
         .collect()
 }
 
@@ -156,11 +178,18 @@ impl HostRoutes {
 
 /// The `ip -batch` lines that turn `installed` (ours, as read or last synced) into `want`
 /// through `ifname`: stale prefixes deleted; a wanted prefix we already route through another
-/// gateway replaced; a new prefix *added* — which fails, and is reported, rather than replace a
-/// route of another protocol someone keeps for it (`replace` would take it over).
+/// gateway or from another source replaced; a new prefix *added* — which fails, and is
+/// reported, rather than replace a route of another protocol someone keeps for it (`replace`
+/// would take it over). The source addresses the routes name are the daemon's on the
+/// interface, as /32s: put there (again: `replace` is idempotent) before a route that names one
+/// is added — the kernel refuses a `src` it does not hold, and takes every route naming an
+/// address with the address, so a route missing is all the check needs to see — and deleted
+/// once no wanted route names them.
 fn script(ifname: &str, installed: &BTreeSet<HostRoute>, want: &BTreeSet<HostRoute>) -> String {
     let ours: BTreeSet<Ipv4Cidr> = installed.iter().map(|r| r.dst).collect();
     let wanted: BTreeSet<Ipv4Cidr> = want.iter().map(|r| r.dst).collect();
+    let want_src: BTreeSet<Ipv4Addr> = want.iter().filter_map(|r| r.src).collect();
+    let had_src: BTreeSet<Ipv4Addr> = installed.iter().filter_map(|r| r.src).collect();
     let mut s = String::new();
     for r in installed.difference(want) {
         if !wanted.contains(&r.dst) {
@@ -170,21 +199,31 @@ fn script(ifname: &str, installed: &BTreeSet<HostRoute>, want: &BTreeSet<HostRou
             ));
         }
     }
-    for r in want.difference(installed) {
+    for a in had_src.difference(&want_src) {
+        s.push_str(&format!("address del {a}/32 dev {ifname}\n"));
+    }
+    let added: Vec<&HostRoute> = want.difference(installed).collect();
+    let sources: BTreeSet<Ipv4Addr> = added.iter().filter_map(|r| r.src).collect();
+    for a in &sources {
+        s.push_str(&format!("address replace {a}/32 dev {ifname}\n"));
+    }
+    for r in added {
         let verb = if ours.contains(&r.dst) {
             "replace"
         } else {
             "add"
         };
+        let src = r.src.map_or_else(String::new, |a| format!(" src {a}"));
         s.push_str(&format!(
-            "route {verb} {} via {} dev {ifname} onlink proto {RT_PROTO}\n",
+            "route {verb} {} via {} dev {ifname} onlink{src} proto {RT_PROTO}\n",
             r.dst, r.via
         ));
     }
     s
 }
 
-/// Routes from `ip -j route show` output: `dst` and `gateway` of each (others skipped).
+/// Routes from `ip -j route show` output: `dst`, `gateway` and `prefsrc` of each (those
+/// without a gateway skipped).
 fn parse_routes(json: &str) -> Result<BTreeSet<HostRoute>, String> {
     if json.trim().is_empty() {
         return Ok(BTreeSet::new());
@@ -205,8 +244,15 @@ fn parse_routes(json: &str) -> Result<BTreeSet<HostRoute>, String> {
         } else {
             format!("{dst}/32")
         };
+        let src = match r.get("prefsrc").and_then(|p| p.as_str()) {
+            Some(p) => match p.parse::<Ipv4Addr>() {
+                Ok(a) => Some(a),
+                Err(_) => continue,
+            },
+            None => None,
+        };
         if let (Ok(dst), Ok(via)) = (dst.parse::<Ipv4Cidr>(), gw.parse::<Ipv4Addr>()) {
-            out.insert(HostRoute { dst, via });
+            out.insert(HostRoute { dst, via, src });
         }
     }
     Ok(out)
@@ -220,6 +266,14 @@ mod tests {
         HostRoute {
             dst: dst.parse().unwrap(),
             via: via.parse().unwrap(),
+            src: None,
+        }
+    }
+
+    fn from(route: HostRoute, src: &str) -> HostRoute {
+        HostRoute {
+            src: Some(src.parse().unwrap()),
+            ..route
         }
     }
 
@@ -227,34 +281,58 @@ mod tests {
     fn the_script_adds_what_is_missing_and_deletes_what_is_stale() {
         let installed: BTreeSet<_> = [
             r("10.244.1.0/24", "10.244.1.1"),
-            r("10.244.9.0/24", "10.244.1.1"),
+            from(r("10.244.9.0/24", "10.244.1.1"), "10.244.1.0"),
+            r("10.244.3.0/24", "10.244.1.1"),
             r("10.96.0.0/12", "10.244.7.1"),
         ]
         .into();
         let want: BTreeSet<_> = [
             r("10.244.1.0/24", "10.244.1.1"),
-            r("10.244.2.0/24", "10.244.1.1"),
+            from(r("10.244.2.0/24", "10.244.1.1"), "10.244.1.0"),
+            from(r("10.244.3.0/24", "10.244.1.1"), "10.244.1.0"),
             r("10.96.0.0/12", "10.244.1.1"),
         ]
         .into();
+        // The source address goes on the interface before the first route that names it; a
+        // route of ours from no source (an older daemon's) is replaced by one from it.
         assert_eq!(
             script("host0", &installed, &want),
             "route del 10.244.9.0/24 dev host0 proto 112\n\
+             address replace 10.244.1.0/32 dev host0\n\
              route replace 10.96.0.0/12 via 10.244.1.1 dev host0 onlink proto 112\n\
-             route add 10.244.2.0/24 via 10.244.1.1 dev host0 onlink proto 112\n"
+             route add 10.244.2.0/24 via 10.244.1.1 dev host0 onlink src 10.244.1.0 proto 112\n\
+             route replace 10.244.3.0/24 via 10.244.1.1 dev host0 onlink src 10.244.1.0 proto 112\n"
         );
         assert_eq!(script("host0", &want, &want), "");
+        // Nothing wanted any more: the routes go, and the address no route names.
+        assert_eq!(
+            script("host0", &want, &BTreeSet::new()),
+            "route del 10.96.0.0/12 dev host0 proto 112\n\
+             route del 10.244.1.0/24 dev host0 proto 112\n\
+             route del 10.244.2.0/24 dev host0 proto 112\n\
+             route del 10.244.3.0/24 dev host0 proto 112\n\
+             address del 10.244.1.0/32 dev host0\n"
+        );
+        // Only routes without a source to add: no address line.
+        let own: BTreeSet<_> = [r("10.244.1.0/24", "10.244.1.1")].into();
+        assert_eq!(
+            script("host0", &BTreeSet::new(), &own),
+            "route add 10.244.1.0/24 via 10.244.1.1 dev host0 onlink proto 112\n"
+        );
     }
 
     #[test]
     fn routes_are_read_from_iproute2s_json() {
         let json = r#"[{"dst":"10.244.2.0/24","gateway":"10.244.1.1","dev":"host0","protocol":"112","flags":["onlink"]},
             {"dst":"10.1.0.0/24","dev":"host0","protocol":"kernel","scope":"link","prefsrc":"10.1.0.10","flags":[]},
+            {"dst":"10.244.3.0/24","gateway":"10.244.1.1","dev":"host0","protocol":"112","prefsrc":"10.244.1.0","flags":["onlink"]},
+            {"dst":"10.244.4.0/24","gateway":"10.244.1.1","dev":"host0","protocol":"112","prefsrc":"garbage","flags":["onlink"]},
             {"dst":"10.9.9.9","gateway":"10.244.1.1","dev":"host0","protocol":"112","flags":["onlink"]}]"#;
         assert_eq!(
             parse_routes(json).unwrap(),
             [
                 r("10.244.2.0/24", "10.244.1.1"),
+                from(r("10.244.3.0/24", "10.244.1.1"), "10.244.1.0"),
                 r("10.9.9.9/32", "10.244.1.1")
             ]
             .into()

@@ -35,11 +35,16 @@ impl Netns {
     }
 
     /// The interface standing in for the host-path TAP: a veth (this kernel may lack the
-    /// dummy driver), both ends up so it has a carrier as a running TAP does.
+    /// dummy driver), both ends up so it has a carrier as a running TAP does, with the node's
+    /// address as the lab and the DaemonSet give it (a /32 here, so that it adds no route).
+    /// Without an address of its own, the interface would lose every route through it with
+    /// the VTEP address the daemon puts there, the kernel disabling IPv4 on an interface
+    /// whose last address goes.
     fn add_host0(&self) {
         self.ip(&[
             "link", "add", "host0", "type", "veth", "peer", "name", "host0p",
         ]);
+        self.ip(&["address", "add", "10.1.0.10/32", "dev", "host0"]);
         self.ip(&["link", "set", "host0p", "up"]);
         self.ip(&["link", "set", "host0", "up"]);
     }
@@ -56,6 +61,22 @@ impl Netns {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The IPv4 addresses on host0 (`address/prefix`, sorted).
+    fn addresses(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .ip(&["-4", "-o", "address", "show", "dev", "host0"])
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                w.find(|&x| x == "inet")
+                    .and_then(|_| w.next())
+                    .map(String::from)
+            })
+            .collect();
+        v.sort();
+        v
     }
 
     /// The IPv4 routes through host0, as `ip route` prints them (one per line, sorted).
@@ -80,6 +101,15 @@ fn route(dst: &str, via: &str) -> HostRoute {
     HostRoute {
         dst: dst.parse().unwrap(),
         via: via.parse().unwrap(),
+        src: None,
+    }
+}
+
+/// [`route`] from source address `src`.
+fn route_from(dst: &str, via: &str, src: &str) -> HostRoute {
+    HostRoute {
+        src: Some(src.parse().unwrap()),
+        ..route(dst, via)
     }
 }
 
@@ -91,14 +121,19 @@ fn every_pod_cidr_and_the_service_cidr_go_through_the_gateway() {
         want,
         BTreeSet::from([
             route("10.244.1.0/24", "10.244.1.1"),
-            route("10.244.2.0/24", "10.244.1.1"),
+            route_from("10.244.2.0/24", "10.244.1.1", "10.244.1.0"),
             route("10.96.0.0/12", "10.244.1.1"),
         ])
     );
-    // Node B's view goes through its own gateway.
-    assert!(hostroutes::wanted(&cluster, "node-b")
-        .iter()
-        .all(|r| r.via == "10.244.2.1".parse::<std::net::Ipv4Addr>().unwrap()));
+    // Node B's view goes through its own gateway, to node A's pods from its own VTEP address.
+    assert_eq!(
+        hostroutes::wanted(&cluster, "node-b"),
+        BTreeSet::from([
+            route_from("10.244.1.0/24", "10.244.2.1", "10.244.2.0"),
+            route("10.244.2.0/24", "10.244.2.1"),
+            route("10.96.0.0/12", "10.244.2.1"),
+        ])
+    );
     // An unknown node (its gateway unknown) wants none.
     assert!(hostroutes::wanted(&cluster, "node-x").is_empty());
 }
@@ -117,13 +152,28 @@ fn routes_follow_the_cluster_and_survive_restarts_and_a_lost_interface() {
         ns.routes(),
         vec![
             format!("10.244.1.0/24 via 10.244.1.1 proto {p} onlink "),
-            format!("10.244.2.0/24 via 10.244.1.1 proto {p} onlink "),
+            format!("10.244.2.0/24 via 10.244.1.1 proto {p} src 10.244.1.0 onlink "),
             format!("10.96.0.0/12 via 10.244.1.1 proto {p} onlink "),
             "192.0.2.0/24 scope link ".to_string(),
         ]
         .into_iter()
         .map(|s| s.trim().to_string())
         .collect::<Vec<_>>()
+    );
+    // The VTEP address the route to node B's pods is from: on the interface, as a /32.
+    assert_eq!(
+        ns.addresses(),
+        vec!["10.1.0.10/32".to_string(), "10.244.1.0/32".to_string()]
+    );
+    // Taken away (by hand), the kernel takes the route from it too; the check puts both back.
+    ns.ip(&["address", "del", "10.244.1.0/32", "dev", "host0"]);
+    assert!(!ns.routes().iter().any(|r| r.starts_with("10.244.2.0/24")));
+    hr.forget();
+    hr.sync(&hostroutes::wanted(&cluster, "node-a")).unwrap();
+    assert_eq!(hr.read().unwrap(), hostroutes::wanted(&cluster, "node-a"));
+    assert_eq!(
+        ns.addresses(),
+        vec!["10.1.0.10/32".to_string(), "10.244.1.0/32".to_string()]
     );
 
     // A node joins, another leaves: a new daemon (a restart) reads what the last one left and
@@ -193,10 +243,12 @@ fn routes_follow_the_cluster_and_survive_restarts_and_a_lost_interface() {
     restarted.sync(&want).unwrap();
     assert_eq!(restarted.read().unwrap(), want);
 
-    // Nothing wanted (the node left the cluster): every route of ours goes, others stay.
+    // Nothing wanted (the node left the cluster): every route of ours goes, and the address
+    // they were from; others stay.
     restarted.sync(&BTreeSet::new()).unwrap();
     assert!(restarted.read().unwrap().is_empty());
     assert_eq!(ns.routes(), vec!["192.0.2.0/24 scope link".to_string()]);
+    assert_eq!(ns.addresses(), vec!["10.1.0.10/32".to_string()]);
 }
 
 /// The environment variable that carries the namespace to the inner half of
@@ -232,9 +284,13 @@ fn the_daemon_keeps_its_routes_and_reports_them() {
         ns.routes(),
         vec![
             format!("10.244.1.0/24 via 10.244.1.1 proto {p} onlink"),
-            format!("10.244.2.0/24 via 10.244.1.1 proto {p} onlink"),
+            format!("10.244.2.0/24 via 10.244.1.1 proto {p} src 10.244.1.0 onlink"),
             format!("10.96.0.0/12 via 10.244.1.1 proto {p} onlink"),
         ]
+    );
+    assert_eq!(
+        ns.addresses(),
+        vec!["10.1.0.10/32".to_string(), "10.244.1.0/32".to_string()]
     );
 }
 

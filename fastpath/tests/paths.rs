@@ -486,6 +486,112 @@ fn a_remote_pod_gets_answers_from_the_gateway_and_vtep_address() {
     assert_eq!(na.counters().event_count(Event::IcmpEchoReplied), 2);
 }
 
+/// The node kernel of node A reaches pod C on node B from its VTEP address, as a Flannel node's
+/// kernel does from `flannel.1`'s (the source a node with strict reverse-path filtering takes
+/// from its tunnel): the packet is tunnelled as it came, and pod C's answer, through the tunnel
+/// to the VTEP address, goes to node A's kernel, untouched but for its Ethernet header. A local
+/// pod's packet to the VTEP address goes to the kernel too; only echo requests are answered by
+/// the fast path (above).
+#[test]
+fn the_node_reaches_another_nodes_pod_from_its_vtep_address() {
+    let (a, b) = (node_a_cfg(), node_b_cfg());
+    let (mut na, mut nb) = (Node::a(), Node::b());
+    let vtep = a.vtep_ip();
+    let syn = frame::tcp_frame(
+        &Addrs::new(a.host_mac, gw_a(), vtep, POD_C_IP),
+        41000,
+        8080,
+        1,
+        0,
+        tf::SYN,
+        b"",
+    );
+    let (d, wire) = na.run(Ingress::Host, &syn);
+    assert_eq!(d, Disposition::ToUplink);
+    let inner = frame::tcp_frame(
+        &Addrs {
+            ttl: 63,
+            ..Addrs::new(a.vtep_mac, b.vtep_mac, vtep, POD_C_IP)
+        },
+        41000,
+        8080,
+        1,
+        0,
+        tf::SYN,
+        b"",
+    );
+    assert_tunnelled(&wire, &outer_a_to_b(), &inner);
+    let (d, out) = nb.run(Ingress::Uplink, &wire);
+    assert_eq!(d, Disposition::ToPod(POD_C_PORT));
+    assert_bytes(
+        &out,
+        &frame::tcp_frame(
+            &Addrs {
+                ttl: 62,
+                ..Addrs::new(gw_b(), POD_C_MAC, vtep, POD_C_IP)
+            },
+            41000,
+            8080,
+            1,
+            0,
+            tf::SYN,
+            b"",
+        ),
+    );
+    // Pod C answers: through the tunnel to node A, and there to the kernel.
+    let synack = |src_mac, dst_mac, ttl| {
+        frame::tcp_frame(
+            &Addrs {
+                ttl,
+                ..Addrs::new(src_mac, dst_mac, POD_C_IP, vtep)
+            },
+            8080,
+            41000,
+            7,
+            2,
+            tf::SYN | tf::ACK,
+            b"",
+        )
+    };
+    let (d, wire) = nb.run(Ingress::Pod(POD_C_PORT), &synack(POD_C_MAC, gw_b(), 64));
+    assert_eq!(d, Disposition::ToUplink);
+    assert_tunnelled(&wire, &outer_b_to_a(), &synack(b.vtep_mac, a.vtep_mac, 63));
+    let (d, out) = na.run(Ingress::Uplink, &wire);
+    assert_eq!(d, Disposition::ToHost);
+    assert_bytes(&out, &synack(gw_a(), a.host_mac, 63));
+    // A UDP datagram and an echo reply to the VTEP address: the kernel's too.
+    let udp = frame::udp_frame(
+        &Addrs::new(b.vtep_mac, a.vtep_mac, POD_C_IP, vtep),
+        53,
+        41001,
+        b"answer",
+    );
+    let echo_reply = frame::icmp_echo_frame(
+        &Addrs::new(b.vtep_mac, a.vtep_mac, POD_C_IP, vtep),
+        false,
+        0x42,
+        1,
+        b"pong",
+    );
+    for inner in [udp, echo_reply] {
+        let wire = frame::vxlan_frame(&outer_b_to_a(), 49999, 1, &inner, false);
+        let (d, out) = na.run(Ingress::Uplink, &wire);
+        assert_eq!(d, Disposition::ToHost);
+        let mut want = inner.clone();
+        want[0..6].copy_from_slice(a.host_mac.as_bytes());
+        want[6..12].copy_from_slice(gw_a().as_bytes());
+        assert_bytes(&out, &want);
+    }
+    // A local pod's TCP to the VTEP address: the kernel's, as on a Flannel node.
+    let tcp = frame::tcp_frame(&pod_a_to(vtep), 40000, 22, 1, 0, tf::SYN, b"");
+    let (d, out) = na.run(Ingress::Pod(POD_A_PORT), &tcp);
+    assert_eq!(d, Disposition::ToHost);
+    let mut want = tcp.clone();
+    want[0..6].copy_from_slice(a.host_mac.as_bytes());
+    want[6..12].copy_from_slice(gw_a().as_bytes());
+    assert_bytes(&out, &want);
+}
+
 #[test]
 fn ttl_expired_is_dropped() {
     let mut n = Node::a();

@@ -7,7 +7,8 @@ use crate::pipeline::rewrite::dec_ttl;
 use crate::pipeline::{encap, icmp, is_multicast_or_broadcast, Ctx, Ip4};
 use crate::tables::pods::PodSlot;
 use crate::tables::UnknownDestination;
-use crate::wire::MacAddr;
+use crate::wire::icmp::msg_type;
+use crate::wire::{ipproto, MacAddr};
 
 /// Routes the IPv4 packet `ip` (untagged: Ethernet header at 0, IPv4 at 14).
 #[inline(always)]
@@ -28,8 +29,11 @@ pub(crate) fn route<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &Ip4) -> Di
         // Flannel node takes it too, the inner destination being one of its addresses).
         return encap::encap(cx, pkt, ip, r);
     }
-    if ip.dst == node.gateway_ip().to_bits() || ip.dst == node.vtep_ip().to_bits() {
+    if ip.dst == node.gateway_ip().to_bits() {
         return icmp::gateway(cx, pkt);
+    }
+    if ip.dst == node.vtep_ip().to_bits() {
+        return to_vtep_address(cx, pkt, ip);
     }
     if node.pod_cidr.contains_u32(ip.dst) {
         return if ip.dst == node.pod_cidr.broadcast().to_bits() {
@@ -116,6 +120,28 @@ pub(crate) fn to_host<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispositio
     d[0..6].copy_from_slice(cx.t.node.host_mac.as_bytes());
     d[6..12].copy_from_slice(cx.t.node.gateway_mac.as_bytes());
     Disposition::ToHost
+}
+
+/// A packet for the node's VTEP address (its pod CIDR's network address) that no NATed flow
+/// took, from a local pod or through the tunnel. The address is the node's own, as a Flannel
+/// node's `flannel.1` holds it: an echo request is answered here, as the gateway's is; anything
+/// else goes to the node kernel, which holds the address on the host-path interface and sends
+/// from it to other nodes' pods (`control/src/hostroutes.rs`), so that a node with strict
+/// reverse-path filtering takes those packets from the tunnel — their answers come back here.
+/// Out of line: a rare case of paths the lanes leave to the general code.
+#[inline(never)]
+pub(crate) fn to_vtep_address<B: PacketBuf>(
+    cx: &mut Ctx<'_>,
+    pkt: &mut B,
+    ip: &Ip4,
+) -> Disposition {
+    let echo_request = ip.proto == ipproto::ICMP
+        && !ip.frag
+        && pkt.data().get(ip.l4..ip.l4 + 2) == Some(&[msg_type::ECHO_REQUEST, 0][..]);
+    if echo_request {
+        return icmp::gateway(cx, pkt);
+    }
+    to_host(cx, pkt)
 }
 
 /// Sends a packet out of the uplink as plain IPv4 to an external client whose L2 address

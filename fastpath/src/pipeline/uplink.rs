@@ -96,9 +96,13 @@ pub(crate) fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispos
         return route::to_host(cx, pkt);
     }
     // Pings to the gateway or the VTEP address from other nodes' pods, answered through the
-    // tunnel (a Flannel node's `cni0` and `flannel.1` answer them).
-    if ip.dst == node.gateway_ip().to_bits() || ip.dst == node.vtep_ip().to_bits() {
+    // tunnel (a Flannel node's `cni0` and `flannel.1` answer them); anything else for the VTEP
+    // address is the node kernel's (the answers to what it sent other nodes' pods from there).
+    if ip.dst == node.gateway_ip().to_bits() {
         return icmp::gateway(cx, pkt);
+    }
+    if to_vtep {
+        return route::to_vtep_address(cx, pkt, &ip);
     }
     // The tunnel is not a transit path: only local pods and this node are reachable through it.
     Disposition::Drop(DropReason::NoLocalPod)
