@@ -28,10 +28,14 @@ pub enum Invariant {
     /// Service traffic reaches a live backend of that Service (ready when the flow picked it).
     ServiceBackend,
     /// The backend sees the client's own address (no SNAT for ClusterIP; hairpin via the
-    /// gateway address).
+    /// gateway address; a NodePort flow to another node's backend from the VTEP address of the
+    /// node it reached).
     ServiceClientIp,
     /// Replies to Service traffic come from the Service's VIP:port.
     ServiceReplyFromVip,
+    /// Replies to NodePort traffic reach the external client from the node's address and the
+    /// NodePort it reached.
+    NodePortReply,
     /// A flow keeps its backend while unrelated endpoints churn (Maglev + conntrack).
     FlowAffinity,
     /// After a pod is deleted nothing is delivered to its IP until the IP is reused.
@@ -50,7 +54,7 @@ pub enum Invariant {
 
 impl Invariant {
     /// Every invariant, in report order.
-    pub const ALL: [Invariant; 13] = [
+    pub const ALL: [Invariant; 14] = [
         Invariant::Gateway,
         Invariant::DeliveredToOwner,
         Invariant::SourceUnchanged,
@@ -58,6 +62,7 @@ impl Invariant {
         Invariant::ServiceBackend,
         Invariant::ServiceClientIp,
         Invariant::ServiceReplyFromVip,
+        Invariant::NodePortReply,
         Invariant::FlowAffinity,
         Invariant::NothingAfterDelete,
         Invariant::CorruptionCaught,
@@ -76,6 +81,7 @@ impl Invariant {
             Invariant::ServiceBackend => "service_backend_live",
             Invariant::ServiceClientIp => "service_client_ip_kept",
             Invariant::ServiceReplyFromVip => "service_reply_from_vip",
+            Invariant::NodePortReply => "nodeport_reply_from_node",
             Invariant::FlowAffinity => "flow_affinity",
             Invariant::NothingAfterDelete => "nothing_after_delete",
             Invariant::CorruptionCaught => "corruption_never_misdelivers",
@@ -93,8 +99,9 @@ impl Invariant {
             Invariant::SourceUnchanged => "pod-to-pod frames arrive with source IP and port unchanged (no NAT between pods)",
             Invariant::PodReachability => "every probed pod pair is reached (request delivered, answer back)",
             Invariant::ServiceBackend => "Service traffic reaches a live backend of that Service (ready when picked)",
-            Invariant::ServiceClientIp => "a backend sees the client's own IP (hairpin: the gateway IP)",
+            Invariant::ServiceClientIp => "a backend sees the client's own IP (hairpin: the gateway IP; NodePort to another node's backend: that node's VTEP IP)",
             Invariant::ServiceReplyFromVip => "replies to Service traffic come from the VIP:port",
+            Invariant::NodePortReply => "replies to NodePort traffic reach the external client from the node's address:NodePort",
             Invariant::FlowAffinity => "a flow keeps its backend while unrelated endpoints churn",
             Invariant::NothingAfterDelete => "after a pod is deleted nothing is delivered to its IP until it is reused",
             Invariant::CorruptionCaught => "a corrupted frame is dropped or rejected, or delivered intact to the right pod",

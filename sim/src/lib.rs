@@ -19,7 +19,8 @@
 //! | the underlay | [`underlay`] |
 //! | a node: writer, pipeline, ports, IPAM | [`node`] |
 //! | a pod: host stack, ARP, echo server | [`pod`] |
-//! | flows: probes, Service flows, gateway pings | [`traffic`] |
+//! | external clients on the underlay (NodePort traffic) | [`external`] |
+//! | flows: probes, Service flows, NodePort flows, gateway pings | [`traffic`] |
 //! | desired state → `Update` messages (the control crate's future job) | [`desired`] |
 //! | events: churn, node join/leave, restarts | [`scenario`] |
 //! | invariants and the ground truth they use | [`invariants`] |
@@ -36,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 pub mod desired;
+pub mod external;
 pub mod faults;
 pub mod invariants;
 pub mod measure;

@@ -27,6 +27,7 @@ use fastpath::wire::{ethertype, ipproto, MacAddr};
 
 use crate::packet::{Token, TokenKind};
 use crate::topology;
+use crate::traffic::Sender;
 
 /// A pod.
 #[derive(Debug, Clone)]
@@ -282,19 +283,7 @@ impl Pod {
     /// (RFC 6056), that this pod has not used before (`draw` is a random number). A pod never
     /// reuses a port, so two of its flows never share a tuple.
     pub fn ephemeral_port(&mut self, draw: u64) -> u16 {
-        const LO: u64 = 32768;
-        const SPAN: u64 = 60999 - 32768 + 1;
-        let start = draw % SPAN;
-        for k in 0..SPAN {
-            let p = (LO + (start + k) % SPAN) as u16;
-            if self.used_ports.insert(p) {
-                return p;
-            }
-        }
-        // Every port used: start over (a pod would need 28,232 flows for this).
-        self.used_ports.clear();
-        self.used_ports.insert(LO as u16);
-        LO as u16
+        fresh_port(&mut self.used_ports, draw)
     }
 
     /// The ARP request for the gateway (broadcast).
@@ -308,42 +297,6 @@ impl Pod {
             MacAddr::ZERO,
             self.gateway_ip(),
         )
-    }
-
-    fn addrs(&self, dst: Ipv4Addr) -> Addrs {
-        Addrs::new(self.mac, self.gw_mac.unwrap_or(MacAddr::ZERO), self.ip, dst)
-    }
-
-    /// A UDP datagram.
-    pub fn udp(&self, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-        frame::udp_frame(&self.addrs(dst), sport, dport, payload)
-    }
-
-    /// A TCP segment.
-    #[allow(clippy::too_many_arguments)]
-    pub fn tcp(
-        &self,
-        dst: Ipv4Addr,
-        sport: u16,
-        dport: u16,
-        seq: u32,
-        ack: u32,
-        flags: u8,
-        payload: &[u8],
-    ) -> Vec<u8> {
-        frame::tcp_frame(&self.addrs(dst), sport, dport, seq, ack, flags, payload)
-    }
-
-    /// An ICMP echo request or reply.
-    pub fn icmp_echo(
-        &self,
-        dst: Ipv4Addr,
-        request: bool,
-        ident: u16,
-        seq: u16,
-        data: &[u8],
-    ) -> Vec<u8> {
-        frame::icmp_echo_frame(&self.addrs(dst), request, ident, seq, data)
     }
 
     /// The echo server's answer to a request (`None` if `rx` is not one).
@@ -376,6 +329,30 @@ impl Pod {
             _ => None,
         }
     }
+}
+
+impl Sender for Pod {
+    fn addrs(&self, dst: Ipv4Addr) -> Addrs {
+        Addrs::new(self.mac, self.gw_mac.unwrap_or(MacAddr::ZERO), self.ip, dst)
+    }
+}
+
+/// A port in Linux's ephemeral range (32768–60999) not in `used`, from a random start
+/// (`draw`), as Linux picks (RFC 6056); recorded in `used`. Once every port was used, `used`
+/// starts over (a host would need 28,232 flows for this).
+pub fn fresh_port(used: &mut std::collections::BTreeSet<u16>, draw: u64) -> u16 {
+    const LO: u64 = 32768;
+    const SPAN: u64 = 60999 - 32768 + 1;
+    let start = draw % SPAN;
+    for k in 0..SPAN {
+        let p = (LO + (start + k) % SPAN) as u16;
+        if used.insert(p) {
+            return p;
+        }
+    }
+    used.clear();
+    used.insert(LO as u16);
+    LO as u16
 }
 
 /// Sets the destination MAC of a frame built before the gateway's MAC was known.

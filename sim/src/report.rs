@@ -44,6 +44,10 @@ pub struct ConfigReport {
     pub requests_per_flow: u32,
     /// Workers per node.
     pub workers: u16,
+    /// External clients.
+    pub external_clients: u32,
+    /// NodePort flows per external client.
+    pub nodeport_flows: u32,
 }
 
 impl From<&SimConfig> for ConfigReport {
@@ -60,6 +64,8 @@ impl From<&SimConfig> for ConfigReport {
             flows_per_pod: c.flows_per_pod,
             requests_per_flow: c.requests_per_flow,
             workers: c.workers,
+            external_clients: c.external_clients,
+            nodeport_flows: c.nodeport_flows,
         }
     }
 }
@@ -111,6 +117,10 @@ pub struct TrafficReport {
     pub service_flows: u64,
     /// Service flows that got at least one answer.
     pub service_flows_answered: u64,
+    /// NodePort flows external clients opened.
+    pub nodeport_flows: u64,
+    /// NodePort flows that got at least one answer.
+    pub nodeport_flows_answered: u64,
     /// The underlay.
     pub underlay: UnderlayStats,
 }
@@ -128,6 +138,17 @@ pub struct RunStats {
     pub arp_gave_up: u64,
     /// Service flows opened.
     pub service_flows: u64,
+    /// NodePort flows opened.
+    pub nodeport_flows: u64,
+    /// Frames external clients sent.
+    pub external_frames_sent: u64,
+    /// Frames that reached external clients.
+    pub external_frames_received: u64,
+    /// NodePort requests that reached a backend on the node they were sent to (the client's
+    /// address kept).
+    pub nodeport_requests_direct: u64,
+    /// NodePort requests that reached a backend on another node (SNATed to the VTEP address).
+    pub nodeport_requests_snat: u64,
     /// Frames for a deleted pod delivered to the new pod that got its IP (allowed).
     pub reused_ip_deliveries: u64,
     /// Times a flow legitimately changed backend (its own endpoint went away, or its client
@@ -368,6 +389,16 @@ impl Report {
             tr.underlay.no_such_host
         );
         let r = &self.run;
+        let _ = writeln!(
+            s,
+            "  NodePort flows {} ({} answered) from external clients, who sent {} frames and received {}; requests to a backend on the node {}, on another node (SNAT) {}",
+            tr.nodeport_flows,
+            tr.nodeport_flows_answered,
+            r.external_frames_sent,
+            r.external_frames_received,
+            r.nodeport_requests_direct,
+            r.nodeport_requests_snat
+        );
         let _ = writeln!(
             s,
             "  lost with deleted pods {}, flows rebalanced {} (late requests to the previous backend {}), stale replies {}, deliveries to reused IPs {}, hairpin requests {}{}",

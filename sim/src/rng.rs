@@ -36,6 +36,9 @@ pub mod streams {
     pub const POD_LINK: u64 = 5;
     /// Timing measurements (which Services and endpoints are updated).
     pub const MEASURE: u64 = 6;
+    /// External clients' traffic: start times, nodes, Services, ports, payload sizes (a stream
+    /// of its own, so that adding external clients leaves the pods' draws as they were).
+    pub const EXTERNAL: u64 = 7;
 }
 
 impl Rng {

@@ -14,7 +14,8 @@
 //!    pod links, so every event has packets in flight: desired state changes, updates go to
 //!    the nodes;
 //! 5. the underlay delivers what is due to the nodes (by outer destination IP); every node with
-//!    frames from the uplink runs them through its pipeline;
+//!    frames from the uplink runs them through its pipeline; external clients check what
+//!    reached them (NodePort answers);
 //! 6. node → pod links deliver what is due to the pods, which check them (the invariants) and
 //!    answer requests (answers leave on the next tick).
 //!
@@ -32,7 +33,8 @@
 //! those nodes open Service flows (DNAT happens on the client's node); pods on every node are
 //! endpoints and answer Service traffic (a backend's node needs no Service table: the reply is
 //! plain pod-to-pod traffic until the client's node reverses the NAT). Small runs (≤ 32 nodes)
-//! make every node full by default. The report says which nodes were full.
+//! make every node full by default. The report says which nodes were full. External clients
+//! reach NodePorts on full nodes only, for the same reason.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -49,6 +51,7 @@ use fastpath::wire::arp::op;
 use fastpath::wire::{icmp::msg_type, ipproto};
 
 use crate::desired::{canonical, Change, ClusterState, DesiredError};
+use crate::external::External;
 use crate::faults::{FaultPlan, FaultStats};
 use crate::invariants::{ip, Checker, Invariant, ServiceHistory};
 use crate::measure::{self, NodeMeasure};
@@ -62,8 +65,8 @@ use crate::report::{
 use crate::rng::{streams, Rng};
 use crate::scenario::{self, Agenda, ChurnSpec, EventCounts, EventKind};
 use crate::topology;
-use crate::traffic::{self, Flow, FlowKind, Target};
-use crate::underlay::Underlay;
+use crate::traffic::{self, Client, Flow, FlowKind, Target, NO_POD};
+use crate::underlay::{Dest, Underlay, FROM_OUTSIDE};
 
 /// Port ids per node (pod capacity of a node's port space; pods are ≤ 253 per /24).
 pub const PORTS_PER_NODE: u16 = 256;
@@ -114,6 +117,11 @@ pub struct SimConfig {
     pub timing_updates: u32,
     /// Workers per node (each with its own conntrack; flows handed to their owner).
     pub workers: u16,
+    /// External clients on the underlay.
+    pub external_clients: u32,
+    /// NodePort flows each external client opens (to a random full node, a random Service
+    /// with a NodePort: every Service has one while the range lasts, `topology::node_port`).
+    pub nodeport_flows: u32,
 }
 
 impl Default for SimConfig {
@@ -135,6 +143,8 @@ impl Default for SimConfig {
             timings: false,
             timing_updates: 1000,
             workers: 1,
+            external_clients: 2,
+            nodeport_flows: 8,
         }
     }
 }
@@ -171,6 +181,8 @@ enum Timer {
     ServiceStart(u32),
     /// Send the next request of flow `id`.
     FlowStep(u32),
+    /// Start a NodePort flow from external client `k`.
+    NodePortStart(u32),
 }
 
 /// Tallies about corrupted frames.
@@ -200,6 +212,7 @@ pub struct Sim {
     now: u64,
     nodes: Vec<SimNode>,
     pods: Vec<Option<Pod>>,
+    externals: Vec<External>,
     alive: Vec<u32>,
     alive_pos: Vec<usize>,
     desired: ClusterState,
@@ -214,12 +227,16 @@ pub struct Sim {
     agenda_seq: u64,
     checker: Checker,
     traffic_rng: Rng,
+    external_rng: Rng,
     event_rng: Rng,
     next_frame_id: u64,
     deleted_ips: BTreeSet<u32>,
     /// 5-tuples (src, dst, sport, dport, proto) of corrupted frames that reached a pod port
     /// addressed to a ClusterIP: the fast path NATs before anyone checks the L4 checksum, so
-    /// such a frame may have left a conntrack entry for a tuple no real flow had (yet).
+    /// such a frame may have left a conntrack entry for a tuple no real flow had (yet). And of
+    /// corrupted frames that reached a node's uplink addressed to a NodePort: a NodePort flow's
+    /// entry keeps the MAC its first packet came from, which no checksum covers (a real link's
+    /// FCS would have dropped the frame), so its answers may go to a MAC nobody has.
     ghost_tuples: BTreeSet<(u32, u32, u16, u16, u8)>,
     probe_all: bool,
     probe_k: u32,
@@ -302,6 +319,7 @@ impl Sim {
                 0,
             ))),
             traffic_rng: Rng::stream(cfg.seed, streams::TRAFFIC, 0),
+            external_rng: Rng::stream(cfg.seed, streams::EXTERNAL, 0),
             event_rng: Rng::stream(cfg.seed, streams::EVENTS, 0),
             probe_all: cfg.probes_per_pod.is_none() && pods_initial <= 64,
             probe_k: cfg.probes_per_pod.unwrap_or(8),
@@ -309,6 +327,7 @@ impl Sim {
             now: 0,
             nodes,
             pods: Vec::new(),
+            externals: (0..cfg.external_clients).map(External::new).collect(),
             alive: Vec::new(),
             alive_pos: Vec::new(),
             desired: ClusterState::new(),
@@ -367,7 +386,7 @@ impl Sim {
             sim.desired.apply(Change::AddService(ServiceSpec {
                 name: topology::service_name(j),
                 frontend: f,
-                node_port: None,
+                node_port: topology::node_port(j),
                 node_port_local: false,
                 endpoints,
             }))?;
@@ -409,6 +428,15 @@ impl Sim {
             let uid = sim.alive[k];
             let t = sim.traffic_rng.below(spread);
             sim.schedule(t, Timer::Arp(uid));
+        }
+        // External clients open their NodePort flows over the run.
+        if sim.cfg.services > 0 && sim.cfg.duration_ms > 2 {
+            for k in 0..sim.cfg.external_clients {
+                for _ in 0..sim.cfg.nodeport_flows {
+                    let t = sim.external_rng.range(1, sim.cfg.duration_ms - 1);
+                    sim.schedule(t, Timer::NodePortStart(k));
+                }
+            }
         }
         let mut erng = Rng::stream(sim.cfg.seed, streams::EVENTS, 1);
         sim.agenda = scenario::schedule(&sim.cfg.churn, sim.cfg.duration_ms, &mut erng);
@@ -624,16 +652,29 @@ impl Sim {
         }
         // 5. Underlay → nodes.
         let mut landed: Vec<(u32, Frame)> = Vec::new();
+        let mut outside: Vec<(u32, Frame)> = Vec::new();
         {
             let nodes = &self.nodes;
             self.underlay.deliver(
                 now,
                 |n| nodes.get(n as usize).is_some_and(|x| x.up),
-                |n, f| landed.push((n, f)),
+                self.externals.len() as u32,
+                |d, f| match d {
+                    Dest::Node(n) => landed.push((n, f)),
+                    Dest::External(k) => outside.push((k, f)),
+                },
             );
+        }
+        for (k, f) in outside {
+            self.external_receive(k, f);
         }
         let mut busy_nodes = BTreeSet::new();
         for (n, f) in landed {
+            if f.meta.corrupted {
+                if let Some(t) = l4_tuple(&f).filter(to_nodeport) {
+                    self.ghost_tuples.insert(t);
+                }
+            }
             let node = &mut self.nodes[n as usize];
             if !node.forwarding(now) {
                 node.stats.lost_while_down += 1;
@@ -797,9 +838,11 @@ impl Sim {
                 self.schedule(now + self.probe_retry(), Timer::ProbeRetry(fid));
             }
             Timer::ServiceStart(uid) => self.start_service_flow(uid),
+            Timer::NodePortStart(k) => self.start_nodeport_flow(k),
             Timer::FlowStep(fid) => {
                 let f = &self.flows[fid as usize];
-                if self.pods[f.client as usize].is_none() || f.sent >= f.requests {
+                let client_gone = f.external.is_none() && self.pods[f.client as usize].is_none();
+                if client_gone || f.sent >= f.requests {
                     return;
                 }
                 let seq = f.sent;
@@ -817,6 +860,19 @@ impl Sim {
 
     /// Sends request `seq` of flow `fid` (a probe's `seq` 0 is resent with a new attempt).
     fn send_request(&mut self, fid: u32, seq: u32) {
+        if let Some(k) = self.flows[fid as usize].external {
+            let extra = self.external_rng.below(49) as usize;
+            let f = &mut self.flows[fid as usize];
+            let bytes = f.request(
+                &self.externals[k as usize].to_node(f.client_node),
+                seq,
+                0,
+                extra,
+            );
+            f.sent = seq + 1;
+            self.external_send(bytes);
+            return;
+        }
         let extra = self.traffic_rng.below(49) as usize;
         let f = &mut self.flows[fid as usize];
         let Some(client) = self.pods[f.client as usize].as_ref() else {
@@ -848,9 +904,217 @@ impl Sim {
         let draw = self.traffic_rng.next_u64();
         let p = self.pods[uid as usize].as_mut()?;
         let sport = p.ephemeral_port(draw);
-        let f = Flow::new(id, kind, p, sport, proto, target, dst, dport, requests, now);
+        let f = Flow::new(
+            id,
+            kind,
+            Client::pod(p),
+            sport,
+            proto,
+            target,
+            dst,
+            dport,
+            requests,
+            now,
+        );
         self.flows.push(f);
         Some(id)
+    }
+
+    /// An external client's frame onto the underlay.
+    fn external_send(&mut self, bytes: Vec<u8>) {
+        self.stats.external_frames_sent += 1;
+        let meta = Meta {
+            id: self.next_frame_id,
+            sent_at: self.now,
+            ..Meta::default()
+        };
+        self.next_frame_id += 1;
+        self.underlay
+            .send(self.now, FROM_OUTSIDE, Frame::new(&bytes, meta));
+    }
+
+    /// External client `k` opens a flow to a random Service's NodePort on a random full node
+    /// in the cluster.
+    fn start_nodeport_flow(&mut self, k: u32) {
+        if self.packets_capped() || self.history.is_empty() {
+            return;
+        }
+        let up: Vec<u32> = self
+            .full
+            .iter()
+            .copied()
+            .filter(|&n| self.nodes[n as usize].up)
+            .collect();
+        if up.is_empty() {
+            return;
+        }
+        let node = up[self.external_rng.index(up.len())];
+        let with_port = self
+            .history
+            .len()
+            .min(usize::from(topology::NODEPORT_MAX - topology::NODEPORT_MIN) + 1);
+        let svc = self.external_rng.index(with_port) as u32;
+        let Some(port) = topology::node_port(svc) else {
+            return;
+        };
+        let proto = match self.history[svc as usize].frontend.protocol {
+            Protocol::Tcp => ipproto::TCP,
+            Protocol::Udp => ipproto::UDP,
+        };
+        let draw = self.external_rng.next_u64();
+        let client = &mut self.externals[k as usize];
+        let sport = client.ephemeral_port(draw);
+        let id = self.flows.len() as u32;
+        let requests = self.cfg.requests_per_flow.max(1);
+        let who = Client {
+            uid: NO_POD,
+            external: Some(k),
+            ip: client.ip.to_bits(),
+            node,
+        };
+        self.flows.push(Flow::new(
+            id,
+            FlowKind::NodePort,
+            who,
+            sport,
+            proto,
+            Target::Service { svc },
+            topology::underlay_ip(node),
+            port,
+            requests,
+            self.now,
+        ));
+        self.stats.nodeport_flows += 1;
+        self.send_request(id, 0);
+        if requests > 1 {
+            self.schedule(self.now + FLOW_GAP, Timer::FlowStep(id));
+        }
+    }
+
+    /// A frame reaches external client `k` from the underlay: its host stack's checks, then
+    /// the invariants — a NodePort answer of one of its flows, from the node's address and the
+    /// NodePort it reached.
+    fn external_receive(&mut self, k: u32, f: Frame) {
+        use fastpath::buf::PacketBuf;
+        let now = self.now;
+        self.stats.external_frames_received += 1;
+        let corrupted = f.meta.corrupted;
+        let before = self.checker.total_violations();
+        let (mac, cip) = {
+            let c = &self.externals[k as usize];
+            (c.mac, c.ip)
+        };
+        match pod::receive(mac, f.data()) {
+            Err(rej) => {
+                // An answer of a flow whose first packet came with a corrupted source MAC: the
+                // node sends the flow's answers there.
+                let ghost = rej == pod::Reject::DstMac
+                    && l4_tuple(&f).is_some_and(|(src, dst, sport, dport, proto)| {
+                        self.ghost_tuples.contains(&(dst, src, dport, sport, proto))
+                    });
+                if corrupted || ghost {
+                    *self
+                        .corruption
+                        .rejected_by_pods
+                        .entry(rej.name())
+                        .or_default() += 1;
+                    self.checker.pass(Invariant::CorruptionCaught);
+                } else {
+                    let to = fastpath::wire::MacAddr(
+                        f.data().first_chunk::<6>().copied().unwrap_or_default(),
+                    );
+                    self.checker.fail(Invariant::ChecksumsIntact, now, || {
+                        format!(
+                            "external client {cip} rejected an uncorrupted frame (to {to}): {}",
+                            rej.name()
+                        )
+                    });
+                }
+                return;
+            }
+            Ok(Rx::Arp(a)) => {
+                self.checker.fail(Invariant::DeliveredToOwner, now, || {
+                    format!("external client {cip} got ARP {a:?}")
+                });
+            }
+            Ok(Rx::Ip(rx)) => {
+                if !corrupted {
+                    self.checker.pass(Invariant::ChecksumsIntact);
+                }
+                self.on_external_reply(k, &rx);
+            }
+        }
+        if corrupted {
+            self.corruption.delivered_intact += 1;
+            let ok = self.checker.total_violations() == before;
+            self.checker
+                .check(Invariant::CorruptionCaught, ok, now, || {
+                    format!("a corrupted frame passed external client {cip}'s checks and broke an invariant")
+                });
+        }
+    }
+
+    /// The NodePort answer `rx` reached external client `k`.
+    fn on_external_reply(&mut self, k: u32, rx: &IpRx) {
+        let now = self.now;
+        let cip = self.externals[k as usize].ip;
+        let flow = rx
+            .token
+            .filter(|t| t.kind == TokenKind::Reply)
+            .and_then(|t| self.flows.get(t.flow as usize))
+            .cloned();
+        let Some(flow) = flow.filter(|_| rx.dst == cip) else {
+            self.checker.fail(Invariant::PayloadIntact, now, || {
+                format!(
+                    "external client {cip} got a frame for {} from {} with no answer of a flow",
+                    rx.dst, rx.src
+                )
+            });
+            return;
+        };
+        self.checker.pass(Invariant::PayloadIntact);
+        if flow.external != Some(k) {
+            self.checker.fail(Invariant::DeliveredToOwner, now, || {
+                format!(
+                    "answer of flow {} delivered to external client {cip}",
+                    flow.id
+                )
+            });
+            return;
+        }
+        self.checker.pass(Invariant::DeliveredToOwner);
+        let (want_ip, want_port) = flow.expected_reply_source();
+        let exact = rx.src.to_bits() == want_ip
+            && rx.sport == want_port
+            && rx.dport == flow.sport
+            && rx.proto == flow.proto;
+        if !exact {
+            let Target::Service { svc } = flow.target else {
+                return;
+            };
+            let h = &self.history[svc as usize];
+            let stale = h.removed_since(rx.src.to_bits(), rx.sport, flow.started);
+            let ct_lost = self.nodes[flow.client_node as usize].started_at >= flow.started;
+            if rx.dport == flow.sport && (stale || ct_lost) {
+                self.stats.stale_replies += 1;
+                return;
+            }
+        }
+        self.checker.check(Invariant::NodePortReply, exact, now, || {
+            format!(
+                "answer of NodePort flow {} reached {cip} from {}:{} to port {}, want {}:{} to port {}",
+                flow.id,
+                rx.src,
+                rx.sport,
+                rx.dport,
+                ip(want_ip),
+                want_port,
+                flow.sport
+            )
+        });
+        if exact {
+            self.flows[flow.id as usize].replies += 1;
+        }
     }
 
     /// After ARP: ping the gateway, queue the probes, schedule the Service flows.
@@ -1174,19 +1438,38 @@ impl Sim {
                 if hairpin {
                     self.stats.hairpin_requests += 1;
                 }
+                // A NodePort flow to a backend on another node is SNATed to the node's VTEP
+                // address (its replies must come back through it), with the client's port
+                // unless another flow holds that tuple; to a backend on the node, the client
+                // is kept (kube-proxy's externalTrafficPolicy Cluster, as Linux shows it).
+                let snat = flow.kind == FlowKind::NodePort && p.node != flow.client_node;
+                if flow.kind == FlowKind::NodePort {
+                    if snat {
+                        self.stats.nodeport_requests_snat += 1;
+                    } else {
+                        self.stats.nodeport_requests_direct += 1;
+                    }
+                }
                 let ok = if hairpin {
                     rx.src == topology::gateway_ip(p.node)
+                } else if snat {
+                    rx.src == topology::pod_cidr(flow.client_node).network()
                 } else {
                     rx.src.to_bits() == flow.client_ip && rx.sport == flow.sport
                 };
                 self.checker.check(Invariant::ServiceClientIp, ok, now, || {
                     format!(
-                        "flow {}: backend {} saw the client as {}:{}, want {}:{}",
+                        "{}flow {}: backend {} saw the client as {}:{}, want {}:{}",
+                        if snat { "NodePort " } else { "" },
                         flow.id,
                         p.ip,
                         rx.src,
                         rx.sport,
-                        ip(flow.client_ip),
+                        if snat {
+                            topology::pod_cidr(flow.client_node).network()
+                        } else {
+                            ip(flow.client_ip)
+                        },
                         flow.sport
                     )
                 });
@@ -1271,8 +1554,9 @@ impl Sim {
         let now = self.now;
         let pip = self.pod(uid).ip;
         if flow.client != uid {
-            let reused =
-                self.pods[flow.client as usize].is_none() && flow.client_ip == pip.to_bits();
+            let reused = flow.client != NO_POD
+                && self.pods[flow.client as usize].is_none()
+                && flow.client_ip == pip.to_bits();
             if reused {
                 self.stats.reused_ip_deliveries += 1;
             } else {
@@ -1679,11 +1963,13 @@ impl Sim {
         faults_total.add(&frx);
         faults_total.add(&fu);
         let mut service_flows_answered = 0;
+        let mut nodeport_flows_answered = 0;
         let mut probes = 0;
         for f in &self.flows {
             match f.kind {
                 FlowKind::Probe => probes += 1,
                 FlowKind::Service if f.replies > 0 => service_flows_answered += 1,
+                FlowKind::NodePort if f.replies > 0 => nodeport_flows_answered += 1,
                 _ => {}
             }
         }
@@ -1744,6 +2030,8 @@ impl Sim {
                 probes_excluded_pod_gone: excluded,
                 service_flows: self.stats.service_flows,
                 service_flows_answered,
+                nodeport_flows: self.stats.nodeport_flows,
+                nodeport_flows_answered,
                 underlay: self.underlay.stats,
             },
             run: self.stats,
@@ -1784,21 +2072,32 @@ const GHOST: &str = "a corrupted frame with this flow's tuple created a conntrac
 
 /// The 5-tuple of an untagged IPv4 TCP/UDP frame to the Service CIDR, as a pod sent it.
 fn service_tuple(f: &Frame) -> Option<(u32, u32, u16, u16, u8)> {
+    l4_tuple(f).filter(|t| topology::service_cidr().contains_u32(t.1))
+}
+
+/// The 5-tuple (src, dst, sport, dport, proto) of an untagged IPv4 TCP/UDP frame without
+/// options.
+fn l4_tuple(f: &Frame) -> Option<(u32, u32, u16, u16, u8)> {
     use fastpath::buf::PacketBuf;
     let d = f.data();
     if f.ethertype() != fastpath::wire::ethertype::IPV4 || d.len() < 38 || d[14] != 0x45 {
         return None;
     }
     let proto = d[23];
-    let dst = u32::from_be_bytes([d[30], d[31], d[32], d[33]]);
-    if !matches!(proto, ipproto::TCP | ipproto::UDP) || !topology::service_cidr().contains_u32(dst)
-    {
+    if !matches!(proto, ipproto::TCP | ipproto::UDP) {
         return None;
     }
     let src = u32::from_be_bytes([d[26], d[27], d[28], d[29]]);
+    let dst = u32::from_be_bytes([d[30], d[31], d[32], d[33]]);
     let sport = u16::from_be_bytes([d[34], d[35]]);
     let dport = u16::from_be_bytes([d[36], d[37]]);
     Some((src, dst, sport, dport, proto))
+}
+
+/// True if `t` is addressed to a node's NodePort.
+fn to_nodeport(t: &(u32, u32, u16, u16, u8)) -> bool {
+    topology::node_of_underlay(t.1).is_some()
+        && (topology::NODEPORT_MIN..=topology::NODEPORT_MAX).contains(&t.3)
 }
 
 fn validate(cfg: &SimConfig) -> Result<(), SimError> {
@@ -1821,6 +2120,12 @@ fn validate(cfg: &SimConfig) -> Result<(), SimError> {
     }
     if cfg.endpoints_per_service > 1000 {
         return bad("endpoints-per-service must be ≤ 1000".into());
+    }
+    if cfg.external_clients > topology::MAX_EXTERNAL {
+        return bad(format!(
+            "external-clients must be ≤ {}",
+            topology::MAX_EXTERNAL
+        ));
     }
     if cfg.duration_ms < 10 {
         return bad("duration must be at least 10 ms".into());

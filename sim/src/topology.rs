@@ -16,8 +16,11 @@
 //! | ClusterIP of Service j | `10.96.0.0 + 10 + j` | 10.96.0.10 (kube-dns's place) |
 //! | Service j's port | even j: TCP 80 → target 8080; odd j: UDP 53 → target 5353 | |
 //! | VNI | 1 (Flannel's) | |
+//! | NodePort of Service j | `30000 + j` for the first 2,768 Services (the range 30000–32767) | |
+//! | external client k (on the underlay, outside the cluster) | `10.1.250.(10 + k)`, MAC `02:00` + its four bytes | 10.1.250.10, 10.1.250.11 |
 //!
-//! Limits: 32,768 nodes (the /9 holds 32,768 /24s) and up to 1,048,000 Services.
+//! Limits: 32,768 nodes (the /9 holds 32,768 /24s; their underlay addresses end at
+//! 10.1.163.x, below the external clients'), up to 1,048,000 Services, 200 external clients.
 
 use core::net::Ipv4Addr;
 
@@ -52,6 +55,38 @@ pub fn node_of_underlay(ip: u32) -> Option<u32> {
     let i = u32::from(c) * 200 + u32::from(d) - 10;
     (i < MAX_NODES).then_some(i)
 }
+
+/// Most external clients the addressing scheme supports.
+pub const MAX_EXTERNAL: u32 = 200;
+
+/// External client `k`'s address: on the underlay, no node's.
+pub fn external_ip(k: u32) -> Ipv4Addr {
+    Ipv4Addr::new(10, 1, 250, (10 + k) as u8)
+}
+
+/// The external client whose address is `ip` (host order), if the scheme produced it.
+pub fn external_of(ip: u32) -> Option<u32> {
+    let [a, b, c, d] = ip.to_be_bytes();
+    (a == 10 && b == 1 && c == 250 && (10..10 + MAX_EXTERNAL).contains(&u32::from(d)))
+        .then(|| u32::from(d) - 10)
+}
+
+/// External client `k`'s MAC.
+pub fn external_mac(k: u32) -> MacAddr {
+    let o = external_ip(k).octets();
+    MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]])
+}
+
+/// The NodePort of Service `j`: one per Service while the range lasts (none beyond).
+pub fn node_port(j: u32) -> Option<u16> {
+    let span = u32::from(NODEPORT_MAX - NODEPORT_MIN) + 1;
+    (j < span).then(|| NODEPORT_MIN + j as u16)
+}
+
+/// The NodePort range every node serves.
+pub const NODEPORT_MIN: u16 = 30000;
+/// Its last port.
+pub const NODEPORT_MAX: u16 = 32767;
 
 /// Node `i`'s underlay (uplink) MAC.
 pub fn underlay_mac(i: u32) -> MacAddr {
@@ -164,8 +199,8 @@ pub fn node_config(i: u32) -> NodeConfig {
         vni: VNI,
         service_cidr: service_cidr(),
         underlay_mtu: 1500,
-        nodeport_min: 30000,
-        nodeport_max: 32767,
+        nodeport_min: NODEPORT_MIN,
+        nodeport_max: NODEPORT_MAX,
         unknown_destination: UnknownDestination::Drop,
         host_mac: underlay_mac(i),
     }
@@ -206,5 +241,13 @@ mod tests {
         assert!(service_cidr().contains(cluster_ip(MAX_SERVICES - 1)));
         assert!(!pod_mac(7).is_multicast());
         assert_ne!(pod_cidr(255), pod_cidr(256));
+        for k in [0, 1, MAX_EXTERNAL - 1] {
+            assert_eq!(external_of(external_ip(k).to_bits()), Some(k));
+            assert_eq!(node_of_underlay(external_ip(k).to_bits()), None);
+        }
+        assert_eq!(external_of(underlay_ip(MAX_NODES - 1).to_bits()), None);
+        assert_eq!(node_port(0), Some(30000));
+        assert_eq!(node_port(2767), Some(32767));
+        assert_eq!(node_port(2768), None);
     }
 }

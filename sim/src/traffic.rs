@@ -1,6 +1,6 @@
 //! Flows: what the simulated pods send, and the simulator's record of each conversation.
 //!
-//! Three kinds:
+//! Four kinds:
 //! - **gateway ping**: once a pod has resolved its gateway by ARP it pings it (ICMP echo,
 //!   answered by the fast path's gateway responder);
 //! - **probes**: pod-to-pod request/answer pairs (UDP, TCP SYN or ICMP echo, chosen at random)
@@ -9,13 +9,16 @@
 //!   judged under loss;
 //! - **Service flows**: a client pod talks to a ClusterIP:port — TCP: SYN, data segments, FIN;
 //!   UDP: a run of datagrams — one request every few ticks, each answered by the backend. Not
-//!   resent: a lost request is just lost, as a client's retransmission would be a new packet.
+//!   resent: a lost request is just lost, as a client's retransmission would be a new packet;
+//! - **NodePort flows**: the same conversation, from an external client on the underlay
+//!   ([`crate::external`]) to a node's underlay address and a Service's NodePort.
 //!
 //! Every request carries a [`Token`] naming its flow, so the checker can tell which flow a
 //! delivered frame belongs to and what its addresses must be.
 
 use core::net::Ipv4Addr;
 
+use fastpath::wire::frame::{self, Addrs};
 use fastpath::wire::ipproto;
 use fastpath::wire::tcp::flags as tf;
 
@@ -70,8 +73,49 @@ pub enum FlowKind {
     GatewayPing,
     /// Pod-to-pod probe.
     Probe,
-    /// Client to a Service.
+    /// Client pod to a Service.
     Service,
+    /// External client to a Service's NodePort on a node.
+    NodePort,
+}
+
+/// What builds a flow's frames: a pod, or an external client towards a node. Each gives its
+/// frames' addresses; the frames are built the same way.
+pub trait Sender {
+    /// The Ethernet and IPv4 addresses of a frame to `dst`.
+    fn addrs(&self, dst: Ipv4Addr) -> Addrs;
+
+    /// A UDP datagram.
+    fn udp(&self, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        frame::udp_frame(&self.addrs(dst), sport, dport, payload)
+    }
+
+    /// A TCP segment.
+    #[allow(clippy::too_many_arguments)]
+    fn tcp(
+        &self,
+        dst: Ipv4Addr,
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        frame::tcp_frame(&self.addrs(dst), sport, dport, seq, ack, flags, payload)
+    }
+
+    /// An ICMP echo request or reply.
+    fn icmp_echo(
+        &self,
+        dst: Ipv4Addr,
+        request: bool,
+        ident: u16,
+        seq: u16,
+        data: &[u8],
+    ) -> Vec<u8> {
+        frame::icmp_echo_frame(&self.addrs(dst), request, ident, seq, data)
+    }
 }
 
 /// One conversation.
@@ -81,11 +125,14 @@ pub struct Flow {
     pub id: u32,
     /// Kind.
     pub kind: FlowKind,
-    /// The client pod's uid.
+    /// The client pod's uid ([`NO_POD`] for an external client's flow).
     pub client: u32,
+    /// The external client, for a NodePort flow.
+    pub external: Option<u32>,
     /// The client's IP (host order).
     pub client_ip: u32,
-    /// The client's node.
+    /// The client's node; for a NodePort flow, the node whose NodePort it reaches (the node
+    /// that keeps the flow's conntrack entry, as a client pod's node does).
     pub client_node: u32,
     /// IP protocol.
     pub proto: u8,
@@ -118,13 +165,41 @@ pub struct Flow {
     pub left: Vec<((u32, u16), u64)>,
 }
 
+/// The `client` of a flow no pod started (an external client's).
+pub const NO_POD: u32 = u32::MAX;
+
+/// Who starts a flow: `(pod uid or [`NO_POD`], external client, address, node)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    /// The client pod's uid, or [`NO_POD`].
+    pub uid: u32,
+    /// The external client, if it is one.
+    pub external: Option<u32>,
+    /// Its address (host order).
+    pub ip: u32,
+    /// Its node, or the node an external client reaches.
+    pub node: u32,
+}
+
+impl Client {
+    /// Pod `p`.
+    pub fn pod(p: &Pod) -> Client {
+        Client {
+            uid: p.uid,
+            external: None,
+            ip: p.ip.to_bits(),
+            node: p.node,
+        }
+    }
+}
+
 impl Flow {
     /// A new flow from `client` port `sport`; `requests` requests, first sent at `now`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: u32,
         kind: FlowKind,
-        client: &Pod,
+        client: Client,
         sport: u16,
         proto: u8,
         target: Target,
@@ -137,7 +212,8 @@ impl Flow {
             id,
             kind,
             client: client.uid,
-            client_ip: client.ip.to_bits(),
+            external: client.external,
+            client_ip: client.ip,
             client_node: client.node,
             proto,
             sport,
@@ -157,7 +233,7 @@ impl Flow {
     }
 
     /// The next request's bytes (`extra` filler bytes after the token), built by `client`.
-    pub fn request(&self, client: &Pod, seq: u32, attempt: u32, extra: usize) -> Vec<u8> {
+    pub fn request(&self, client: &impl Sender, seq: u32, attempt: u32, extra: usize) -> Vec<u8> {
         let tok = Token {
             kind: TokenKind::Request,
             flow: self.id,
@@ -191,7 +267,8 @@ impl Flow {
         }
     }
 
-    /// The address and port replies must come from: the target pod, the VIP, the gateway.
+    /// The address and port replies must come from: the target pod, the VIP, the gateway, the
+    /// node and NodePort.
     pub fn expected_reply_source(&self) -> (u32, u16) {
         (self.dst_ip, self.dport)
     }

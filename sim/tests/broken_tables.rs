@@ -89,3 +89,36 @@ fn a_service_with_the_wrong_backends_is_caught() {
     let (_, wrong) = inv(&r, "service_backend_live");
     assert!(wrong > 0, "{}", r.text());
 }
+
+#[test]
+fn nodeports_swapped_between_services_are_caught() {
+    // On node 0, Service 0's NodePort leads to Service 2 and the other way round (both TCP:
+    // a NodePort is a protocol's), so external clients' flows to node 0 reach backends of the
+    // wrong Service.
+    let mut cfg = small(34);
+    cfg.nodeport_flows = 40;
+    let mut s = Sim::new(cfg).unwrap();
+    let specs: Vec<_> = s.desired().services().cloned().collect();
+    let (mut a, mut b) = (specs[0].clone(), specs[2].clone());
+    assert_eq!(a.frontend.protocol, b.frontend.protocol);
+    let (pa, pb) = (a.node_port, b.node_port);
+    assert!(pa.is_some() && pb.is_some());
+    // A NodePort belongs to one Service at a time: free A's first.
+    a.node_port = None;
+    let freed = a.clone();
+    a.node_port = pb;
+    b.node_port = pa;
+    s.inject(
+        0,
+        vec![
+            Update::AddService(freed),
+            Update::AddService(b),
+            Update::AddService(a),
+        ],
+    )
+    .unwrap();
+    let r = s.run().unwrap();
+    assert!(!r.passed);
+    let (_, wrong) = inv(&r, "service_backend_live");
+    assert!(wrong > 0, "{}", r.text());
+}

@@ -14,6 +14,14 @@ fn clean_cluster_everything_reaches_everything() {
     assert_eq!(r.traffic.pod_pairs_reached, 12 * 11);
     assert_eq!(r.traffic.service_flows, 12 * 4);
     assert_eq!(r.traffic.service_flows_answered, 12 * 4);
+    // Two external clients, eight NodePort flows each, every one answered from the node's
+    // address; both kinds of backend reached: on the node (the client's address kept) and on
+    // another node (SNATed to the node's VTEP address, answered back through the tunnel).
+    assert_eq!(r.traffic.nodeport_flows, 2 * 8);
+    assert_eq!(r.traffic.nodeport_flows_answered, 2 * 8);
+    assert!(r.run.nodeport_requests_direct > 0, "{}", r.text());
+    assert!(r.run.nodeport_requests_snat > 0, "{}", r.text());
+    assert_eq!(r.run.external_frames_sent, r.run.external_frames_received);
     // Nothing dropped, lost or sent astray anywhere.
     assert!(
         r.counters.keys().all(|k| !k.starts_with("drop_")),
@@ -29,6 +37,7 @@ fn clean_cluster_everything_reaches_everything() {
         "service_backend_live",
         "service_client_ip_kept",
         "service_reply_from_vip",
+        "nodeport_reply_from_node",
         "flow_affinity",
         "checksums_intact",
         "payload_intact",

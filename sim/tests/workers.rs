@@ -19,6 +19,11 @@ fn several_workers_per_node_keep_every_invariant() {
         assert_passed(&r);
         assert_eq!(r.traffic.pod_pairs_reached, r.traffic.pod_pairs_tested);
         assert_eq!(r.traffic.service_flows_answered, r.traffic.service_flows);
+        // External clients' NodePort flows too: spread by the hash of the client's address
+        // and port, their replies handed to the flow's owner.
+        assert!(r.traffic.nodeport_flows > 0);
+        assert_eq!(r.traffic.nodeport_flows_answered, r.traffic.nodeport_flows);
+        assert!(inv(&r, "nodeport_reply_from_node").0 > 0);
         let handed = r.counters.get("handoff_tx").copied().unwrap_or(0);
         assert!(
             handed > 0,

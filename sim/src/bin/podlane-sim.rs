@@ -72,6 +72,13 @@ struct Args {
     /// frames go by an RSS-like hash, and NAT flows are handed to their owner as in the daemon.
     #[arg(long, default_value_t = 1)]
     workers: u16,
+    /// External clients on the underlay, reaching NodePorts (every Service has one while the
+    /// range 30000–32767 lasts) on the nodes with Services.
+    #[arg(long, default_value_t = 2)]
+    external_clients: u32,
+    /// NodePort flows each external client opens.
+    #[arg(long, default_value_t = 8)]
+    nodeport_flows: u32,
     /// Directory for report.txt, report.json and report.svg.
     #[arg(long, default_value = "sim-report")]
     out: PathBuf,
@@ -98,6 +105,8 @@ fn run(a: Args) -> Result<bool, Box<dyn std::error::Error>> {
         timings: !a.no_timings,
         timing_updates: a.timing_updates,
         workers: a.workers,
+        external_clients: a.external_clients,
+        nodeport_flows: a.nodeport_flows,
     };
     let report = Sim::new(cfg)?.run()?;
     std::fs::create_dir_all(&a.out)?;
