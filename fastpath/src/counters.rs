@@ -175,6 +175,9 @@ pub enum Event {
     CtClosedTakenOver,
     /// Flows whose source port was rewritten for SNAT.
     SnatPortRewritten,
+    /// Packets of an external client's NodePort flow that came from another MAC than the
+    /// flow's last (an upstream router's failover): the flow's replies follow them.
+    CtClientMacMoved,
     /// Packets handed to the worker that owns their flow.
     HandoffTx,
     /// Packets taken over from other workers (their flow is this worker's).
@@ -205,6 +208,7 @@ impl Event {
         Event::CtPurged,
         Event::CtClosedTakenOver,
         Event::SnatPortRewritten,
+        Event::CtClientMacMoved,
         Event::HandoffTx,
         Event::HandoffRx,
     ];
@@ -235,6 +239,7 @@ impl Event {
             Event::CtPurged => "ct_purged_endpoint_removed",
             Event::CtClosedTakenOver => "ct_closed_taken_over",
             Event::SnatPortRewritten => "snat_port_rewritten",
+            Event::CtClientMacMoved => "ct_client_mac_moved",
             Event::HandoffTx => "handoff_tx",
             Event::HandoffRx => "handoff_rx",
         }

@@ -1127,6 +1127,64 @@ fn nodeport_to_local_backend_replies_from_node_ip() {
     pod_b_to_external(&mut n, 51000, WEB_NODEPORT, tf::SYN | tf::ACK);
 }
 
+/// An external client's NodePort flow whose packets start arriving from another MAC (the
+/// upstream router failed over to one with another address): its replies follow them, from the
+/// next packet on.
+#[test]
+fn a_nodeport_flows_replies_follow_the_clients_mac() {
+    let mut n = Node::a();
+    set_endpoints(&mut n, &web_svc(), &[(POD_B_IP, EndpointState::Ready)]);
+    let a = node_a_cfg();
+    let from = |mac| Addrs::new(mac, a.underlay_mac, EXTERNAL_IP, a.underlay_ip);
+    let syn = frame::tcp_frame(&from(EXTERNAL_MAC), 51000, WEB_NODEPORT, 7, 0, tf::SYN, b"");
+    assert_eq!(
+        n.run(Ingress::Uplink, &syn).0,
+        Disposition::ToPod(POD_B_PORT)
+    );
+    pod_b_to_external(&mut n, 51000, WEB_NODEPORT, tf::SYN | tf::ACK);
+    // The same MAC again: nothing moves.
+    let ack = frame::tcp_frame(
+        &from(EXTERNAL_MAC),
+        51000,
+        WEB_NODEPORT,
+        8,
+        10,
+        tf::ACK,
+        b"",
+    );
+    assert_eq!(
+        n.run(Ingress::Uplink, &ack).0,
+        Disposition::ToPod(POD_B_PORT)
+    );
+    assert_eq!(n.counters().event_count(Event::CtClientMacMoved), 0);
+    // The next packet from the standby router's MAC: delivered, and the answers go there.
+    let standby = fastpath::wire::MacAddr([0x02, 0x00, 0x0a, 0x01, 0x00, 0x64]);
+    let data = frame::tcp_frame(&from(standby), 51000, WEB_NODEPORT, 8, 10, tf::ACK, b"x");
+    assert_eq!(
+        n.run(Ingress::Uplink, &data).0,
+        Disposition::ToPod(POD_B_PORT)
+    );
+    assert_eq!(n.counters().event_count(Event::CtClientMacMoved), 1);
+    let seg = frame::tcp_frame(&pod_b_to(EXTERNAL_IP), 8080, 51000, 10, 9, tf::ACK, b"");
+    let (d, out) = n.run(Ingress::Pod(POD_B_PORT), &seg);
+    assert_eq!(d, Disposition::ToUplink);
+    assert_bytes(
+        &out,
+        &frame::tcp_frame(
+            &Addrs {
+                ttl: 63,
+                ..Addrs::new(a.underlay_mac, standby, a.underlay_ip, EXTERNAL_IP)
+            },
+            WEB_NODEPORT,
+            51000,
+            10,
+            9,
+            tf::ACK,
+            b"",
+        ),
+    );
+}
+
 /// The external client's SYN from port 51000 to node A's NodePort 30080 when pod C is the
 /// endpoint: SNATed to node A's VTEP address and tunnelled to node B. Returns the wire frame.
 fn external_syn_tunnelled_to_pod_c(na: &mut Node) -> Vec<u8> {

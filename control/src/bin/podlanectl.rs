@@ -317,6 +317,7 @@ fn run(args: &Args) -> Result<(), String> {
                 "ct_purged_endpoint_removed",
                 "ct_closed_taken_over",
                 "snat_port_rewritten",
+                "ct_client_mac_moved",
             ] {
                 println!("  {k:<28} {}", n(k));
             }

@@ -15,6 +15,8 @@ use crate::wire::{checksum, ipproto};
 /// A conntrack hit that was applied to the packet.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Hit {
+    /// The flow's conntrack entry.
+    pub idx: u32,
     pub dir: Dir,
     pub flags: u8,
     pub client_mac: [u8; 6],
@@ -96,6 +98,7 @@ pub(crate) fn apply_key<B: PacketBuf>(
     let to = e.rewrite_packed(dir);
     let deltas = e.nat_deltas(dir);
     let hit = Hit {
+        idx,
         dir,
         flags: e.flags,
         client_mac: e.client_mac,
@@ -167,6 +170,7 @@ pub(crate) fn icmp_error<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B, ip: &mut I
     let e = cx.ct.entry(idx);
     let t = e.rewrite_for(dir);
     let hit = Hit {
+        idx,
         dir,
         flags: e.flags,
         client_mac: e.client_mac,
@@ -413,6 +417,7 @@ pub(crate) fn new_flow<B: PacketBuf>(
     let to = e.rewrite_packed(Dir::Orig);
     let deltas = e.nat_deltas(Dir::Orig);
     let hit = Hit {
+        idx,
         dir: Dir::Orig,
         flags: e.flags,
         client_mac: e.client_mac,

@@ -3,11 +3,12 @@
 //! path.
 
 use crate::buf::PacketBuf;
-use crate::counters::{Disposition, DropReason};
+use crate::counters::{Disposition, DropReason, Event};
 use crate::pipeline::nat::Client;
 use crate::pipeline::{
     arp, decap, icmp, l2_prologue, nat, parse_ipv4, route, tri, trim_padding, Ctx, Ingress, Ip4,
 };
+use crate::tables::conntrack::{flags, Dir};
 use crate::tables::NodeConfig;
 use crate::wire::{ethertype, ipproto, vxlan, MacAddr};
 
@@ -108,6 +109,27 @@ pub(crate) fn from_tunnel<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &mut B) -> Dispos
     Disposition::Drop(DropReason::NoLocalPod)
 }
 
+/// An external client's packet on its NodePort flow (`hit`, original direction) from another
+/// MAC than the flow's replies go to: they go to this one from now on. The fast path does not
+/// ARP for underlay neighbours, so the MAC a flow's first packet came from (its client's, or
+/// the upstream router's) is where its replies go; when that router fails over to one with
+/// another MAC, the flow's next packet moves its replies along, where they would otherwise go
+/// to the dead router for the flow's life (a link's FCS keeps a corrupted MAC from getting
+/// here).
+#[inline(always)]
+fn follow_client_mac<B: PacketBuf>(cx: &mut Ctx<'_>, pkt: &B, hit: &nat::Hit) {
+    if hit.dir != Dir::Orig || hit.flags & flags::EXTERNAL_CLIENT == 0 {
+        return;
+    }
+    let Some(&mac) = pkt.data().get(6..12).and_then(|m| m.first_chunk::<6>()) else {
+        return;
+    };
+    if mac != hit.client_mac {
+        cx.ct.set_client_mac(hit.idx, mac);
+        cx.c.inc(Event::CtClientMacMoved);
+    }
+}
+
 /// True if `ip`, addressed to the node, is TCP or UDP to a port in the NodePort range (which
 /// has a frontend or not: [`nodeport`] sends it to the host if not).
 #[inline(always)]
@@ -167,7 +189,9 @@ fn nodeport<B: PacketBuf>(
             return h;
         }
     }
-    if nat::apply(cx, pkt, ip).is_none() {
+    if let Some(hit) = nat::apply(cx, pkt, ip) {
+        follow_client_mac(cx, pkt, &hit);
+    } else {
         let (dport, proto) = (ip.ports.map_or(0, |p| p.1), ip.proto);
         let Some(svc) = cx.t.services.lookup_nodeport(dport, proto) else {
             // No Service there: the node's own port. A decapsulated frame is readdressed to

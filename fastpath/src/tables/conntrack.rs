@@ -630,6 +630,14 @@ impl Conntrack {
         &self.entries[idx as usize]
     }
 
+    /// Sends the replies of the external client's flow at `idx` to `mac` from now on.
+    #[inline]
+    pub fn set_client_mac(&mut self, idx: u32, mac: [u8; 6]) {
+        if let Some(e) = self.entries.get_mut(idx as usize) {
+            e.client_mac = mac;
+        }
+    }
+
     /// Finds the entry one of whose tuples is `key`. Expired entries are not returned (they are
     /// removed on the spot).
     #[inline(always)]
