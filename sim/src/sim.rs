@@ -995,20 +995,42 @@ impl Sim {
     /// the invariants — a NodePort answer of one of its flows, from the node's address and the
     /// NodePort it reached.
     fn external_receive(&mut self, k: u32, f: Frame) {
-        use fastpath::buf::PacketBuf;
-        let now = self.now;
         self.stats.external_frames_received += 1;
-        let corrupted = f.meta.corrupted;
-        let before = self.checker.total_violations();
         let (mac, cip) = {
             let c = &self.externals[k as usize];
             (c.mac, c.ip)
         };
+        let who = format!("external client {cip}");
+        self.host_receive(mac, &who, true, f, |sim, rx, _| match rx {
+            Rx::Ip(rx) => sim.on_external_reply(k, &rx),
+            Rx::Arp(a) => sim.checker.fail(Invariant::DeliveredToOwner, sim.now, || {
+                format!("external client {cip} got ARP {a:?}")
+            }),
+        });
+    }
+
+    /// The receive checks of a host (a pod, an external client: `who`) with NIC address `mac`
+    /// on `f`, then `accept` on what it accepted (with the tick `f` was sent at). A rejected
+    /// frame is the corruption's doing if it was corrupted — or, for a host whose MAC the fast
+    /// path learns from its packets (`mac_learned`: an external client), if it is an answer of
+    /// a flow whose first packet came with a corrupted source MAC (`ghost_tuples`); else the
+    /// fast path broke it. A corrupted frame that passed must break no invariant.
+    fn host_receive(
+        &mut self,
+        mac: fastpath::wire::MacAddr,
+        who: &str,
+        mac_learned: bool,
+        f: Frame,
+        accept: impl FnOnce(&mut Sim, Rx, u64),
+    ) {
+        use fastpath::buf::PacketBuf;
+        let now = self.now;
+        let corrupted = f.meta.corrupted;
+        let before = self.checker.total_violations();
         match pod::receive(mac, f.data()) {
             Err(rej) => {
-                // An answer of a flow whose first packet came with a corrupted source MAC: the
-                // node sends the flow's answers there.
-                let ghost = rej == pod::Reject::DstMac
+                let ghost = mac_learned
+                    && rej == pod::Reject::DstMac
                     && l4_tuple(&f).is_some_and(|(src, dst, sport, dport, proto)| {
                         self.ghost_tuples.contains(&(dst, src, dport, sport, proto))
                     });
@@ -1025,23 +1047,18 @@ impl Sim {
                     );
                     self.checker.fail(Invariant::ChecksumsIntact, now, || {
                         format!(
-                            "external client {cip} rejected an uncorrupted frame (to {to}): {}",
+                            "{who} rejected an uncorrupted frame (to {to}): {}",
                             rej.name()
                         )
                     });
                 }
                 return;
             }
-            Ok(Rx::Arp(a)) => {
-                self.checker.fail(Invariant::DeliveredToOwner, now, || {
-                    format!("external client {cip} got ARP {a:?}")
-                });
-            }
-            Ok(Rx::Ip(rx)) => {
+            Ok(rx) => {
                 if !corrupted {
                     self.checker.pass(Invariant::ChecksumsIntact);
                 }
-                self.on_external_reply(k, &rx);
+                accept(self, rx, f.meta.sent_at);
             }
         }
         if corrupted {
@@ -1049,7 +1066,7 @@ impl Sim {
             let ok = self.checker.total_violations() == before;
             self.checker
                 .check(Invariant::CorruptionCaught, ok, now, || {
-                    format!("a corrupted frame passed external client {cip}'s checks and broke an invariant")
+                    format!("a corrupted frame passed {who}'s checks and broke an invariant")
                 });
         }
     }
@@ -1239,49 +1256,16 @@ impl Sim {
 
     /// A frame reaches pod `uid`: host checks, invariants, the echo server.
     fn pod_receive(&mut self, uid: u32, f: Frame) {
-        use fastpath::buf::PacketBuf;
-        let now = self.now;
         self.stats.pod_frames_received += 1;
-        let corrupted = f.meta.corrupted;
-        let before = self.checker.total_violations();
-        let (mac, pip) = {
+        let (mac, uid_ip) = {
             let p = self.pod(uid);
             (p.mac, p.ip)
         };
-        match pod::receive(mac, f.data()) {
-            Err(rej) => {
-                if corrupted {
-                    *self
-                        .corruption
-                        .rejected_by_pods
-                        .entry(rej.name())
-                        .or_default() += 1;
-                    self.checker.pass(Invariant::CorruptionCaught);
-                } else {
-                    self.checker.fail(Invariant::ChecksumsIntact, now, || {
-                        format!("pod {pip} rejected an uncorrupted frame: {}", rej.name())
-                    });
-                }
-                return;
-            }
-            Ok(rx) => {
-                if !corrupted {
-                    self.checker.pass(Invariant::ChecksumsIntact);
-                }
-                match rx {
-                    Rx::Arp(a) => self.on_arp(uid, a),
-                    Rx::Ip(r) => self.on_ip(uid, r, f.meta.sent_at),
-                }
-            }
-        }
-        if corrupted {
-            self.corruption.delivered_intact += 1;
-            let ok = self.checker.total_violations() == before;
-            self.checker
-                .check(Invariant::CorruptionCaught, ok, now, || {
-                    format!("a corrupted frame passed pod {uid}'s checks and broke an invariant")
-                });
-        }
+        let who = format!("pod {uid_ip} (uid {uid})");
+        self.host_receive(mac, &who, false, f, |sim, rx, sent_at| match rx {
+            Rx::Arp(a) => sim.on_arp(uid, a),
+            Rx::Ip(r) => sim.on_ip(uid, r, sent_at),
+        });
     }
 
     fn on_arp(&mut self, uid: u32, a: pod::ArpRx) {
