@@ -36,6 +36,9 @@ pub enum Invariant {
     /// Replies to NodePort traffic reach the external client from the node's address and the
     /// NodePort it reached.
     NodePortReply,
+    /// A NodePort flow of a Service with `externalTrafficPolicy: Local` reaches a backend on
+    /// the node it was sent to.
+    NodePortLocal,
     /// A flow keeps its backend while unrelated endpoints churn (Maglev + conntrack).
     FlowAffinity,
     /// After a pod is deleted nothing is delivered to its IP until the IP is reused.
@@ -54,7 +57,7 @@ pub enum Invariant {
 
 impl Invariant {
     /// Every invariant, in report order.
-    pub const ALL: [Invariant; 14] = [
+    pub const ALL: [Invariant; 15] = [
         Invariant::Gateway,
         Invariant::DeliveredToOwner,
         Invariant::SourceUnchanged,
@@ -63,6 +66,7 @@ impl Invariant {
         Invariant::ServiceClientIp,
         Invariant::ServiceReplyFromVip,
         Invariant::NodePortReply,
+        Invariant::NodePortLocal,
         Invariant::FlowAffinity,
         Invariant::NothingAfterDelete,
         Invariant::CorruptionCaught,
@@ -82,6 +86,7 @@ impl Invariant {
             Invariant::ServiceClientIp => "service_client_ip_kept",
             Invariant::ServiceReplyFromVip => "service_reply_from_vip",
             Invariant::NodePortReply => "nodeport_reply_from_node",
+            Invariant::NodePortLocal => "nodeport_local_stays_on_node",
             Invariant::FlowAffinity => "flow_affinity",
             Invariant::NothingAfterDelete => "nothing_after_delete",
             Invariant::CorruptionCaught => "corruption_never_misdelivers",
@@ -102,6 +107,7 @@ impl Invariant {
             Invariant::ServiceClientIp => "a backend sees the client's own IP (hairpin: the gateway IP; NodePort to another node's backend: that node's VTEP IP)",
             Invariant::ServiceReplyFromVip => "replies to Service traffic come from the VIP:port",
             Invariant::NodePortReply => "replies to NodePort traffic reach the external client from the node's address:NodePort",
+            Invariant::NodePortLocal => "a NodePort flow of a Local-policy Service reaches a backend on the node it was sent to",
             Invariant::FlowAffinity => "a flow keeps its backend while unrelated endpoints churn",
             Invariant::NothingAfterDelete => "after a pod is deleted nothing is delivered to its IP until it is reused",
             Invariant::CorruptionCaught => "a corrupted frame is dropped or rejected, or delivered intact to the right pod",

@@ -149,6 +149,9 @@ pub struct RunStats {
     pub nodeport_requests_direct: u64,
     /// NodePort requests that reached a backend on another node (SNATed to the VTEP address).
     pub nodeport_requests_snat: u64,
+    /// NodePort flows of a Local-policy Service sent to a node without a ready endpoint of
+    /// its own when they started (dropped there, as kube-proxy drops them).
+    pub nodeport_flows_no_local_endpoint: u64,
     /// Frames for a deleted pod delivered to the new pod that got its IP (allowed).
     pub reused_ip_deliveries: u64,
     /// Times a flow legitimately changed backend (its own endpoint went away, or its client
@@ -391,9 +394,10 @@ impl Report {
         let r = &self.run;
         let _ = writeln!(
             s,
-            "  NodePort flows {} ({} answered) from external clients, who sent {} frames and received {}; requests to a backend on the node {}, on another node (SNAT) {}",
+            "  NodePort flows {} ({} answered; {} to a node without a local endpoint of a Local Service) from external clients, who sent {} frames and received {}; requests to a backend on the node {}, on another node (SNAT) {}",
             tr.nodeport_flows,
             tr.nodeport_flows_answered,
+            r.nodeport_flows_no_local_endpoint,
             r.external_frames_sent,
             r.external_frames_received,
             r.nodeport_requests_direct,

@@ -387,7 +387,7 @@ impl Sim {
                 name: topology::service_name(j),
                 frontend: f,
                 node_port: topology::node_port(j),
-                node_port_local: false,
+                node_port_local: topology::external_local(j),
                 endpoints,
             }))?;
             sim.history.push(h);
@@ -985,6 +985,15 @@ impl Sim {
             self.now,
         ));
         self.stats.nodeport_flows += 1;
+        // Under the Local policy a node without a ready endpoint of its own drops the flow.
+        let h = &self.history[svc as usize];
+        if topology::external_local(svc)
+            && !h.current().any(|(ip, _, ready)| {
+                ready && topology::locate_pod_ip(ip).is_some_and(|(n, _)| n == node)
+            })
+        {
+            self.stats.nodeport_flows_no_local_endpoint += 1;
+        }
         self.send_request(id, 0);
         if requests > 1 {
             self.schedule(self.now + FLOW_GAP, Timer::FlowStep(id));
@@ -1426,7 +1435,23 @@ impl Sim {
                 // address (its replies must come back through it), with the client's port
                 // unless another flow holds that tuple; to a backend on the node, the client
                 // is kept (kube-proxy's externalTrafficPolicy Cluster, as Linux shows it).
-                let snat = flow.kind == FlowKind::NodePort && p.node != flow.client_node;
+                // Under the Local policy the backend is on the node, the client kept.
+                let local_policy = flow.kind == FlowKind::NodePort && topology::external_local(svc);
+                if local_policy {
+                    self.checker.check(
+                        Invariant::NodePortLocal,
+                        p.node == flow.client_node,
+                        now,
+                        || {
+                            format!(
+                                "NodePort flow {} of Local Service {} reached node {} and went on to backend {} on node {}",
+                                flow.id, svc, flow.client_node, p.ip, p.node
+                            )
+                        },
+                    );
+                }
+                let snat =
+                    flow.kind == FlowKind::NodePort && !local_policy && p.node != flow.client_node;
                 if flow.kind == FlowKind::NodePort {
                     if snat {
                         self.stats.nodeport_requests_snat += 1;

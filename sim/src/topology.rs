@@ -17,6 +17,7 @@
 //! | Service j's port | even j: TCP 80 → target 8080; odd j: UDP 53 → target 5353 | |
 //! | VNI | 1 (Flannel's) | |
 //! | NodePort of Service j | `30000 + j` for the first 2,768 Services (the range 30000–32767) | |
+//! | externalTrafficPolicy of Service j | `Local` when j % 4 = 3, else `Cluster` | |
 //! | external client k (on the underlay, outside the cluster) | `10.1.250.(10 + k)`, MAC `02:00` + its four bytes | 10.1.250.10, 10.1.250.11 |
 //!
 //! Limits: 32,768 nodes (the /9 holds 32,768 /24s; their underlay addresses end at
@@ -81,6 +82,12 @@ pub fn external_mac(k: u32) -> MacAddr {
 pub fn node_port(j: u32) -> Option<u16> {
     let span = u32::from(NODEPORT_MAX - NODEPORT_MIN) + 1;
     (j < span).then(|| NODEPORT_MIN + j as u16)
+}
+
+/// True if Service `j`'s NodePort has `externalTrafficPolicy: Local` (its flows go to a
+/// backend on the node reached only, the client's address kept; none there, dropped).
+pub fn external_local(j: u32) -> bool {
+    j % 4 == 3
 }
 
 /// The NodePort range every node serves.

@@ -122,3 +122,24 @@ fn nodeports_swapped_between_services_are_caught() {
     let (_, wrong) = inv(&r, "service_backend_live");
     assert!(wrong > 0, "{}", r.text());
 }
+
+#[test]
+fn a_local_policy_lost_on_one_node_is_caught() {
+    // Node 0 forgets that Service 3's NodePort has the Local policy: its flows there go on to
+    // backends on other nodes, SNATed.
+    let mut cfg = small(35);
+    cfg.nodeport_flows = 40;
+    let mut s = Sim::new(cfg).unwrap();
+    let mut spec = s
+        .desired()
+        .services()
+        .find(|sp| sp.node_port_local)
+        .cloned()
+        .expect("a Local Service");
+    spec.node_port_local = false;
+    s.inject(0, vec![Update::AddService(spec)]).unwrap();
+    let r = s.run().unwrap();
+    assert!(!r.passed);
+    let (_, wrong) = inv(&r, "nodeport_local_stays_on_node");
+    assert!(wrong > 0, "{}", r.text());
+}
