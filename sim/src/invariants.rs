@@ -25,6 +25,9 @@ pub enum Invariant {
     SourceUnchanged,
     /// Every pod reaches every other pod it probes (request delivered, answer back).
     PodReachability,
+    /// A node's kernel reaches the other nodes' pods it probes from its VTEP address, and their
+    /// answers come back to it.
+    NodeReachesPods,
     /// Service traffic reaches a live backend of that Service (ready when the flow picked it).
     ServiceBackend,
     /// The backend sees the client's own address (no SNAT for ClusterIP; hairpin via the
@@ -57,11 +60,12 @@ pub enum Invariant {
 
 impl Invariant {
     /// Every invariant, in report order.
-    pub const ALL: [Invariant; 15] = [
+    pub const ALL: [Invariant; 16] = [
         Invariant::Gateway,
         Invariant::DeliveredToOwner,
         Invariant::SourceUnchanged,
         Invariant::PodReachability,
+        Invariant::NodeReachesPods,
         Invariant::ServiceBackend,
         Invariant::ServiceClientIp,
         Invariant::ServiceReplyFromVip,
@@ -82,6 +86,7 @@ impl Invariant {
             Invariant::DeliveredToOwner => "delivered_to_owner",
             Invariant::SourceUnchanged => "pod_source_unchanged",
             Invariant::PodReachability => "pod_reachability",
+            Invariant::NodeReachesPods => "node_reaches_pods",
             Invariant::ServiceBackend => "service_backend_live",
             Invariant::ServiceClientIp => "service_client_ip_kept",
             Invariant::ServiceReplyFromVip => "service_reply_from_vip",
@@ -103,6 +108,7 @@ impl Invariant {
             Invariant::DeliveredToOwner => "a frame is delivered only to the pod that owns its destination IP",
             Invariant::SourceUnchanged => "pod-to-pod frames arrive with source IP and port unchanged (no NAT between pods)",
             Invariant::PodReachability => "every probed pod pair is reached (request delivered, answer back)",
+            Invariant::NodeReachesPods => "a node's kernel reaches the other nodes' pods it probes from its VTEP address, answers back to it",
             Invariant::ServiceBackend => "Service traffic reaches a live backend of that Service (ready when picked)",
             Invariant::ServiceClientIp => "a backend sees the client's own IP (hairpin: the gateway IP; NodePort to another node's backend: that node's VTEP IP)",
             Invariant::ServiceReplyFromVip => "replies to Service traffic come from the VIP:port",

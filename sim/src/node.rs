@@ -61,6 +61,8 @@ pub struct SimNode {
     pub down_until: u64,
     /// Tick of the last fast-path start (conntrack is empty from then on).
     pub started_at: u64,
+    /// Tick it last joined the cluster (0: there from the start).
+    pub joined_at: u64,
     fp: Option<Fastpath>,
     caps: Capacities,
     ct_capacity: u32,
@@ -75,6 +77,8 @@ pub struct SimNode {
     pub active_ports: Vec<u16>,
     /// Frames from the underlay waiting for the pipeline.
     pub uplink_q: Vec<Frame>,
+    /// Frames from the node's kernel (the host path) waiting for the pipeline.
+    pub host_q: Vec<Frame>,
     /// Host number (0..256) → uid of the pod owning that address.
     pub ip_owner: Vec<Option<u32>>,
     ipam_next: u32,
@@ -104,6 +108,7 @@ impl SimNode {
             up: false,
             down_until: 0,
             started_at: 0,
+            joined_at: 0,
             fp: None,
             caps,
             ct_capacity,
@@ -113,6 +118,7 @@ impl SimNode {
             port_q: (0..ports).map(|_| Vec::new()).collect(),
             active_ports: Vec::new(),
             uplink_q: Vec::new(),
+            host_q: Vec::new(),
             ip_owner: vec![None; 256],
             ipam_next: 2,
             counters_before: CounterSnapshot::default(),
@@ -219,6 +225,8 @@ impl SimNode {
         for f in frames.drain(..) {
             let w = match ingress {
                 Ingress::Pod(p) => fp.pipelines[0].shard().of_pod_port(p),
+                // Worker 0 alone polls the host path, as in the daemon.
+                Ingress::Host => 0,
                 _ => rss(&f, workers as u16),
             };
             per[usize::from(w)].push(f);

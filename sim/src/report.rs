@@ -44,6 +44,8 @@ pub struct ConfigReport {
     pub requests_per_flow: u32,
     /// Workers per node.
     pub workers: u16,
+    /// Other nodes' pods each node's kernel probes.
+    pub host_probes: u32,
     /// External clients.
     pub external_clients: u32,
     /// NodePort flows per external client.
@@ -64,6 +66,7 @@ impl From<&SimConfig> for ConfigReport {
             flows_per_pod: c.flows_per_pod,
             requests_per_flow: c.requests_per_flow,
             workers: c.workers,
+            host_probes: c.host_probes,
             external_clients: c.external_clients,
             nodeport_flows: c.nodeport_flows,
         }
@@ -121,6 +124,10 @@ pub struct TrafficReport {
     pub nodeport_flows: u64,
     /// NodePort flows that got at least one answer.
     pub nodeport_flows_answered: u64,
+    /// Probes from nodes' kernels to other nodes' pods, judged (both ends still there).
+    pub host_probes: u64,
+    /// Those answered.
+    pub host_probes_answered: u64,
     /// The underlay.
     pub underlay: UnderlayStats,
 }
@@ -392,6 +399,11 @@ impl Report {
             tr.underlay.no_such_host
         );
         let r = &self.run;
+        let _ = writeln!(
+            s,
+            "  nodes' kernels (host path, from their VTEP addresses) reached {} of {} probed pods on other nodes",
+            tr.host_probes_answered, tr.host_probes
+        );
         let _ = writeln!(
             s,
             "  NodePort flows {} ({} answered; {} to a node without a local endpoint of a Local Service) from external clients, who sent {} frames and received {}; requests to a backend on the node {}, on another node (SNAT) {}",

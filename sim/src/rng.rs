@@ -39,6 +39,8 @@ pub mod streams {
     /// External clients' traffic: start times, nodes, Services, ports, payload sizes (a stream
     /// of its own, so that adding external clients leaves the pods' draws as they were).
     pub const EXTERNAL: u64 = 7;
+    /// The nodes' kernels' probes: start times, targets, protocols, ports, payload sizes.
+    pub const HOST: u64 = 8;
 }
 
 impl Rng {

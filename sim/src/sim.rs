@@ -117,6 +117,9 @@ pub struct SimConfig {
     pub timing_updates: u32,
     /// Workers per node (each with its own conntrack; flows handed to their owner).
     pub workers: u16,
+    /// Other nodes' pods each node's kernel probes from its VTEP address, through its host
+    /// path (at a random time; up to this many, fewer in a cluster with fewer).
+    pub host_probes: u32,
     /// External clients on the underlay.
     pub external_clients: u32,
     /// NodePort flows each external client opens (to a random full node, a random Service
@@ -143,6 +146,7 @@ impl Default for SimConfig {
             timings: false,
             timing_updates: 1000,
             workers: 1,
+            host_probes: 2,
             external_clients: 2,
             nodeport_flows: 8,
         }
@@ -183,6 +187,8 @@ enum Timer {
     FlowStep(u32),
     /// Start a NodePort flow from external client `k`.
     NodePortStart(u32),
+    /// Node `n`'s kernel starts its probes.
+    HostProbes(u32),
 }
 
 /// Tallies about corrupted frames.
@@ -228,6 +234,9 @@ pub struct Sim {
     checker: Checker,
     traffic_rng: Rng,
     external_rng: Rng,
+    host_rng: Rng,
+    /// Ports each node's kernel used (its probes never share a tuple).
+    host_ports: Vec<BTreeSet<u16>>,
     event_rng: Rng,
     next_frame_id: u64,
     deleted_ips: BTreeSet<u32>,
@@ -320,6 +329,8 @@ impl Sim {
             ))),
             traffic_rng: Rng::stream(cfg.seed, streams::TRAFFIC, 0),
             external_rng: Rng::stream(cfg.seed, streams::EXTERNAL, 0),
+            host_rng: Rng::stream(cfg.seed, streams::HOST, 0),
+            host_ports: vec![BTreeSet::new(); cfg.nodes as usize],
             event_rng: Rng::stream(cfg.seed, streams::EVENTS, 0),
             probe_all: cfg.probes_per_pod.is_none() && pods_initial <= 64,
             probe_k: cfg.probes_per_pod.unwrap_or(8),
@@ -428,6 +439,13 @@ impl Sim {
             let uid = sim.alive[k];
             let t = sim.traffic_rng.below(spread);
             sim.schedule(t, Timer::Arp(uid));
+        }
+        // Each node's kernel probes other nodes' pods once, some time in the first half.
+        if sim.cfg.host_probes > 0 && sim.cfg.duration_ms > 4 {
+            for n in 0..sim.cfg.nodes {
+                let t = sim.host_rng.range(1, sim.cfg.duration_ms / 2);
+                sim.schedule(t, Timer::HostProbes(n));
+            }
         }
         // External clients open their NodePort flows over the run.
         if sim.cfg.services > 0 && sim.cfg.duration_ms > 2 {
@@ -642,6 +660,17 @@ impl Sim {
                 self.dispatch(n, &mut out);
             }
         }
+        // 3b. Host-path ingress: what the nodes' kernels sent.
+        for n in 0..self.nodes.len() {
+            if self.nodes[n].host_q.is_empty() {
+                continue;
+            }
+            let node = &mut self.nodes[n];
+            let mut q = std::mem::take(&mut node.host_q);
+            node.process(Ingress::Host, &mut q, now, &mut out);
+            node.host_q = q;
+            self.dispatch(n as u32, &mut out);
+        }
         // 4. Events, while this tick's frames are on the underlay.
         while let Some(e) = self.agenda.first_entry() {
             if e.key().0 > now {
@@ -749,9 +778,14 @@ impl Sim {
                 }
                 Disposition::ToHost => {
                     self.nodes[n as usize].stats.to_host += 1;
+                    // A corrupted frame for the node's own address (a VXLAN port hit: the outer
+                    // UDP checksum is zero, RFC 7348) is its kernel's to drop; an intact one
+                    // must be the answer of one of its probes.
                     if f.meta.corrupted {
                         self.corruption.to_host += 1;
                         self.checker.pass(Invariant::CorruptionCaught);
+                    } else {
+                        self.node_host_receive(n, f);
                     }
                 }
                 Disposition::Handoff { .. } => {
@@ -827,9 +861,14 @@ impl Sim {
                     Target::Pod { uid, .. } => self.pods[uid as usize].is_some(),
                     _ => true,
                 };
+                let client_gone = if f.host {
+                    !self.nodes[f.client_node as usize].up
+                } else {
+                    self.pods[f.client as usize].is_none()
+                };
                 if f.replies > 0
                     || f.attempts >= self.probe_attempts
-                    || self.pods[f.client as usize].is_none()
+                    || client_gone
                     || !target_alive
                 {
                     return;
@@ -839,6 +878,7 @@ impl Sim {
             }
             Timer::ServiceStart(uid) => self.start_service_flow(uid),
             Timer::NodePortStart(k) => self.start_nodeport_flow(k),
+            Timer::HostProbes(n) => self.start_host_probes(n),
             Timer::FlowStep(fid) => {
                 let f = &self.flows[fid as usize];
                 let client_gone = f.external.is_none() && self.pods[f.client as usize].is_none();
@@ -860,6 +900,16 @@ impl Sim {
 
     /// Sends request `seq` of flow `fid` (a probe's `seq` 0 is resent with a new attempt).
     fn send_request(&mut self, fid: u32, seq: u32) {
+        if self.flows[fid as usize].host {
+            let extra = self.host_rng.below(49) as usize;
+            let f = &mut self.flows[fid as usize];
+            let n = f.client_node;
+            let bytes = f.request(&traffic::NodeHost(n), 0, f.attempts, extra);
+            f.attempts += 1;
+            f.sent = 1;
+            self.host_send(n, bytes);
+            return;
+        }
         if let Some(k) = self.flows[fid as usize].external {
             let extra = self.external_rng.below(49) as usize;
             let f = &mut self.flows[fid as usize];
@@ -920,6 +970,153 @@ impl Sim {
         Some(id)
     }
 
+    /// Node `n`'s kernel sends a frame through its host path (no fault on the way: a TAP).
+    fn host_send(&mut self, n: u32, bytes: Vec<u8>) {
+        let meta = Meta {
+            id: self.next_frame_id,
+            sent_at: self.now,
+            ..Meta::default()
+        };
+        self.next_frame_id += 1;
+        let now = self.now;
+        let node = &mut self.nodes[n as usize];
+        if !node.up || !node.forwarding(now) {
+            node.stats.lost_while_down += 1;
+            return;
+        }
+        node.host_q.push(Frame::new(&bytes, meta));
+    }
+
+    /// Node `n`'s kernel probes up to `host_probes` pods on other nodes, from its VTEP address.
+    fn start_host_probes(&mut self, n: u32) {
+        if !self.nodes[n as usize].up || self.packets_capped() {
+            return;
+        }
+        let others: Vec<u32> = self
+            .alive
+            .iter()
+            .copied()
+            .filter(|&u| self.pod(u).node != n)
+            .collect();
+        let picks = self
+            .host_rng
+            .sample(others.len(), self.cfg.host_probes as usize);
+        let vtep = topology::pod_cidr(n).network();
+        for k in picks {
+            let t = self.pod(others[k]);
+            let (tuid, tip) = (t.uid, t.ip);
+            let proto = traffic::probe_protocol(self.host_rng.below(3));
+            let draw = self.host_rng.next_u64();
+            let sport = pod::fresh_port(&mut self.host_ports[n as usize], draw);
+            let id = self.flows.len() as u32;
+            let who = Client {
+                uid: NO_POD,
+                external: None,
+                host: true,
+                ip: vtep.to_bits(),
+                node: n,
+            };
+            self.flows.push(Flow::new(
+                id,
+                FlowKind::HostProbe,
+                who,
+                sport,
+                proto,
+                Target::Pod {
+                    uid: tuid,
+                    ip: tip.to_bits(),
+                },
+                tip,
+                traffic::probe_port(proto),
+                1,
+                self.now,
+            ));
+            self.send_request(id, 0);
+            let at = self.now + self.probe_retry();
+            self.schedule(at, Timer::ProbeRetry(id));
+        }
+    }
+
+    /// A frame the fast path of node `n` sent its kernel: the host stack's checks, then the
+    /// answer of one of the kernel's probes, from the pod probed to the VTEP address.
+    fn node_host_receive(&mut self, n: u32, f: Frame) {
+        let who = format!("node {n}'s kernel");
+        self.host_receive(
+            topology::underlay_mac(n),
+            &who,
+            false,
+            f,
+            |sim, rx, _| match rx {
+                Rx::Ip(rx) => sim.on_host_reply(n, &rx),
+                Rx::Arp(a) => sim.checker.fail(Invariant::DeliveredToOwner, sim.now, || {
+                    format!("node {n}'s kernel got ARP {a:?}")
+                }),
+            },
+        );
+    }
+
+    /// The answer `rx` of a probe reached node `n`'s kernel.
+    fn on_host_reply(&mut self, n: u32, rx: &IpRx) {
+        let now = self.now;
+        let vtep = topology::pod_cidr(n).network();
+        let flow = rx
+            .token
+            .filter(|t| t.kind == TokenKind::Reply)
+            .and_then(|t| self.flows.get(t.flow as usize))
+            .cloned();
+        // A NodePort flow's answer to this node's VTEP address that its conntrack no longer
+        // translates (the fast path restarted, or the backend's endpoint went and its UDP flows
+        // with it): the kernel's, which has no socket for it.
+        if let Some(f) = &flow {
+            if f.kind == FlowKind::NodePort && f.client_node == n && rx.dst == vtep {
+                let Target::Service { svc } = f.target else {
+                    return;
+                };
+                let ct_lost = self.nodes[n as usize].started_at >= f.started;
+                let stale =
+                    self.history[svc as usize].removed_since(rx.src.to_bits(), rx.sport, f.started);
+                self.checker
+                    .check(Invariant::NodePortReply, ct_lost || stale, now, || {
+                        format!(
+                            "answer of NodePort flow {} from {}:{} reached node {n}'s kernel untranslated",
+                            f.id, rx.src, rx.sport
+                        )
+                    });
+                self.stats.stale_replies += 1;
+                return;
+            }
+        }
+        let Some(flow) = flow.filter(|f| f.host && f.client_node == n && rx.dst == vtep) else {
+            self.checker.fail(Invariant::DeliveredToOwner, now, || {
+                format!(
+                    "node {n}'s kernel got a frame for {} from {} that is no answer of its probes",
+                    rx.dst, rx.src
+                )
+            });
+            return;
+        };
+        self.checker.pass(Invariant::DeliveredToOwner);
+        self.checker.pass(Invariant::PayloadIntact);
+        let icmp = rx.proto == ipproto::ICMP;
+        let (want_ip, want_port) = flow.expected_reply_source();
+        let exact = rx.src.to_bits() == want_ip
+            && (icmp || rx.sport == want_port)
+            && rx.dport == flow.sport
+            && rx.proto == flow.proto;
+        self.checker
+            .check(Invariant::SourceUnchanged, exact, now, || {
+                format!(
+                    "answer of node {n}'s probe {} came from {}:{}, want {}:{}",
+                    flow.id,
+                    rx.src,
+                    rx.sport,
+                    ip(want_ip),
+                    want_port
+                )
+            });
+        self.flows[flow.id as usize].replies += 1;
+    }
+
     /// An external client's frame onto the underlay.
     fn external_send(&mut self, bytes: Vec<u8>) {
         self.stats.external_frames_sent += 1;
@@ -969,6 +1166,7 @@ impl Sim {
         let who = Client {
             uid: NO_POD,
             external: Some(k),
+            host: false,
             ip: client.ip.to_bits(),
             node,
         };
@@ -1881,6 +2079,7 @@ impl Sim {
         let state = self.desired.full_state(role);
         let node = &mut self.nodes[n as usize];
         node.up = true;
+        node.joined_at = self.now;
         node.down_until = 0;
         node.reset_ipam();
         node.start(self.now, state)
@@ -1928,6 +2127,32 @@ impl Sim {
         }
         for _ in &reached {
             self.checker.pass(Invariant::PodReachability);
+        }
+        // The nodes' kernels' probes, judged where both ends are still there (a node that left
+        // the cluster meanwhile, to join again, gave its probes up).
+        let (mut host_probes, mut host_probes_answered) = (0, 0);
+        for f in &self.flows {
+            let Target::Pod { uid: t, ip: tip } = f.target else {
+                continue;
+            };
+            let node = &self.nodes[f.client_node as usize];
+            if f.kind != FlowKind::HostProbe
+                || !node.up
+                || node.joined_at > f.started
+                || self.pods[t as usize].is_none()
+            {
+                continue;
+            }
+            host_probes += 1;
+            let ok = f.request_delivered && f.replies > 0;
+            host_probes_answered += u64::from(ok);
+            let (n, id, att) = (f.client_node, f.id, f.attempts);
+            self.checker.check(Invariant::NodeReachesPods, ok, now, || {
+                format!(
+                    "node {n}'s kernel never got through to {} (uid {t}) in {att} attempts (probe {id})",
+                    ip(tip)
+                )
+            });
         }
         // Tables against the desired state, every node.
         for k in 0..self.nodes.len() {
@@ -2041,6 +2266,8 @@ impl Sim {
                 service_flows_answered,
                 nodeport_flows: self.stats.nodeport_flows,
                 nodeport_flows_answered,
+                host_probes,
+                host_probes_answered,
                 underlay: self.underlay.stats,
             },
             run: self.stats,

@@ -77,6 +77,27 @@ pub enum FlowKind {
     Service,
     /// External client to a Service's NodePort on a node.
     NodePort,
+    /// A node's kernel to another node's pod, from the node's VTEP address (through the host
+    /// path), resent until answered as a probe is.
+    HostProbe,
+}
+
+/// A node's kernel, sending through its host path (`Ingress::Host`): from its VTEP address to
+/// other nodes' pods, as `podlane-control`'s routes make it (`control/src/hostroutes.rs`), to
+/// the gateway's MAC (the fast path answers the kernel's ARP for it).
+#[derive(Debug, Clone, Copy)]
+pub struct NodeHost(pub u32);
+
+impl Sender for NodeHost {
+    fn addrs(&self, dst: Ipv4Addr) -> Addrs {
+        let n = self.0;
+        Addrs::new(
+            topology::underlay_mac(n),
+            topology::gateway_mac(n),
+            topology::pod_cidr(n).network(),
+            dst,
+        )
+    }
 }
 
 /// What builds a flow's frames: a pod, or an external client towards a node. Each gives its
@@ -129,6 +150,8 @@ pub struct Flow {
     pub client: u32,
     /// The external client, for a NodePort flow.
     pub external: Option<u32>,
+    /// The flow is its node's kernel's (`client_node`), a host probe.
+    pub host: bool,
     /// The client's IP (host order).
     pub client_ip: u32,
     /// The client's node; for a NodePort flow, the node whose NodePort it reaches (the node
@@ -175,6 +198,8 @@ pub struct Client {
     pub uid: u32,
     /// The external client, if it is one.
     pub external: Option<u32>,
+    /// The node's kernel, if it is one (`node`'s).
+    pub host: bool,
     /// Its address (host order).
     pub ip: u32,
     /// Its node, or the node an external client reaches.
@@ -187,6 +212,7 @@ impl Client {
         Client {
             uid: p.uid,
             external: None,
+            host: false,
             ip: p.ip.to_bits(),
             node: p.node,
         }
@@ -213,6 +239,7 @@ impl Flow {
             kind,
             client: client.uid,
             external: client.external,
+            host: client.host,
             client_ip: client.ip,
             client_node: client.node,
             proto,
@@ -245,7 +272,7 @@ impl Flow {
         match self.proto {
             ipproto::UDP => client.udp(dst, self.sport, self.dport, &payload),
             ipproto::TCP => {
-                let flags = if self.kind == FlowKind::Probe || seq == 0 {
+                let flags = if self.is_probe() || seq == 0 {
                     tf::SYN
                 } else if seq + 1 == self.requests {
                     tf::FIN | tf::ACK
@@ -271,6 +298,11 @@ impl Flow {
     /// node and NodePort.
     pub fn expected_reply_source(&self) -> (u32, u16) {
         (self.dst_ip, self.dport)
+    }
+
+    /// True for a probe: one request, resent until answered (a pod's or a node kernel's).
+    pub fn is_probe(&self) -> bool {
+        matches!(self.kind, FlowKind::Probe | FlowKind::HostProbe)
     }
 
     /// True when the flow's target is the pod `uid`.

@@ -30,11 +30,16 @@ fn clean_cluster_everything_reaches_everything() {
         r.counters
     );
     assert_eq!(r.traffic.pod_frames_sent, r.traffic.pod_frames_received);
+    // Each node's kernel reached the two pods on other nodes it probed from its VTEP address
+    // (the source a Flannel node's strict reverse-path filter takes from its tunnel).
+    assert_eq!(r.traffic.host_probes, 3 * 2);
+    assert_eq!(r.traffic.host_probes_answered, 3 * 2);
     for name in [
         "gateway",
         "delivered_to_owner",
         "pod_source_unchanged",
         "pod_reachability",
+        "node_reaches_pods",
         "service_backend_live",
         "service_client_ip_kept",
         "service_reply_from_vip",

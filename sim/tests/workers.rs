@@ -27,6 +27,10 @@ fn several_workers_per_node_keep_every_invariant() {
             r.traffic.nodeport_flows
         );
         assert!(inv(&r, "nodeport_reply_from_node").0 > 0);
+        // The nodes' kernels' probes: through worker 0, which alone polls the host path; their
+        // answers from any worker.
+        assert!(r.traffic.host_probes > 0);
+        assert_eq!(r.traffic.host_probes_answered, r.traffic.host_probes);
         let handed = r.counters.get("handoff_tx").copied().unwrap_or(0);
         assert!(
             handed > 0,

@@ -72,6 +72,9 @@ struct Args {
     /// frames go by an RSS-like hash, and NAT flows are handed to their owner as in the daemon.
     #[arg(long, default_value_t = 1)]
     workers: u16,
+    /// Other nodes' pods each node's kernel probes from its VTEP address, through its host path.
+    #[arg(long, default_value_t = 2)]
+    host_probes: u32,
     /// External clients on the underlay, reaching NodePorts (every Service has one while the
     /// range 30000–32767 lasts) on the nodes with Services.
     #[arg(long, default_value_t = 2)]
@@ -105,6 +108,7 @@ fn run(a: Args) -> Result<bool, Box<dyn std::error::Error>> {
         timings: !a.no_timings,
         timing_updates: a.timing_updates,
         workers: a.workers,
+        host_probes: a.host_probes,
         external_clients: a.external_clients,
         nodeport_flows: a.nodeport_flows,
     };
