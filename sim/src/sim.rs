@@ -5,11 +5,13 @@
 //! time is read only for the timing figures, which stay out of the deterministic report.
 //!
 //! # One tick, in order
-//! 1. due pod timers fire: ARP (re)tries, probes, Service flow steps;
+//! 1. due timers fire: ARP (re)tries, probes, Service flow steps, NodePort flows of external
+//!    clients, the nodes' kernels' probes;
 //! 2. pod → node links deliver what is due into the nodes' port queues;
 //! 3. every node with frames from pods runs them through its pipeline (bursts of ≤ 32 per
-//!    port); outputs go to pod links, the underlay, the host path (counted) or are drops
-//!    (counted by the fast path);
+//!    port), then what its kernel sent through the host path; outputs go to pod links, the
+//!    underlay, the node's kernel (which checks what it gets) or are drops (counted by the
+//!    fast path);
 //! 4. due events (churn, restarts) fire — while this tick's frames are on the underlay and on
 //!    pod links, so every event has packets in flight: desired state changes, updates go to
 //!    the nodes;
