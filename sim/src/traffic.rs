@@ -191,7 +191,7 @@ pub struct Flow {
 /// The `client` of a flow no pod started (an external client's).
 pub const NO_POD: u32 = u32::MAX;
 
-/// Who starts a flow: `(pod uid or [`NO_POD`], external client, address, node)`.
+/// Who starts a flow: a pod, an external client, or a node's kernel.
 #[derive(Debug, Clone, Copy)]
 pub struct Client {
     /// The client pod's uid, or [`NO_POD`].
@@ -200,7 +200,7 @@ pub struct Client {
     pub external: Option<u32>,
     /// The node's kernel, if it is one (`node`'s).
     pub host: bool,
-    /// Its address (host order).
+    /// Its address (host order): a pod's, an external client's, or the node's VTEP address.
     pub ip: u32,
     /// Its node, or the node an external client reaches.
     pub node: u32,
