@@ -1099,12 +1099,8 @@ impl Sim {
         };
         self.checker.pass(Invariant::DeliveredToOwner);
         self.checker.pass(Invariant::PayloadIntact);
-        let icmp = rx.proto == ipproto::ICMP;
         let (want_ip, want_port) = flow.expected_reply_source();
-        let exact = rx.src.to_bits() == want_ip
-            && (icmp || rx.sport == want_port)
-            && rx.dport == flow.sport
-            && rx.proto == flow.proto;
+        let exact = flow.answered_by(rx);
         self.checker
             .check(Invariant::SourceUnchanged, exact, now, || {
                 format!(
@@ -1194,9 +1190,14 @@ impl Sim {
         {
             self.stats.nodeport_flows_no_local_endpoint += 1;
         }
-        self.send_request(id, 0);
+        self.open_flow(id, requests);
+    }
+
+    /// Sends a Service or NodePort flow's first request and schedules the next.
+    fn open_flow(&mut self, fid: u32, requests: u32) {
+        self.send_request(fid, 0);
         if requests > 1 {
-            self.schedule(self.now + FLOW_GAP, Timer::FlowStep(id));
+            self.schedule(self.now + FLOW_GAP, Timer::FlowStep(fid));
         }
     }
 
@@ -1310,10 +1311,7 @@ impl Sim {
         }
         self.checker.pass(Invariant::DeliveredToOwner);
         let (want_ip, want_port) = flow.expected_reply_source();
-        let exact = rx.src.to_bits() == want_ip
-            && rx.sport == want_port
-            && rx.dport == flow.sport
-            && rx.proto == flow.proto;
+        let exact = flow.answered_by(rx);
         if !exact {
             let Target::Service { svc } = flow.target else {
                 return;
@@ -1456,10 +1454,7 @@ impl Sim {
             requests,
         ) {
             self.stats.service_flows += 1;
-            self.send_request(fid, 0);
-            if requests > 1 {
-                self.schedule(self.now + FLOW_GAP, Timer::FlowStep(fid));
-            }
+            self.open_flow(fid, requests);
         }
     }
 
@@ -1778,12 +1773,8 @@ impl Sim {
             }
             return;
         }
-        let icmp = rx.proto == ipproto::ICMP;
         let (want_ip, want_port) = flow.expected_reply_source();
-        let exact = rx.src.to_bits() == want_ip
-            && (icmp || rx.sport == want_port)
-            && rx.dport == flow.sport
-            && rx.proto == flow.proto;
+        let exact = flow.answered_by(rx);
         match flow.target {
             Target::Pod { .. } => {
                 self.checker

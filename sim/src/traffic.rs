@@ -300,6 +300,17 @@ impl Flow {
         (self.dst_ip, self.dport)
     }
 
+    /// True if `rx` is exactly an answer of this flow: from the address and port replies
+    /// must come from ([`Flow::expected_reply_source`]; an ICMP echo reply carries no port), to
+    /// the client's port, in the flow's protocol.
+    pub fn answered_by(&self, rx: &crate::pod::IpRx) -> bool {
+        let (want_ip, want_port) = self.expected_reply_source();
+        rx.src.to_bits() == want_ip
+            && (rx.proto == ipproto::ICMP || rx.sport == want_port)
+            && rx.dport == self.sport
+            && rx.proto == self.proto
+    }
+
     /// True for a probe: one request, resent until answered (a pod's or a node kernel's).
     pub fn is_probe(&self) -> bool {
         matches!(self.kind, FlowKind::Probe | FlowKind::HostProbe)
